@@ -37,7 +37,8 @@ class CgkitCalculator(Calculator):
         self.potential = potential
         self.dtype = dtype or potential.dtype
         if self.dtype != potential.dtype:
-            self.potential = potential.to(self.dtype)
+            import copy
+            self.potential = copy.deepcopy(potential).to(self.dtype)  # never change the caller's
 
     def _graph(self, atoms) -> AtomicGraph:
         return self.potential.graph(atoms, dtype=self.dtype)

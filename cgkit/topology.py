@@ -170,6 +170,6 @@ def bonded_vectors(positions: torch.Tensor, cell: torch.Tensor, pbc, a: torch.Te
     if not bool(pbc_t.any()):
         return d
     with torch.no_grad():
-        frac = torch.linalg.solve(cell.T.detach(), d.detach().T).T
+        frac = d.detach() @ torch.linalg.inv(cell.detach())
         shift = -torch.round(frac) * pbc_t.to(frac.dtype)
     return d + shift @ cell

@@ -1,0 +1,99 @@
+"""The ASE calculator works with ASE MD, optimizers with cell filters, and phonopy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import units
+from ase.build import bulk
+
+from cgkit.calculator import CgkitCalculator
+from cgkit.potentials import LennardJones, StillingerWeber
+from tests.conftest import triclinic_si
+
+
+def test_nve_velocity_verlet_on_sw_silicon_conserves_energy():
+    """64-atom SW Si, 1 fs, 10 ps from 1000 K: drift < 1e-4 eV/atom/ps (acceptance of issue 2)."""
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.verlet import VelocityVerlet
+
+    atoms = bulk("Si", "diamond", a=5.43095, cubic=True).repeat(2)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=1000, rng=np.random.default_rng(7))
+    Stationary(atoms)
+    atoms.calc = CgkitCalculator(StillingerWeber())
+    dyn = VelocityVerlet(atoms, 1.0 * units.fs)
+    n_steps, every = 10_000, 20
+    times, energies = [], []
+    for k in range(n_steps // every + 1):
+        if k:
+            dyn.run(every)
+        times.append(k * every * 1e-3)  # ps
+        energies.append(atoms.get_total_energy() / len(atoms))
+    slope = np.polyfit(times, energies, 1)[0]
+    assert abs(slope) < 1e-4, f"energy drift {slope:.2e} eV/atom/ps"
+    assert np.ptp(energies) < 5e-3  # bounded fluctuations of the Verlet shadow energy
+    assert atoms.get_temperature() > 200  # it really moved (equipartition halves 1000 K)
+
+
+def test_cell_relaxation_through_ase_filter_finds_sw_lattice_constant():
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    atoms = bulk("Si", "diamond", a=5.60, cubic=True)
+    atoms.calc = CgkitCalculator(StillingerWeber())
+    BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=1e-6, steps=200)
+    a = np.cbrt(atoms.get_volume())
+    assert abs(a - 5.43095) < 1e-4
+    assert np.abs(atoms.get_stress()).max() < 1e-5
+
+
+def test_analytic_hessian_equals_phonopy_finite_displacement_force_constants():
+    from phonopy import Phonopy
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    unit = bulk("Si", "diamond", a=5.43095)
+    ph = Phonopy(PhonopyAtoms(symbols=unit.get_chemical_symbols(), cell=unit.cell.array,
+                              scaled_positions=unit.get_scaled_positions()),
+                 supercell_matrix=np.diag([2, 2, 2]), primitive_matrix=None)
+    ph.generate_displacements(distance=1e-3)
+    calc = CgkitCalculator(StillingerWeber())
+    forces = []
+    from ase import Atoms
+    for sc in ph.supercells_with_displacements:
+        a = Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True)
+        a.calc = calc
+        forces.append(a.get_forces())
+    ph.forces = np.array(forces)
+    ph.produce_force_constants()
+    fc = ph.force_constants  # (n, n, 3, 3) eV/Å²
+    sc = ph.supercell
+    sc_atoms = Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True)
+    H = calc.get_hessian(sc_atoms)
+    n = len(sc_atoms)
+    H4 = H.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)
+    # finite displacements of 1e-3 Å are accurate to O(u²) ≈ 1e-6 relative for SW
+    assert np.abs(H4 - fc).max() < 1e-4 * np.abs(fc).max()
+
+
+def test_calculator_gives_per_atom_energies_summing_to_total(rng):
+    atoms = triclinic_si(rng)
+    atoms.calc = CgkitCalculator(StillingerWeber())
+    assert abs(atoms.get_potential_energies().sum() - atoms.get_potential_energy()) < 1e-10
+
+
+def test_float32_calculation_is_close_to_float64(rng):
+    atoms = triclinic_si(rng)
+    f64 = CgkitCalculator(StillingerWeber(), dtype=torch.float64).get_forces(atoms)
+    f32 = CgkitCalculator(StillingerWeber(), dtype=torch.float32).get_forces(atoms)
+    assert np.abs(f32 - f64).max() < 1e-4
+
+
+def test_molecule_in_vacuum_has_forces_but_no_stress():
+    from ase.build import molecule
+    atoms = molecule("CH4")
+    atoms.calc = CgkitCalculator(LennardJones(sigma=1.5, epsilon=0.01, cutoff=5.0))
+    f = atoms.get_forces()
+    assert np.abs(f.sum(axis=0)).max() < 1e-12
+    from ase.calculators.calculator import PropertyNotImplementedError
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_stress()
