@@ -1,0 +1,475 @@
+"""Harmonic phonons through phonopy, from analytic Hessians or finite displacements.
+
+Route 1 — a cgkit :class:`~cgkit.potential.Potential`: the force constants of the supercell
+are exact second derivatives by autograd (float64). By the lattice translations of the
+supercell only the rows of the atoms of the primitive cell are needed (3·n_prim vector–Hessian
+products in one batched double-backward pass); phonopy expands them to the full
+(n_sc, n_sc, 3, 3) layout.
+
+Route 2 — any ASE calculator: phonopy's symmetry-reduced finite displacements.
+
+Either way the force constants go into a :class:`phonopy.Phonopy` object, the acoustic sum
+rule is imposed (its size is reported), and band structure (standard path of the Bravais
+lattice, from ASE's :meth:`~ase.cell.Cell.bandpath`), DOS, thermal properties, Γ-point
+frequencies with irreducible representations, the stable MD time step and phonopy's own
+files (``phonopy_params.yaml``, ``FORCE_CONSTANTS``) follow.
+
+Units: frequencies THz (imaginary modes as negative numbers), force constants eV/Å², masses
+amu, thermal properties as phonopy: free energy kJ/mol, entropy and heat capacity J/(K·mol)
+per mole of primitive cells.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cgkit.errors import InputError, StructureError
+
+from .calculators import Results, resolve_model
+from .timestep import stability_from_hessian, timestep_from_frequency
+
+__all__ = ["Phonons", "ImaginaryModeWarning", "analytic_force_constants", "hessian_rows",
+           "ase_to_phonopy", "phonopy_to_ase"]
+
+
+class ImaginaryModeWarning(UserWarning):
+    """The structure has imaginary phonon frequencies (reported as negative numbers)."""
+
+
+# ---------------------------------------------------------------------- conversions
+def ase_to_phonopy(atoms):
+    from phonopy.structure.atoms import PhonopyAtoms
+    return PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=np.asarray(atoms.cell.array),
+                        scaled_positions=atoms.get_scaled_positions(wrap=False),
+                        masses=atoms.get_masses())
+
+
+def phonopy_to_ase(patoms):
+    from ase import Atoms
+    return Atoms(symbols=patoms.symbols, cell=patoms.cell, scaled_positions=patoms.scaled_positions,
+                 masses=patoms.masses, pbc=True)
+
+
+def _read_structure(structure):
+    if isinstance(structure, (str, Path)):
+        from ase.io import read
+        try:
+            return read(str(structure))
+        except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+            raise InputError(f"cannot read structure '{structure}': {exc}") from exc
+    if not hasattr(structure, "get_positions"):
+        raise InputError(f"expected ASE Atoms or a structure file, got {type(structure).__name__}")
+    return structure.copy()
+
+
+def _check_periodic(atoms, what: str):
+    if len(atoms) == 0:
+        raise StructureError(f"{what} needs at least one atom")
+    if not atoms.pbc.all() or abs(atoms.cell.volume) < 1e-6:
+        raise StructureError(f"{what} needs a crystal periodic in all three directions with a "
+                             f"non-degenerate cell (got pbc={atoms.pbc.tolist()}, volume "
+                             f"{abs(atoms.cell.volume):.3g} Å³); set atoms.pbc = True and a cell")
+
+
+def _supercell_matrix(supercell):
+    m = np.asarray(supercell, dtype=int)
+    if m.shape == (3,):
+        m = np.diag(m)
+    if m.shape != (3, 3) or abs(round(np.linalg.det(m))) < 1:
+        raise InputError(f"supercell must be 3 integers or a 3×3 integer matrix with non-zero "
+                         f"determinant, got {supercell!r}")
+    return m
+
+
+# ---------------------------------------------------------------------- analytic Hessian
+def hessian_rows(potential, graph, rows, chunk_size: int = 96) -> torch.Tensor:
+    """Selected rows of the (3n, 3n) Hessian (eV/Å²) by batched double backward.
+
+    ``rows``: indices into the atom-major coordinate vector (x0, y0, z0, x1, ...).
+    Returns (len(rows), 3n). Rows are batched with vmap (``is_grads_batched``) when there are
+    many; a handful are done one backward pass each.
+    """
+    positions = graph.positions.detach().to(torch.float64).requires_grad_(True)
+    cell = graph.cell.to(torch.float64)
+    energy = potential.atomic_energies(graph, positions, cell).sum()
+    (grad,) = torch.autograd.grad(energy, positions, create_graph=True)
+    flat = grad.reshape(-1)
+    n_var = flat.numel()
+    rows = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+    out = torch.zeros(len(rows), n_var, dtype=torch.float64)
+    if not flat.requires_grad:
+        return out
+    for s in range(0, len(rows), chunk_size):
+        r = rows[s:s + chunk_size]
+        v = torch.zeros(len(r), n_var, dtype=torch.float64)
+        v[torch.arange(len(r)), r] = 1.0
+        try:
+            if len(rows) <= 24:  # few rows: plain backward passes beat vmap's set-up cost
+                raise RuntimeError
+            (g,) = torch.autograd.grad(flat, positions, grad_outputs=v, retain_graph=True,
+                                       is_grads_batched=True)
+            out[s:s + len(r)] = g.reshape(len(r), -1).detach()
+        except RuntimeError:  # (or an op without a batching rule) one row at a time
+            for k in range(len(r)):
+                (g,) = torch.autograd.grad(flat, positions, grad_outputs=v[k], retain_graph=True)
+                out[s + k] = g.reshape(-1).detach()
+    return out
+
+
+def analytic_force_constants(potential, phonon) -> np.ndarray:
+    """Full-layout force constants (n_sc, n_sc, 3, 3) eV/Å² of ``phonon.supercell``.
+
+    Only the Hessian rows of the primitive-cell atoms are computed; phonopy maps them to all
+    atoms with the lattice translations of the supercell.
+    """
+    from phonopy.harmonic.force_constants import compact_fc_to_full_fc
+    sc = phonopy_to_ase(phonon.supercell)
+    graph = potential.graph(sc, dtype=torch.float64)
+    p2s = np.asarray(phonon.primitive.p2s_map)
+    rows = (3 * p2s[:, None] + np.arange(3)[None, :]).reshape(-1)
+    R = hessian_rows(potential, graph, rows).numpy()                   # (3 n_p, 3 n_s)
+    n_p, n_s = len(p2s), len(sc)
+    compact = R.reshape(n_p, 3, n_s, 3).transpose(0, 2, 1, 3).copy()  # (n_p, n_s, 3, 3)
+    return compact_fc_to_full_fc(phonon.primitive, compact)
+
+
+def _asr_drift(fc: np.ndarray) -> float:
+    """max |Σ_j Φ_ij| over atoms i and Cartesian pairs (eV/Å²), full layout."""
+    return float(np.abs(fc.sum(axis=1)).max())
+
+
+# ---------------------------------------------------------------------- band path
+_PRETTY = {"G": "Γ"}
+
+
+def band_path(cell, npoints: int = 51):
+    """Standard path of the Bravais lattice of ``cell`` (rows, Å) from ASE.
+
+    Returns (segments, labels): segments is a list of connected pieces, each a list of
+    (label, fractional q in the reciprocal basis of ``cell``).
+    """
+    from ase.cell import Cell
+    bp = Cell(np.asarray(cell)).bandpath(npoints=0)
+    pieces = []
+    for piece in bp.path.split(","):
+        labels, k = [], 0
+        while k < len(piece):  # labels may carry digits or primes (e.g. 'M1', 'Y2')
+            j = k + 1
+            while j < len(piece) and (piece[j].isdigit() or piece[j] == "'"):
+                j += 1
+            labels.append(piece[k:j])
+            k = j
+        pieces.append([(lab, np.asarray(bp.special_points[lab], dtype=float)) for lab in labels])
+    return pieces
+
+
+class Phonons:
+    """Harmonic phonons of a crystal (MDAnalysis-style: construct, :meth:`run`, read
+    :attr:`results`).
+
+    Parameters
+    ----------
+    structure : ASE Atoms or any ASE-readable file — the unit cell, periodic in 3D
+    model : cgkit Potential / CgkitCalculator (analytic Hessian), any ASE calculator (phonopy
+        finite displacements) or a ``--potential`` spec string (see
+        :func:`properties.calculators.load_model`)
+    supercell : 3 repetitions or a 3×3 integer matrix of the unit cell
+    primitive_matrix : phonopy's (``"auto"``: found by symmetry; ``None``: the unit cell)
+    method : ``"auto"`` (analytic for cgkit potentials), ``"analytic"`` or ``"finite_displacement"``
+    displacement : Å, phonopy displacement distance for the finite-displacement route
+    mesh : q-point mesh for DOS and thermal properties (3 ints, or a length density as phonopy)
+    band_npoints : q-points per band segment
+    temperatures : (t_min, t_max, t_step) K for thermal properties
+    symmetrize : impose the acoustic sum rule and index permutation symmetry (phonopy's
+        ``symmetrize_force_constants``); the correction is reported either way
+    imaginary_tol : THz; frequencies below ``-imaginary_tol`` count as imaginary (warned)
+    symprec : symmetry tolerance (Å)
+
+    Results (``self.results``)
+    --------------------------
+    ``labels_frequencies`` {label: frequencies THz} at the high-symmetry points of the path;
+    ``band`` {distances 1/Å, frequencies THz, labels, label_positions}; ``dos`` {frequencies
+    THz, dos states/THz per primitive cell}; ``thermal`` {temperatures K, free_energy kJ/mol,
+    entropy J/K/mol, heat_capacity J/K/mol}; ``gamma`` {frequencies THz, irreps};
+    ``max_frequency`` THz (band path and mesh) and ``timestep`` (λ_max eV/Å²/amu, ω_max rad/fs,
+    dt_max fs, … of the supercell's Γ point, i.e. of an MD run in that supercell);
+    ``asr`` {drift_before, drift_after, max_change} eV/Å²; ``imaginary`` {count, min_frequency};
+    ``timings`` s; ``method``.
+    """
+
+    def __init__(self, structure, model, supercell=(3, 3, 3), *, primitive_matrix="auto",
+                 method: str = "auto", displacement: float = 0.01, mesh=(20, 20, 20),
+                 band_npoints: int = 51, temperatures=(0.0, 1000.0, 10.0), symmetrize: bool = True,
+                 imaginary_tol: float = 1e-2, symprec: float = 1e-5, progress: bool = True):
+        self.atoms = _read_structure(structure)
+        _check_periodic(self.atoms, "a phonon calculation")
+        self.supercell_matrix = _supercell_matrix(supercell)
+        if method not in ("auto", "analytic", "finite_displacement"):
+            raise InputError(f"method must be 'auto', 'analytic' or 'finite_displacement', got '{method}'")
+        if not displacement > 0:
+            raise InputError(f"displacement must be > 0 Å, got {displacement}")
+        self.model = model
+        self.primitive_matrix = primitive_matrix
+        self.method = method
+        self.displacement = float(displacement)
+        self.mesh = mesh
+        self.band_npoints = int(band_npoints)
+        self.temperatures = tuple(float(t) for t in temperatures)
+        self.symmetrize = symmetrize
+        self.imaginary_tol = float(imaginary_tol)
+        self.symprec = float(symprec)
+        self.progress = progress
+        self.phonopy = None
+        self.results = Results()
+
+    # ------------------------------------------------------------------ force constants
+    def _make_phonopy(self):
+        from phonopy import Phonopy
+        return Phonopy(ase_to_phonopy(self.atoms), supercell_matrix=self.supercell_matrix,
+                       primitive_matrix=self.primitive_matrix, symprec=self.symprec, log_level=0)
+
+    def _fd_force_constants(self, phonon, calc):
+        from cgkit.progress import progress_bar
+        phonon.generate_displacements(distance=self.displacement)
+        forces = []
+        cells = phonon.supercells_with_displacements
+        for sc in progress_bar(cells, desc="displaced supercells", unit="cell",
+                               disable=None if self.progress else True):
+            a = phonopy_to_ase(sc)
+            a.calc = calc
+            forces.append(np.asarray(a.get_forces(), dtype=np.float64))
+        phonon.forces = np.asarray(forces)
+        phonon.produce_force_constants(show_drift=False)
+        return len(cells)
+
+    def run(self) -> "Phonons":
+        t0 = time.perf_counter()
+        potential, calc = resolve_model(self.model)
+        method = self.method
+        if method == "auto":
+            method = "analytic" if potential is not None else "finite_displacement"
+        if method == "analytic" and potential is None:
+            raise InputError("the analytic route needs a cgkit potential; for an ASE calculator "
+                             "use method='finite_displacement'")
+        phonon = self._make_phonopy()
+        self.phonopy = phonon
+        timings = {"phonopy_setup": time.perf_counter() - t0}
+        t_fc = time.perf_counter()
+        if method == "analytic":
+            phonon.force_constants = analytic_force_constants(potential, phonon)
+            n_calls = 0
+        else:
+            n_calls = self._fd_force_constants(phonon, calc)
+        timings["force_constants"] = time.perf_counter() - t_fc
+        fc = np.array(phonon.force_constants)
+        asr = {"drift_before": _asr_drift(fc)}
+        if self.symmetrize:
+            phonon.symmetrize_force_constants(show_drift=False)
+        fc_new = np.asarray(phonon.force_constants)
+        asr["drift_after"] = _asr_drift(fc_new)
+        asr["max_change"] = float(np.abs(fc_new - fc).max())
+        asr["units"] = "eV/Å²"
+        res = Results(method=method, n_force_calls=n_calls, asr=asr,
+                      n_atoms_unitcell=len(self.atoms), n_atoms_primitive=len(phonon.primitive),
+                      n_atoms_supercell=len(phonon.supercell),
+                      supercell_matrix=self.supercell_matrix.tolist(),
+                      displacement=self.displacement if method == "finite_displacement" else None)
+        t1 = time.perf_counter()
+        self._band(phonon, res)
+        self._mesh(phonon, res)
+        self._gamma(phonon, res)
+        timings["analysis"] = time.perf_counter() - t1
+
+        # the stable MD time step of the supercell (its Γ point)
+        n_s = len(phonon.supercell)
+        H = np.asarray(phonon.force_constants).transpose(0, 2, 1, 3).reshape(3 * n_s, 3 * n_s)
+        res["timestep"] = stability_from_hessian(H, phonon.supercell.masses)
+        res["timestep_from_max_frequency"] = timestep_from_frequency(max(res["max_frequency"], 1e-12))
+
+        # imaginary modes: reported (negative), warned, never hidden
+        fmin = min(np.min(res["band"]["frequencies_flat"]), np.min(res["gamma"]["frequencies"]),
+                   res["_mesh_min"])
+        n_imag = int(np.sum(np.asarray(res["band"]["frequencies_flat"]) < -self.imaginary_tol))
+        res["imaginary"] = {"count_on_band_path": n_imag, "min_frequency": float(fmin),
+                            "tolerance": self.imaginary_tol}
+        if fmin < -self.imaginary_tol:
+            warnings.warn(f"imaginary phonon frequencies down to {fmin:.4f} THz (reported as "
+                          "negative numbers): the structure is not at a minimum of this potential "
+                          "or the supercell is too small", ImaginaryModeWarning, stacklevel=2)
+        del res["_mesh_min"]
+        del res["band"]["frequencies_flat"]
+        timings["total"] = time.perf_counter() - t0
+        res["timings"] = timings
+        self.results = res
+        return self
+
+    # ------------------------------------------------------------------ analyses
+    def _band(self, phonon, res):
+        from phonopy.phonon.band_structure import get_band_qpoints_and_path_connections
+        pieces = band_path(phonon.primitive.cell)
+        paths = [[q.tolist() for _, q in piece] for piece in pieces]
+        qpoints, connections = get_band_qpoints_and_path_connections(paths, npoints=self.band_npoints)
+        phonon.run_band_structure(qpoints, path_connections=connections)
+        bs = phonon.band_structure
+        bd = {"frequencies": bs.frequencies, "distances": bs.distances, "qpoints": bs.qpoints}
+        seg_labels = [(a[0], b[0]) for piece in pieces for a, b in zip(piece[:-1], piece[1:])]
+        freqs = [np.asarray(f) for f in bd["frequencies"]]
+        dists = [np.asarray(d) for d in bd["distances"]]
+        at_labels = {}
+        for (la, lb), f in zip(seg_labels, freqs):
+            at_labels.setdefault(la, f[0].tolist())
+            at_labels.setdefault(lb, f[-1].tolist())
+        # x positions of labels (merge labels of disconnected pieces as "U|X")
+        ticks, tick_labels = [], []
+        for k, ((la, lb), d) in enumerate(zip(seg_labels, dists)):
+            start = _PRETTY.get(la, la)
+            if k == 0:
+                ticks.append(float(d[0]))
+                tick_labels.append(start)
+            elif not connections[k - 1]:
+                tick_labels[-1] = f"{tick_labels[-1]}|{start}"
+            ticks.append(float(d[-1]))
+            tick_labels.append(_PRETTY.get(lb, lb))
+        allf = np.concatenate(freqs)
+        res["labels_frequencies"] = at_labels
+        res["band"] = {"distances": [d.tolist() for d in dists],
+                       "frequencies": [f.tolist() for f in freqs],
+                       "qpoints": [np.asarray(q).tolist() for q in bd["qpoints"]],
+                       "segment_labels": seg_labels, "connections": list(connections),
+                       "label_positions": ticks, "labels": tick_labels,
+                       "frequencies_flat": allf.reshape(-1)}
+        res["max_frequency_band"] = float(allf.max())
+        imax = np.unravel_index(np.argmax(allf), allf.shape)
+        allq = np.concatenate([np.asarray(q) for q in bd["qpoints"]])
+        res["max_frequency_qpoint"] = allq[imax[0]].tolist()
+
+    def _mesh(self, phonon, res):
+        phonon.run_mesh(self.mesh, is_gamma_center=True)
+        mf = np.asarray(phonon.mesh.frequencies)
+        phonon.run_total_dos()
+        dos = {"frequency_points": phonon.total_dos.frequency_points,
+               "total_dos": phonon.total_dos.dos}
+        t_min, t_max, t_step = self.temperatures
+        phonon.run_thermal_properties(t_min=t_min, t_max=t_max, t_step=t_step,
+                                      exclude_gamma_acoustic=True)
+        th = phonon.thermal_properties
+        tp = {"temperatures": th.temperatures, "free_energy": th.free_energy,
+              "entropy": th.entropy, "heat_capacity": th.heat_capacity}
+        res["dos"] = {"frequencies": np.asarray(dos["frequency_points"]).tolist(),
+                      "dos": np.asarray(dos["total_dos"]).tolist(),
+                      "mesh": np.asarray(phonon.mesh.mesh_numbers).tolist(),
+                      "units": {"frequencies": "THz", "dos": "states/THz per primitive cell"}}
+        res["thermal"] = {"temperatures": np.asarray(tp["temperatures"]).tolist(),
+                          "free_energy": np.asarray(tp["free_energy"]).tolist(),
+                          "entropy": np.asarray(tp["entropy"]).tolist(),
+                          "heat_capacity": np.asarray(tp["heat_capacity"]).tolist(),
+                          "units": {"temperatures": "K", "free_energy": "kJ/mol",
+                                    "entropy": "J/K/mol", "heat_capacity": "J/K/mol",
+                                    "per": "mole of primitive cells",
+                                    "note": "the three zero-frequency acoustic modes at Γ are excluded"}}
+        res["max_frequency"] = float(max(res["max_frequency_band"], mf.max()))
+        res["_mesh_min"] = float(mf.min())
+
+    def _gamma(self, phonon, res):
+        phonon.run_qpoints([[0.0, 0.0, 0.0]])
+        freqs = np.asarray(phonon.qpoints.frequencies[0])
+        irreps = None
+        try:
+            run = getattr(phonon, "run_irreps", None) or phonon.set_irreps
+            ir = run([0.0, 0.0, 0.0])
+            ir = ir if ir is not None else phonon.irreps
+            labels = getattr(ir, "_ir_labels", None)
+            sets = getattr(ir, "_degenerate_sets", None)
+            if labels is not None and sets is not None:
+                irreps = [{"bands": [int(b) for b in s], "frequency": float(freqs[s[0]]),
+                           "irrep": lab} for s, lab in zip(sets, labels)]
+        except Exception as exc:  # noqa: BLE001 - irreps are optional decoration
+            irreps = f"not available: {exc}"
+        res["gamma"] = {"frequencies": freqs.tolist(), "irreps": irreps}
+
+    # ------------------------------------------------------------------ output
+    def _need(self):
+        if not self.results:
+            raise InputError("call run() first")
+
+    def summary(self) -> dict:
+        """The compact record written as ``summary.json`` by ``cgkit phonons``."""
+        self._need()
+        r = self.results
+        keys = ["method", "n_force_calls", "n_atoms_unitcell", "n_atoms_primitive",
+                "n_atoms_supercell", "supercell_matrix", "displacement", "labels_frequencies",
+                "max_frequency", "max_frequency_band", "max_frequency_qpoint", "gamma",
+                "timestep", "asr", "imaginary", "timings"]
+        out = {k: r[k] for k in keys if k in r}
+        out["units"] = {"frequency": "THz", "lambda_max": "eV/Å²/amu", "omega_max": "rad/fs",
+                        "dt": "fs", "force_constants": "eV/Å²", "time": "s"}
+        return out
+
+    def to_json(self, path=None, full: bool = False) -> str:
+        """JSON of the summary (``full=True``: every result incl. band, DOS and thermal arrays)."""
+        self._need()
+        data = Results(self.results) if full else Results(self.summary())
+        return data.to_json(path)
+
+    def write_phonopy(self, directory) -> list[str]:
+        """Write ``phonopy_params.yaml`` (structure + force constants) and ``FORCE_CONSTANTS``
+        so the calculation can be continued in phonopy."""
+        from phonopy.file_IO import write_FORCE_CONSTANTS
+        self._need()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        p1 = d / "phonopy_params.yaml"
+        self.phonopy.save(str(p1), settings={"force_constants": True})
+        p2 = d / "FORCE_CONSTANTS"
+        write_FORCE_CONSTANTS(np.asarray(self.phonopy.force_constants), filename=str(p2))
+        return [str(p1), str(p2)]
+
+    def write_data(self, directory) -> list[str]:
+        """Plain-text band.dat, dos.dat and thermal.dat."""
+        self._need()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        r = self.results
+        dist = np.concatenate([np.asarray(x) for x in r["band"]["distances"]])
+        freq = np.concatenate([np.asarray(x) for x in r["band"]["frequencies"]])
+        np.savetxt(d / "band.dat", np.column_stack([dist, freq]),
+                   header="distance (1/Å), frequencies of every band (THz)")
+        np.savetxt(d / "dos.dat", np.column_stack([r["dos"]["frequencies"], r["dos"]["dos"]]),
+                   header="frequency (THz), DOS (states/THz per primitive cell)")
+        t = r["thermal"]
+        np.savetxt(d / "thermal.dat", np.column_stack([t["temperatures"], t["free_energy"],
+                                                       t["entropy"], t["heat_capacity"]]),
+                   header="T (K), free energy (kJ/mol), entropy (J/K/mol), heat capacity (J/K/mol)")
+        return [str(d / n) for n in ("band.dat", "dos.dat", "thermal.dat")]
+
+    def plot(self, path=None, title: str | None = None):
+        """Band structure and DOS side by side; returns the figure (saved if ``path``)."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        self._need()
+        r = self.results
+        fig, (ax, axd) = plt.subplots(1, 2, figsize=(9, 4.5), sharey=True,
+                                      gridspec_kw={"width_ratios": [3, 1], "wspace": 0.05})
+        for d, f in zip(r["band"]["distances"], r["band"]["frequencies"]):
+            ax.plot(d, f, color="tab:blue", lw=1.0)
+        for x in r["band"]["label_positions"]:
+            ax.axvline(x, color="0.7", lw=0.6)
+        ax.axhline(0.0, color="0.5", lw=0.6, ls="--")
+        ax.set_xticks(r["band"]["label_positions"])
+        ax.set_xticklabels(r["band"]["labels"])
+        ax.set_xlim(r["band"]["label_positions"][0], r["band"]["label_positions"][-1])
+        ax.set_ylabel("Frequency (THz)")
+        ax.set_xlabel("Wave vector")
+        ax.set_title(title or f"Phonons ({r['method'].replace('_', ' ')})")
+        axd.plot(r["dos"]["dos"], r["dos"]["frequencies"], color="k", lw=1.0)
+        axd.set_xlabel("DOS (states/THz)")
+        axd.set_xlim(left=0)
+        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.92)
+        if path is not None:
+            fig.savefig(path, dpi=120)
+        return fig
