@@ -43,3 +43,7 @@ class MappingError(InputError):
 
 class TrainingError(CgkitError):
     """Training cannot proceed (no data, diverged loss, incompatible checkpoint)."""
+
+
+class RelaxationError(CgkitError):
+    """A structure did not relax within the allowed steps (e.g. a strained cell for elastic constants)."""

@@ -183,7 +183,7 @@ class Potential(torch.nn.Module):
             e = self.atomic_energies(graph, graph.positions, graph.cell)
         return scatter_sum(e, graph.batch, graph.n_graphs)
 
-    def hessian(self, graph: AtomicGraph, *, include_strain: bool = False,
+    def hessian(self, graph: AtomicGraph, *, include_strain: bool = False, rows=None,
                 chunk_size: int = 96, progress: bool = False) -> torch.Tensor:
         """Second derivatives of the energy of a single structure, by autograd.
 
@@ -194,8 +194,10 @@ class Potential(torch.nn.Module):
         eV/Å and the strain block ∂²E/∂η∂η in eV, so that at zero stress the clamped-ion
         elastic constants are ``C = H_ηη / V``.
 
-        Rows are computed in chunks with batched vector-Jacobian products (falling back to a
-        row loop for operations without a batching rule).
+        ``rows``: compute only these rows (indices into the variable vector), returning
+        (len(rows), n_var) — e.g. the 3·n_primitive rows phonopy needs from a supercell.
+        Rows are computed in chunks with batched vector-Jacobian products (vmap); a handful
+        of rows, or operations without a batching rule, use one backward pass per row.
         """
         if graph.n_graphs != 1:
             raise InputError("the Hessian is computed for one structure at a time; split the batch")
@@ -214,37 +216,36 @@ class Potential(torch.nn.Module):
         grads = [g if g is not None else torch.zeros_like(x) for g, x in zip(grads, inputs)]
         flat = torch.cat([g.reshape(-1) for g in grads])
         n_var = flat.numel()
-        H = torch.zeros(n_var, n_var, dtype=positions.dtype)
+        row_idx = torch.arange(n_var) if rows is None else torch.as_tensor(rows, dtype=torch.long).reshape(-1)
+        H = torch.zeros(len(row_idx), n_var, dtype=positions.dtype)
         if not flat.requires_grad:  # energy linear in the variables
             return H
 
-        def rows(v: torch.Tensor) -> torch.Tensor:
+        def vjp(v: torch.Tensor, batched: bool) -> torch.Tensor:
             out = torch.autograd.grad(flat, inputs, grad_outputs=v, retain_graph=True,
-                                      is_grads_batched=True, allow_unused=True)
-            return torch.cat([(o if o is not None else torch.zeros((v.shape[0],) + x.shape, dtype=v.dtype))
-                              .reshape(v.shape[0], -1) for o, x in zip(out, inputs)], dim=1)
+                                      is_grads_batched=batched, allow_unused=True)
+            lead = (v.shape[0],) if batched else ()
+            return torch.cat([(o if o is not None else torch.zeros(lead + x.shape, dtype=v.dtype))
+                              .reshape(lead + (-1,)) for o, x in zip(out, inputs)], dim=-1)
 
-        starts = range(0, n_var, chunk_size)
+        starts = range(0, len(row_idx), chunk_size)
         if progress:
             from .progress import progress_bar
             starts = progress_bar(starts, desc="Hessian rows", unit="chunk")
-        batched = True
+        batched = len(row_idx) > 24  # few rows: plain backward passes beat vmap's set-up cost
         for s in starts:
-            e = min(s + chunk_size, n_var)
-            v = torch.zeros(e - s, n_var, dtype=positions.dtype)
-            v[torch.arange(e - s), torch.arange(s, e)] = 1.0
+            r = row_idx[s:s + chunk_size]
+            v = torch.zeros(len(r), n_var, dtype=positions.dtype)
+            v[torch.arange(len(r)), r] = 1.0
             if batched:
                 try:
-                    H[s:e] = rows(v).detach()
+                    H[s:s + len(r)] = vjp(v, True).detach()
                     continue
-                except RuntimeError:
+                except RuntimeError:  # an operation without a vmap batching rule
                     batched = False
-            for k in range(e - s):
-                out = torch.autograd.grad(flat, inputs, grad_outputs=v[k], retain_graph=True,
-                                          allow_unused=True)
-                H[s + k] = torch.cat([(o if o is not None else torch.zeros_like(x)).reshape(-1)
-                                      for o, x in zip(out, inputs)]).detach()
-        return 0.5 * (H + H.T)
+            for k in range(len(r)):
+                H[s + k] = vjp(v[k], False).detach()
+        return 0.5 * (H + H.T) if rows is None else H
 
 
 class SumPotential(Potential):

@@ -41,11 +41,9 @@ __all__ = ["ElasticConstants", "RelaxationError", "moduli", "born_stability", "c
            "VOIGT_PAIRS"]
 
 VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+from cgkit.errors import RelaxationError  # noqa: E402  (re-exported)
+
 _NAMES = ("xx", "yy", "zz", "yz", "xz", "xy")
-
-
-class RelaxationError(CgkitError):
-    """A structure did not relax within the allowed steps."""
 
 
 # ---------------------------------------------------------------------- tensor helpers

@@ -32,7 +32,7 @@ from cgkit.errors import InputError, StructureError
 from .calculators import Results, resolve_model
 from .timestep import stability_from_hessian, timestep_from_frequency
 
-__all__ = ["Phonons", "ImaginaryModeWarning", "analytic_force_constants", "hessian_rows",
+__all__ = ["Phonons", "ImaginaryModeWarning", "analytic_force_constants",
            "ase_to_phonopy", "phonopy_to_ase"]
 
 
@@ -86,40 +86,6 @@ def _supercell_matrix(supercell):
 
 
 # ---------------------------------------------------------------------- analytic Hessian
-def hessian_rows(potential, graph, rows, chunk_size: int = 96) -> torch.Tensor:
-    """Selected rows of the (3n, 3n) Hessian (eV/Å²) by batched double backward.
-
-    ``rows``: indices into the atom-major coordinate vector (x0, y0, z0, x1, ...).
-    Returns (len(rows), 3n). Rows are batched with vmap (``is_grads_batched``) when there are
-    many; a handful are done one backward pass each.
-    """
-    positions = graph.positions.detach().to(torch.float64).requires_grad_(True)
-    cell = graph.cell.to(torch.float64)
-    energy = potential.atomic_energies(graph, positions, cell).sum()
-    (grad,) = torch.autograd.grad(energy, positions, create_graph=True)
-    flat = grad.reshape(-1)
-    n_var = flat.numel()
-    rows = torch.as_tensor(np.asarray(rows), dtype=torch.long)
-    out = torch.zeros(len(rows), n_var, dtype=torch.float64)
-    if not flat.requires_grad:
-        return out
-    for s in range(0, len(rows), chunk_size):
-        r = rows[s:s + chunk_size]
-        v = torch.zeros(len(r), n_var, dtype=torch.float64)
-        v[torch.arange(len(r)), r] = 1.0
-        try:
-            if len(rows) <= 24:  # few rows: plain backward passes beat vmap's set-up cost
-                raise RuntimeError
-            (g,) = torch.autograd.grad(flat, positions, grad_outputs=v, retain_graph=True,
-                                       is_grads_batched=True)
-            out[s:s + len(r)] = g.reshape(len(r), -1).detach()
-        except RuntimeError:  # (or an op without a batching rule) one row at a time
-            for k in range(len(r)):
-                (g,) = torch.autograd.grad(flat, positions, grad_outputs=v[k], retain_graph=True)
-                out[s + k] = g.reshape(-1).detach()
-    return out
-
-
 def analytic_force_constants(potential, phonon) -> np.ndarray:
     """Full-layout force constants (n_sc, n_sc, 3, 3) eV/Å² of ``phonon.supercell``.
 
@@ -131,7 +97,7 @@ def analytic_force_constants(potential, phonon) -> np.ndarray:
     graph = potential.graph(sc, dtype=torch.float64)
     p2s = np.asarray(phonon.primitive.p2s_map)
     rows = (3 * p2s[:, None] + np.arange(3)[None, :]).reshape(-1)
-    R = hessian_rows(potential, graph, rows).numpy()                   # (3 n_p, 3 n_s)
+    R = potential.hessian(graph, rows=rows).numpy()                   # (3 n_p, 3 n_s)
     n_p, n_s = len(p2s), len(sc)
     compact = R.reshape(n_p, 3, n_s, 3).transpose(0, 2, 1, 3).copy()  # (n_p, n_s, 3, 3)
     return compact_fc_to_full_fc(phonon.primitive, compact)
