@@ -22,6 +22,8 @@ import importlib
 import json
 
 import numpy as np
+
+from cgkit.jsonutil import jsonable
 import torch
 
 from cgkit.errors import InputError
@@ -104,23 +106,6 @@ def resolve_model(model, dtype: torch.dtype = torch.float64):
                      f"{type(model).__name__}")
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        x = float(x)
-        return x if np.isfinite(x) else None
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 class Results(dict):
@@ -137,7 +122,7 @@ class Results(dict):
 
     def to_json(self, path=None, keys=None) -> str:
         data = {k: v for k, v in self.items() if keys is None or k in keys}
-        text = json.dumps(_jsonable(data), indent=2, ensure_ascii=False)
+        text = json.dumps(jsonable(data), indent=2, ensure_ascii=False)
         if path is not None:
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text + "\n")

@@ -199,8 +199,8 @@ class Comparison:
         return self
 
     def to_json(self, path=None) -> str:
-        from .polymer import _jsonable
-        text = json.dumps(_jsonable(dict(labels=list(self.labels), **self.results)), indent=1)
+        from cgkit.jsonutil import jsonable
+        text = json.dumps(jsonable(dict(labels=list(self.labels), **self.results)), indent=1)
         if path is not None:
             Path(path).write_text(text)
         return text

@@ -39,6 +39,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from cgkit.jsonutil import jsonable
 from MDAnalysis.analysis.base import AnalysisBase
 
 from cgkit.errors import InputError
@@ -427,7 +429,7 @@ class PolymerAnalysis(AnalysisBase):
     # ------------------------------------------------------------------ output
     def summary(self) -> dict:
         """JSON-ready dict: every quantity with its unit and error bar, curves and histograms."""
-        return _jsonable(dict(
+        return jsonable(dict(
             n_frames=self.results.n_frames, n_chains=self.results.n_chains,
             weights=self.results.weights, groups=self.results.groups,
             flory_from_sizes=self.results.flory_from_sizes, rdf=self.results.rdf,
@@ -461,22 +463,3 @@ def flory_exponent_from_sizes(n_beads, rg2) -> tuple[float, float]:
     return float(slope), float(np.exp(icpt))
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        if np.isnan(v):
-            return None
-        if np.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
