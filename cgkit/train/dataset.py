@@ -1,0 +1,88 @@
+"""Training data: extxyz (ASE) structures → AtomicGraphs with targets, splits, statistics.
+
+Targets read per structure: ``energy`` (eV), ``forces`` (eV/Å), ``stress`` (eV/Å³, ASE
+sign convention) from the ASE calculator results or ``info``/``arrays``; optional per-structure
+vectors (e.g. a dipole, e·Å) from ``atoms.info[vector_key]``. Every structure also carries a
+``weight`` (from its data source) used in the loss.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ..data import AtomicGraph
+from ..errors import InputError, TrainingError
+
+__all__ = ["load_structures", "graphs_from_atoms", "split_indices", "fit_statistics"]
+
+
+def load_structures(path) -> list:
+    """All frames of an extxyz (or any ASE-readable) file."""
+    from ase.io import read
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"training data file '{path}' does not exist; give an extxyz file")
+    try:
+        frames = read(str(path), index=":")
+    except Exception as exc:  # noqa: BLE001 - any parser error means an unreadable file
+        raise InputError(f"cannot read '{path}' as a structure file: {exc}") from exc
+    if not frames:
+        raise InputError(f"'{path}' holds no structures")
+    return frames
+
+
+def graphs_from_atoms(frames: Iterable, type_names: Sequence[str], cutoff: float, *,
+                      dtype=torch.float64, weight: float = 1.0, vector_key: str | None = None,
+                      source: str = "") -> list[AtomicGraph]:
+    """One AtomicGraph with targets per frame (every frame must have an energy)."""
+    out = []
+    for k, atoms in enumerate(frames):
+        g = AtomicGraph.from_atoms(atoms, cutoff, type_names=type_names, dtype=dtype, read_targets=True)
+        if "energy" not in g.targets:
+            raise InputError(f"structure {k} of {source or 'the data'} has no energy; every training "
+                             "structure needs an energy (and ideally forces)")
+        if "forces" in g.targets and g.targets["forces"].shape != (len(atoms), 3):
+            raise InputError(f"structure {k} of {source or 'the data'}: forces must be (n_atoms, 3)")
+        g.targets = {key: v.to(dtype) for key, v in g.targets.items()}
+        if vector_key and vector_key in atoms.info:
+            vec = np.asarray(atoms.info[vector_key], dtype=np.float64).reshape(1, 3)
+            g.targets["vectors"] = torch.as_tensor(vec, dtype=dtype)
+        g.targets["weight"] = torch.tensor([float(weight)], dtype=dtype)
+        out.append(g)
+    return out
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random train/validation split of ``n`` structures (reproducible with ``seed``)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(val_fraction * n))
+    if val_fraction > 0 and n_val == 0 and n > 1:
+        n_val = 1
+    if n - n_val < 1:
+        raise TrainingError(f"only {n} structures: nothing left for training after the validation split")
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def fit_statistics(graphs: Sequence[AtomicGraph], n_species: int) -> dict:
+    """Per-species reference energies (least squares E_g ≈ Σ_s n_gs e_s, eV), energy scale
+    (RMS of force components, eV/Å·Å = eV; RMS of per-atom residual energy without forces)
+    and the mean number of neighbours within the cutoff."""
+    counts = np.stack([np.bincount(g.species.numpy(), minlength=n_species) for g in graphs]).astype(float)
+    energies = np.array([float(g.targets["energy"][0]) for g in graphs])
+    shift, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    forces = [g.targets["forces"].numpy().ravel() for g in graphs if "forces" in g.targets]
+    if forces:
+        scale = float(np.sqrt(np.mean(np.concatenate(forces) ** 2)))
+    else:
+        resid = (energies - counts @ shift) / counts.sum(1)
+        scale = float(np.sqrt(np.mean(resid ** 2)))
+    if not np.isfinite(scale) or scale < 1e-6:
+        scale = 1.0
+    n_edges = sum(g.n_edges for g in graphs)
+    n_atoms = sum(g.n_atoms for g in graphs)
+    return {"shift": shift.tolist(), "scale": scale, "avg_num_neighbors": max(n_edges / n_atoms, 1.0)}
