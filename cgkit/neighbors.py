@@ -138,6 +138,8 @@ def edge_vectors(positions: torch.Tensor, cell: torch.Tensor, edge_index: torch.
     shifts = cell_shifts.to(positions.dtype)
     if cell.dim() == 2:
         offset = shifts @ cell
+    elif cell.shape[0] == 1:  # a single structure: one matrix product, no per-edge gather
+        offset = shifts @ cell[0]
     else:
         if batch is None:
             raise InputError("a batched cell (n_graphs, 3, 3) needs the batch vector")

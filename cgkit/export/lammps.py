@@ -1,0 +1,245 @@
+"""Export a :class:`~cgkit.forcematch.TabulatedPotential` to LAMMPS (``units metal``: eV, Å, ps).
+
+Writes ``pair.table`` (``pair_style table``), ``bond.table``, ``angle.table``,
+``dihedral.table`` (``bond_style``/``angle_style``/``dihedral_style table``), a data file
+(``atom_style molecular``) and an input script. Table formats follow the LAMMPS manual:
+
+* pair/bond: ``index r E F`` with F = -dE/dr (eV/Å); ``N n`` header (pairs also ``R rlo rhi``);
+* angle: 0…180 degrees, ``index θ E F`` with F = -dE/dθ in eV/degree;
+* dihedral: ``N n DEGREES``, φ from -180 up to (not including) 180 degrees, F = -dE/dφ in
+  eV/degree; IUPAC sign convention (trans = 180°), the same as cgkit's.
+
+Values outside the fitted range are the potential's own continuation (linear / zero beyond
+the pair cutoff), sampled so that LAMMPS never meets a distance outside a table.
+Non-bonded exclusions are translated into ``special_bonds lj`` weights (1-2/1-3/1-4 by bond
+count) or ``neigh_modify exclude molecule/intra all``; other exclusion patterns cannot be
+expressed in LAMMPS and raise an error.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, NotSupportedError
+from ..forcematch.geometry import type_key
+from ..topology import Topology
+
+__all__ = ["write_lammps", "read_lammps_table", "lammps_special_bonds"]
+
+
+def _fmt_rows(x, e, f) -> str:
+    return "\n".join(f"{k + 1} {a:.10g} {b:.12g} {c:.12g}" for k, (a, b, c) in enumerate(zip(x, e, f)))
+
+
+def lammps_special_bonds(top: Topology) -> str:
+    """The LAMMPS command reproducing ``top.exclusions`` (raises if impossible)."""
+    excl = {tuple(p) for p in top.exclusions.tolist()}
+    adj = [[] for _ in range(top.n_particles)]
+    for a, b in top.bonds.tolist():
+        adj[a].append(b)
+        adj[b].append(a)
+    for depth in range(0, 4):
+        within = {tuple(p) for p in Topology._pairs_within(top.n_particles, adj, depth).tolist()}
+        if within == excl:
+            w = ["0.0" if k <= depth else "1.0" for k in (1, 2, 3)]
+            return f"special_bonds lj {' '.join(w)}"
+    mol = top.molecule
+    intra = {(i, j) for i in range(top.n_particles) for j in range(i + 1, top.n_particles) if mol[i] == mol[j]} \
+        if top.n_particles <= 5000 else None
+    if intra is not None and intra == excl:
+        return "special_bonds lj 0.0 0.0 0.0\nneigh_modify exclude molecule/intra all"
+    raise NotSupportedError("the non-bonded exclusions are neither 'up to 1-2/1-3/1-4 bonded "
+                            "neighbours' nor 'all intramolecular pairs'; LAMMPS cannot express them "
+                            "— regenerate the CG topology with one of those exclusion rules")
+
+
+def _ensure_table_lengths(n: int) -> int:
+    if n < 10:
+        raise InputError("use at least 10 table points")
+    return int(n)
+
+
+def write_lammps(potential, directory, *, positions=None, box=None, masses=None, species=None,
+                 n_points: int = 2000, r_inner: float | None = None, temperature: float = 300.0,
+                 timestep_fs: float = 5.0, n_steps: int = 10000, run_forces_only: bool = False) -> dict:
+    """Write LAMMPS tables, data file and input script into ``directory``.
+
+    potential : TabulatedPotential (bead types, topology and tables)
+    positions : (n, 3) Å configuration for the data file (optional: tables only without it)
+    box : (3,) lengths or (3, 3) orthogonal cell, Å; masses : (n,) or per-type dict, amu;
+    species : (n,) type indices (default: the order of ``potential.type_names`` must be given)
+    n_points : points per table; r_inner : Å, shortest pair distance tabulated
+    run_forces_only : the input script does ``run 0`` and dumps forces (for checks)
+
+    Returns {"pair": path, "bond": ..., "data": path, "input": path} of what was written.
+    """
+    n_points = _ensure_table_lengths(n_points)
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tn = potential.type_names
+    tid = {t: k + 1 for k, t in enumerate(tn)}
+    written = {}
+    kw = {}
+    by_kind = {k: [t for t in potential.tables if t.kind == k] for k in ("pair", "bond", "angle", "dihedral")}
+    # ---- pair
+    if by_kind["pair"]:
+        lines = ["# cgkit pair tables (units metal: Å, eV, eV/Å)"]
+        coeffs = []
+        rc = potential.cutoff
+        for t in by_kind["pair"]:
+            lo = r_inner if r_inner is not None else min(0.5, 0.5 * t.x0)
+            r = np.linspace(lo, t.x_max, n_points)
+            U, f = t(r)
+            U[-1], f[-1] = t.U[-1], t.force[-1]  # value at the cutoff itself (not beyond)
+            key = f"PAIR_{t.types[0]}_{t.types[1]}"
+            lines += ["", key, f"N {n_points} R {lo:.10g} {t.x_max:.10g}", "", _fmt_rows(r, U, f)]
+            a, b = sorted((tid[t.types[0]], tid[t.types[1]]))
+            coeffs.append(f"pair_coeff {a} {b} pair.table {key} {t.x_max:.10g}")
+        have = {tuple(sorted((tid[t.types[0]], tid[t.types[1]]))) for t in by_kind["pair"]}
+        missing = [(a, b) for a in range(1, len(tn) + 1) for b in range(a, len(tn) + 1) if (a, b) not in have]
+        if missing:
+            r = np.linspace(0.5, rc, 10)
+            lines += ["", "PAIR_NONE", f"N 10 R 0.5 {rc:.10g}", "", _fmt_rows(r, 0 * r, 0 * r)]
+            coeffs += [f"pair_coeff {a} {b} pair.table PAIR_NONE" for a, b in missing]
+        (d / "pair.table").write_text("\n".join(lines) + "\n")
+        written["pair"] = d / "pair.table"
+        kw["pair"] = [f"pair_style table spline {n_points}"] + coeffs
+    # ---- bonded
+    names = {"bond": "BOND", "angle": "ANGLE", "dihedral": "DIH"}
+    type_ids = {}
+    for kind in ("bond", "angle", "dihedral"):
+        ts = by_kind[kind]
+        if not ts:
+            continue
+        lines = [f"# cgkit {kind} tables (units metal: eV; "
+                 + ("Å, eV/Å)" if kind == "bond" else "degrees, eV/degree)")]
+        coeffs = []
+        for k, t in enumerate(ts):
+            key = f"{names[kind]}_{'_'.join(t.types)}"
+            if kind == "bond":
+                x = np.linspace(max(0.01, t.x0 - 1.0), t.x_max + 2.0, n_points)
+                U, f = t(x)
+                head = f"N {n_points}"
+                xo = x
+            elif kind == "angle":
+                deg = np.linspace(0.0, 180.0, n_points)
+                U, f = t(np.radians(deg))
+                f = f * math.pi / 180.0
+                imin = int(np.argmin(U))
+                head = f"N {n_points} EQ {deg[imin]:.10g}"
+                xo = deg
+            else:
+                deg = np.linspace(-180.0, 180.0, n_points + 1)[:-1]
+                U, f = t(np.radians(deg))
+                f = f * math.pi / 180.0
+                head = f"N {n_points} DEGREES"
+                xo = deg
+            lines += ["", key, head, "", _fmt_rows(xo, U, f)]
+            coeffs.append(f"{kind}_coeff {k + 1} {kind}.table {key}")
+            type_ids[(kind, t.types)] = k + 1
+        p = d / f"{kind}.table"
+        p.write_text("\n".join(lines) + "\n")
+        written[kind] = p
+        kw[kind] = [f"{kind}_style table spline {n_points}"] + coeffs
+    if positions is None:
+        return written
+    # ---- data file
+    top = potential.topology
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.shape != (top.n_particles, 3):
+        raise InputError(f"positions must be ({top.n_particles}, 3) for this CG topology, got {pos.shape}")
+    if species is None:
+        raise InputError("give species (bead type index per bead) for the data file")
+    species = np.asarray(species, dtype=np.int64)
+    if box is None:
+        raise InputError("give the box (Å) for the LAMMPS data file")
+    cell = np.asarray(box, dtype=np.float64)
+    cell = np.diag(cell) if cell.shape == (3,) else cell.reshape(3, 3)
+    if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-9:
+        raise NotSupportedError("only orthogonal boxes are exported to LAMMPS so far")
+    L = np.diag(cell)
+    image = np.floor(pos / L).astype(np.int64)
+    pos = pos - image * L
+    if isinstance(masses, dict):
+        mtype = [float(masses[t]) for t in tn]
+    else:
+        m = np.broadcast_to(np.asarray(masses if masses is not None else 1.0, dtype=float), (len(pos),))
+        mtype = []
+        for k in range(len(tn)):
+            sel = m[species == k]
+            if len(sel) and np.ptp(sel) > 1e-9:
+                raise InputError(f"beads of type {tn[k]} have different masses; LAMMPS needs one mass per type")
+            mtype.append(float(sel[0]) if len(sel) else 1.0)
+    bonded = {}
+    for kind in ("bond", "angle", "dihedral"):
+        idx = getattr(top, kind + "s")
+        rows = []
+        for r in idx:
+            key = (kind, type_key(kind, tuple(tn[species[a]] for a in r)))
+            if key in type_ids:
+                rows.append((type_ids[key], r))
+        bonded[kind] = rows
+    out = ["LAMMPS data file written by cgkit (units metal)", "",
+           f"{len(pos)} atoms", f"{len(tn)} atom types"]
+    for kind in ("bond", "angle", "dihedral"):
+        if bonded[kind]:
+            out += [f"{len(bonded[kind])} {kind}s", f"{len(by_kind[kind])} {kind} types"]
+    out += ["", f"0 {L[0]:.10g} xlo xhi", f"0 {L[1]:.10g} ylo yhi", f"0 {L[2]:.10g} zlo zhi", "", "Masses", ""]
+    out += [f"{k + 1} {m:.10g}  # {tn[k]}" for k, m in enumerate(mtype)]
+    out += ["", "Atoms # molecular", ""]
+    out += [f"{i + 1} {int(top.molecule[i]) + 1} {int(species[i]) + 1} {x:.10f} {y:.10f} {z:.10f} "
+            f"{image[i, 0]} {image[i, 1]} {image[i, 2]}" for i, (x, y, z) in enumerate(pos)]
+    for kind, title in (("bond", "Bonds"), ("angle", "Angles"), ("dihedral", "Dihedrals")):
+        if bonded[kind]:
+            out += ["", title, ""]
+            out += [f"{n + 1} {t} " + " ".join(str(int(a) + 1) for a in r) for n, (t, r) in enumerate(bonded[kind])]
+    (d / "cg.data").write_text("\n".join(out) + "\n")
+    written["data"] = d / "cg.data"
+    # ---- input script
+    script = ["# LAMMPS input written by cgkit: CG system with tabulated force-matched potentials",
+              "units metal", "atom_style molecular", "boundary p p p"]
+    for kind in ("bond", "angle", "dihedral"):
+        if kind in kw:
+            script += kw[kind][:1]
+    script += ["read_data cg.data"]
+    for kind in ("pair", "bond", "angle", "dihedral"):
+        if kind in kw:
+            script += (kw[kind] if kind == "pair" else kw[kind][1:])
+    if "pair" not in kw:
+        script += ["pair_style zero 1.0", "pair_coeff * *"]
+    script += [lammps_special_bonds(top), "neighbor 2.0 bin", "neigh_modify every 1 delay 0 check yes"]
+    if run_forces_only:
+        script += ["thermo_style custom step pe ebond eangle edihed evdwl",
+                   "dump f all custom 1 forces.dump id type x y z fx fy fz",
+                   "dump_modify f sort id format float %.12g", "run 0"]
+    else:
+        script += [f"velocity all create {temperature} 12345 mom yes rot yes",
+                   f"timestep {timestep_fs / 1000.0}  # ps",
+                   f"fix md all langevin {temperature} {temperature} 1.0 4242",
+                   "fix nve all nve", "thermo 1000",
+                   "dump traj all custom 1000 traj.lammpstrj id mol type x y z",
+                   f"run {n_steps}"]
+    (d / "in.cg").write_text("\n".join(script) + "\n")
+    written["input"] = d / "in.cg"
+    return written
+
+
+def read_lammps_table(path, keyword: str):
+    """(x, E, F) of one section of a LAMMPS table file (units as written)."""
+    lines = Path(path).read_text().splitlines()
+    for k, line in enumerate(lines):
+        if line.strip() and not line.lstrip().startswith("#") and line.split()[0] == keyword:
+            head = lines[k + 1].split()
+            n = int(head[head.index("N") + 1])
+            rows = []
+            j = k + 2
+            while len(rows) < n and j < len(lines):
+                s = lines[j].split()
+                if s and not s[0].startswith("#"):
+                    rows.append([float(v) for v in s[1:4]])
+                j += 1
+            a = np.array(rows)
+            return a[:, 0], a[:, 1], a[:, 2]
+    raise InputError(f"no section '{keyword}' in {path}")

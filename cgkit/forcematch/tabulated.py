@@ -1,0 +1,287 @@
+"""Tabulated CG potential: pair, bond, angle and dihedral tables as a cgkit Potential.
+
+Every table holds the potential U (eV) and its derivative dU/dx on a uniform grid of the
+internal coordinate x (pairs and bonds: distance in Å; angles and dihedrals: rad). Between
+grid points U is the cubic Hermite interpolant of (U, dU/dx), so the forces — derived by
+autograd in :meth:`Potential.compute` — are exactly the derivative of the energy (energy is
+conserved in MD) and equal the tabulated forces at the grid points.
+
+Outside a table's range:
+
+* pairs: U = 0 beyond the last grid point (the cutoff); below the first point the potential
+  continues linearly (constant force, repulsive for a sensible table);
+* bonds and angles: linear continuation (constant force) on both sides;
+* dihedrals: periodic with period 2π (tables must cover exactly one period).
+
+The potential is bound to a bonded :class:`~cgkit.topology.Topology` of ``n_particles`` beads;
+graphs holding several replicas of the system (``n_atoms = R · n_particles``) are handled.
+Non-bonded pairs listed in ``topology.exclusions`` get no pair interaction.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..potential import Potential
+from ..topology import Topology
+from .geometry import ARITY, KINDS, bonded_x, type_key, type_label
+
+__all__ = ["Table", "TabulatedPotential", "hermite"]
+
+
+class Table:
+    """One interaction table.
+
+    kind: "pair" | "bond" | "angle" | "dihedral"; types: bead type names (canonical order);
+    x0: first grid point (Å or rad); dx: spacing; U: (N,) eV; dU: (N,) dU/dx (eV/Å or eV/rad),
+    i.e. minus the generalised force.
+    """
+
+    def __init__(self, kind, types, x0, dx, U, dU):
+        if kind not in KINDS:
+            raise InputError(f"table kind must be one of {KINDS}, got '{kind}'")
+        if len(types) != ARITY[kind]:
+            raise InputError(f"a {kind} table needs {ARITY[kind]} type names, got {types}")
+        self.kind, self.types = kind, type_key(kind, types)
+        self.x0, self.dx = float(x0), float(dx)
+        self.U = np.asarray(U, dtype=np.float64)
+        self.dU = np.asarray(dU, dtype=np.float64)
+        if self.U.shape != self.dU.shape or self.U.ndim != 1 or len(self.U) < 2:
+            raise InputError(f"{self.label}: U and dU must be 1-D arrays of equal length ≥ 2")
+        if not (self.dx > 0):
+            raise InputError(f"{self.label}: grid spacing must be > 0")
+        if not (np.all(np.isfinite(self.U)) and np.all(np.isfinite(self.dU))):
+            raise InputError(f"{self.label}: the table holds NaN/inf values")
+        if kind == "dihedral" and abs((len(self.U) - 1) * self.dx - 2 * math.pi) > 1e-6:
+            raise InputError(f"{self.label}: a dihedral table must span exactly 2π rad "
+                             f"(got {(len(self.U) - 1) * self.dx:.6f})")
+
+    @property
+    def label(self) -> str:
+        return type_label(self.kind, self.types)
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.x0 + self.dx * np.arange(len(self.U))
+
+    @property
+    def x_max(self) -> float:
+        return self.x0 + self.dx * (len(self.U) - 1)
+
+    @property
+    def force(self) -> np.ndarray:
+        """Generalised force f = -dU/dx on the grid."""
+        return -self.dU
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "types": list(self.types), "x0": self.x0, "dx": self.dx,
+                "U": self.U.tolist(), "dU": self.dU.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Table":
+        return cls(d["kind"], d["types"], d["x0"], d["dx"], d["U"], d["dU"])
+
+    def __call__(self, x):
+        """(U, f) at x (NumPy), with the same interpolation/extrapolation as the potential."""
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float64)).requires_grad_(True)
+        U = hermite(xt, torch.zeros_like(xt, dtype=torch.long), *_pack([self], torch.float64),
+                    periodic=self.kind == "dihedral", zero_beyond=self.kind == "pair")
+        (g,) = torch.autograd.grad(U.sum(), xt)
+        return U.detach().numpy(), -g.numpy()
+
+
+def _pack(tables, dtype):
+    """Flat arrays of several tables: x0 (T,), dx (T,), n (T,), offset (T,), U (ΣN,), dU (ΣN,),
+    and the cubic coefficients (ΣN, 4) of every interval (row k: interval [x_k, x_k+1])."""
+    x0 = torch.tensor([t.x0 for t in tables], dtype=dtype)
+    dx = torch.tensor([t.dx for t in tables], dtype=dtype)
+    n = torch.tensor([len(t.U) for t in tables], dtype=torch.long)
+    off = torch.tensor(np.concatenate([[0], np.cumsum([len(t.U) for t in tables])[:-1]]), dtype=torch.long)
+    U = torch.tensor(np.concatenate([t.U for t in tables]), dtype=dtype)
+    dU = torch.tensor(np.concatenate([t.dU for t in tables]), dtype=dtype)
+    coef = []
+    for t in tables:
+        Ua, Ub = t.U[:-1], t.U[1:]
+        ga, gb = t.dx * t.dU[:-1], t.dx * t.dU[1:]
+        c = np.stack([Ua, ga, -3 * Ua - 2 * ga + 3 * Ub - gb, 2 * Ua + ga - 2 * Ub + gb], 1)
+        coef.append(np.concatenate([c, np.zeros((1, 4))]))
+    C = torch.tensor(np.concatenate(coef), dtype=dtype)
+    return x0, dx, n, off, U, dU, C
+
+
+def hermite(x, tid, x0, dx, n, off, U, dU, C, *, periodic=False, zero_beyond=False):
+    """U(x) of instances with table ids ``tid`` from packed tables (cubic Hermite inside,
+    linear outside, or periodic / zero beyond the end as requested). Differentiable in x."""
+    x0, h, nt, o = x0[tid], dx[tid], n[tid], off[tid]
+    last = (nt - 1).to(x.dtype)
+    if periodic:
+        x = x0 + torch.remainder(x - x0, h * last)
+    u = (x - x0) / h
+    i = torch.minimum(torch.clamp(torch.floor(u.detach()).long(), min=0), nt - 2)
+    t = (u - i.to(u.dtype)).clamp(0.0, 1.0)
+    c = C[o + i]
+    val = ((c[:, 3] * t + c[:, 2]) * t + c[:, 1]) * t + c[:, 0]
+    below = u < 0
+    if bool(below.any()):  # linear continuation below the grid
+        val = torch.where(below, U[o] + dU[o] * (x - x0), val)
+    above = u > last
+    if bool(above.any()):
+        if zero_beyond:
+            val = torch.where(above, torch.zeros_like(val), val)
+        else:
+            e = o + nt - 1
+            val = torch.where(above, U[e] + dU[e] * (x - x0 - h * last), val)
+    return val
+
+
+class TabulatedPotential(Potential):
+    """Pair + bonded tabulated potential of a CG system (see module docstring).
+
+    Parameters
+    ----------
+    type_names : bead type names, in the order of ``graph.species``
+    topology : :class:`Topology` (bonds, angles, dihedrals, exclusions) of one system copy
+    tables : list of :class:`Table` (or their dicts); at most one per kind and type tuple.
+        Bonded instances whose type has no table get no energy; so do pairs.
+    """
+
+    def __init__(self, type_names, topology: Topology | dict, tables):
+        super().__init__()
+        self.type_names = tuple(str(t) for t in type_names)
+        if isinstance(topology, dict):
+            topology = Topology(**{k: (np.asarray(v) if v is not None and k != "n_particles" else v)
+                                   for k, v in topology.items()})
+        self.topology = topology
+        tables = [t if isinstance(t, Table) else Table.from_dict(t) for t in tables]
+        lookup = {t: k for k, t in enumerate(self.type_names)}
+        seen = set()
+        for t in tables:
+            missing = [n for n in t.types if n not in lookup]
+            if missing:
+                raise InputError(f"{t.label}: bead types {missing} are not in type_names {list(self.type_names)}")
+            if (t.kind, t.types) in seen:
+                raise InputError(f"two tables for {t.label}; give one per interaction type")
+            seen.add((t.kind, t.types))
+        self.tables = tables
+        pair_tables = [t for t in tables if t.kind == "pair"]
+        self.cutoff = max([t.x_max for t in pair_tables], default=0.0)
+        nt = len(self.type_names)
+        pair_id = -torch.ones(nt, nt, dtype=torch.long)
+        for k, t in enumerate(pair_tables):
+            a, b = lookup[t.types[0]], lookup[t.types[1]]
+            pair_id[a, b] = pair_id[b, a] = k
+        self.register_buffer("pair_id", pair_id, persistent=False)
+        self._packed = {}
+        self._instances = {}
+        for kind in KINDS:
+            ts = [t for t in tables if t.kind == kind]
+            if ts:
+                self._packed[kind] = _pack(ts, torch.float64)
+            if kind == "pair":
+                continue
+            idx = getattr(topology, kind + "s")
+            tid_of = {t.types: k for k, t in enumerate(ts)}
+            if len(idx) and ts:
+                self._instances[kind] = (torch.as_tensor(idx), tid_of)
+        self._species_cache = None
+
+    # ------------------------------------------------------------------ persistence
+    def get_config(self) -> dict:
+        top = self.topology
+        return {"type_names": list(self.type_names),
+                "topology": {"n_particles": int(top.n_particles), "bonds": top.bonds.tolist(),
+                             "angles": top.angles.tolist(), "dihedrals": top.dihedrals.tolist(),
+                             "molecule": top.molecule.tolist(), "exclusions": top.exclusions.tolist()},
+                "tables": [t.to_dict() for t in self.tables]}
+
+    def table(self, kind: str, types) -> Table:
+        """The table of one interaction type (``types`` in any direction)."""
+        key = type_key(kind, types)
+        for t in self.tables:
+            if t.kind == kind and t.types == key:
+                return t
+        raise InputError(f"no {type_label(kind, key)} table; available: {[t.label for t in self.tables]}")
+
+    # ------------------------------------------------------------------ energy
+    def _packed_as(self, kind, dtype, device):
+        key = (kind, dtype, str(device))
+        cache = self.__dict__.setdefault("_packed_cache", {})
+        if key not in cache:
+            cache[key] = [p.to(device=device, dtype=dtype) if p.is_floating_point() else p.to(device)
+                          for p in self._packed[kind]]
+        return cache[key]
+
+    def _pairs(self, graph, n0: int):
+        """(i, j, shifts, table id) of the half list of non-excluded pairs with a table."""
+        cache = self.__dict__.get("_pair_cache")
+        if cache is not None and cache[0] is graph.edge_index and cache[1] is graph.species:
+            return cache[2]
+        i, j = graph.edge_index[0], graph.edge_index[1]
+        S = graph.cell_shifts
+        # half list: i < j, and for an atom's own periodic images the shift with positive sign
+        first = torch.where(S[:, 0] != 0, S[:, 0], torch.where(S[:, 1] != 0, S[:, 1], S[:, 2]))
+        keep = (i < j) | ((i == j) & (first > 0))
+        tid = self.pair_id.to(i.device)[graph.species[i], graph.species[j]]
+        keep &= tid >= 0
+        if len(self.topology.exclusions):
+            keep &= ~self.topology.exclusion_mask(i % n0, j % n0)
+        keep &= graph.batch[i] == graph.batch[j]
+        val = (i[keep], j[keep], S[keep], tid[keep])
+        self.__dict__["_pair_cache"] = (graph.edge_index, graph.species, val)
+        return val
+
+    def _bonded_tid(self, kind, species_names_idx: torch.Tensor, idx: torch.Tensor, tid_of: dict):
+        """Table id (or -1) of every bonded instance given the species of its beads."""
+        names = self.type_names
+        sp = species_names_idx[idx].tolist()
+        out = [tid_of.get(type_key(kind, tuple(names[s] for s in row)), -1) for row in sp]
+        return torch.as_tensor(out, dtype=torch.long)
+
+    def atomic_energies(self, graph, positions, cell):
+        n = graph.n_atoms
+        n0 = self.topology.n_particles
+        if n % n0 != 0:
+            raise InputError(f"this potential was built for a system of {n0} beads (its topology); "
+                             f"the structure has {n}")
+        R = n // n0
+        dtype, dev = positions.dtype, positions.device
+        out = torch.zeros(n, dtype=dtype, device=dev)
+        pbc = graph.pbc[0]
+        # ---- pairs (half list of non-excluded typed pairs, cached while the edges are unchanged)
+        if "pair" in self._packed:
+            if graph.cutoff + 1e-9 < self.cutoff:
+                raise InputError(f"the graph was built with cutoff {graph.cutoff} Å, but this potential "
+                                 f"needs {self.cutoff} Å; build it with potential.graph(atoms)")
+            i, j, S, tid = self._pairs(graph, n0)
+            c = cell if cell.dim() == 3 else cell.unsqueeze(0)
+            if c.shape[0] == 1:
+                off = S.to(dtype) @ c[0]
+            else:
+                off = torch.einsum("ek,ekl->el", S.to(dtype), c[graph.batch[i]])
+            r = torch.linalg.norm(positions[j] - positions[i] + off, dim=1)
+            e = hermite(r, tid, *self._packed_as("pair", dtype, dev), zero_beyond=True)
+            out = out.index_add(0, i, 0.5 * e).index_add(0, j, 0.5 * e)
+        # ---- bonded
+        key = (tuple(graph.species[:n0].tolist()), R)
+        if self._species_cache is None or self._species_cache[0] != key:
+            cache = {}
+            for kind, (idx, tid_of) in self._instances.items():
+                tid = self._bonded_tid(kind, graph.species[:n0].cpu(), idx, tid_of)
+                keep = tid >= 0
+                base, tid = idx[keep], tid[keep]
+                offs = (torch.arange(R) * n0)[:, None, None]
+                cache[kind] = ((base[None] + offs).reshape(-1, base.shape[1]), tid.repeat(R))
+            self._species_cache = (key, cache)
+        for kind, (idx, tid) in self._species_cache[1].items():
+            if len(idx) == 0:
+                continue
+            idx, tid = idx.to(dev), tid.to(dev)
+            x = bonded_x(kind, positions, idx, cell, pbc, graph.batch[idx[:, 0]])
+            e = hermite(x, tid, *self._packed_as(kind, dtype, dev), periodic=kind == "dihedral")
+            k = idx.shape[1]
+            for c in range(k):
+                out = out.index_add(0, idx[:, c], e / k)
+        return out
