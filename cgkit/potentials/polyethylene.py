@@ -16,7 +16,8 @@ Per-site arrays of the returned ASE ``Atoms`` (element ``C``, masses 15.035 / 14
 :func:`write_lammps_data` writes a LAMMPS data file (``atom_style molecular``, with image
 flags), :func:`write_psf_pdb` a PSF (bonds, angles, dihedrals) plus PDB pair that MDAnalysis
 reads as ``Universe(psf, pdb)``; there residues are blocks of 4 consecutive sites, named
-``PE`` inside a chain and ``PET`` at the two chain ends.
+``PE`` inside a chain, ``PEH`` at the head and ``PET`` at the tail (as
+``mappings/polyethylene_ua_4to1.yaml`` expects).
 """
 from __future__ import annotations
 
@@ -347,7 +348,7 @@ def write_lammps_data(path, atoms, topology: Topology | None = None) -> Path:
 
 
 def _residues(atoms, block: int):
-    """Per-site (resid, resname, atom name): 4-site blocks per chain, 'PET' at chain ends."""
+    """Per-site (resid, resname, atom name): 4-site blocks per chain, 'PEH' head, 'PET' tail."""
     cid = np.asarray(atoms.arrays["chain_id"], dtype=np.int64)
     cix = np.asarray(atoms.arrays["chain_index"], dtype=np.int64)
     n = len(cid)
@@ -365,7 +366,7 @@ def _residues(atoms, block: int):
         b = i // block
         nb = -(-chain_len[c] // block)
         resid[k] = first_res[c] + b
-        resname[k] = "PET" if b in (0, nb - 1) else "PE"
+        resname[k] = "PEH" if b == 0 else ("PET" if b == nb - 1 else "PE")
         name[k] = f"C{i % block + 1}"
     return resid, resname, name
 
@@ -374,8 +375,8 @@ def write_psf_pdb(prefix, atoms, topology: Topology | None = None, *, block: int
     """Write ``prefix.psf`` (NAMD-style PSF with bonds, angles, dihedrals) and ``prefix.pdb``.
 
     ``MDAnalysis.Universe(prefix + '.psf', prefix + '.pdb')`` then holds: one residue per block of
-    ``block`` consecutive sites of a chain (resname ``PE``; ``PET`` for the first and last block
-    of a chain), atom names ``C1``…``C4`` (position in the block), atom types ``CH3``/``CH2``,
+    ``block`` consecutive sites of a chain (resname ``PE``; ``PEH`` for the first and ``PET`` for the last
+    block of a chain), atom names ``C1``…``C4`` (position in the block), atom types ``CH3``/``CH2``,
     masses in amu, segment ``PE``; ``u.atoms.fragments`` are the chains. Coordinates are written
     with chains made whole (unwrapped) and the cell in the PDB CRYST1 record.
     Returns (psf_path, pdb_path).

@@ -142,7 +142,8 @@ def test_mdanalysis_reads_psf_pdb_with_residue_blocks(tmp_path, relaxed):
     assert len(u.atoms.fragments) == N_CHAINS
     assert len(u.residues) == N_CHAINS * N_C // 4
     names = u.residues.resnames.reshape(N_CHAINS, N_C // 4)
-    assert (names[:, [0, -1]] == "PET").all() and (names[:, 1:-1] == "PE").all()
+    assert (names[:, 0] == "PEH").all() and (names[:, -1] == "PET").all()
+    assert (names[:, 1:-1] == "PE").all()
     assert (u.atoms.types == atoms.arrays["bead_types"]).all()
     assert np.allclose(u.atoms.masses, atoms.get_masses())
     assert all(len(r.atoms) == 4 for r in u.residues)
@@ -153,6 +154,21 @@ def test_mdanalysis_reads_psf_pdb_with_residue_blocks(tmp_path, relaxed):
     for r in u.residues[:6]:
         idx = r.atoms.indices
         assert (np.diff(idx) == 1).all() and len(set(atoms.arrays["chain_id"][idx])) == 1
+
+
+def test_shipped_4to1_mapping_compiles_on_the_written_melt_with_every_cg_bond(tmp_path, relaxed):
+    """The PSF's head/tail residue names are the ones mappings/polyethylene_ua_4to1.yaml expects."""
+    import MDAnalysis as mda
+
+    from cgkit.mapping import Mapping, shipped_mapping
+    atoms, topo = relaxed
+    psf, pdb = write_psf_pdb(tmp_path / "melt", atoms, topo)
+    u = mda.Universe(str(psf), str(pdb))
+    m = Mapping.from_yaml(shipped_mapping("polyethylene_ua_4to1"), u)
+    n_beads_per_chain = N_C // 4
+    assert m.n_beads == N_CHAINS * n_beads_per_chain
+    assert len(m.topology.bonds) == N_CHAINS * (n_beads_per_chain - 1)
+    assert len(m.topology.angles) == N_CHAINS * (n_beads_per_chain - 2)
 
 
 def test_mdanalysis_reads_lammps_data(tmp_path, relaxed):

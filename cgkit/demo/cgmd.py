@@ -1,0 +1,223 @@
+"""Stage d — CG MD with the force-matched tables and comparison with the mapped atomistic run.
+
+CG Langevin MD (BAOAB, :class:`cgkit.md.MolecularDynamics`, one thread like the ENNP run of stage
+b) starts from the first mapped frame. Compared with the mapped atomistic (ENNP) trajectory:
+
+* bond-length and bond-angle distributions — Jensen–Shannon divergence (bits, common bins);
+* R_g, R_ee, persistence length (bond autocorrelation), RDF — :class:`properties.polymer.
+  PolymerAnalysis` on both trajectories, :class:`properties.compare.Comparison`;
+* mass density (both runs are NVT in the same box, so equal by construction: reported as such);
+* speed-up: simulated time per wall second of CG MD over ENNP atomistic MD on the same cores.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from .common import plt, run_md_budget, savefig, unwrap_consecutive
+
+__all__ = ["run", "bead_universe", "bonded_samples"]
+
+
+def bead_universe(positions, cell, masses, bonds, molecule, resname: str = "PE"):
+    """An MDAnalysis Universe of bead frames (F, B, 3) Å in an orthorhombic/triclinic ``cell``:
+    one residue per chain, bonds, masses, chains made whole (in memory)."""
+    import MDAnalysis as mda
+    from MDAnalysis.coordinates.memory import MemoryReader
+
+    from ..trajectory import cell_to_dimensions
+    pos = np.asarray(positions, dtype=np.float64)
+    molecule = np.asarray(molecule)
+    starts = np.nonzero(np.r_[True, molecule[1:] != molecule[:-1]])[0]
+    pos = unwrap_consecutive(pos, cell, starts)
+    n = pos.shape[1]
+    n_res = int(molecule.max()) + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = mda.Universe.empty(n, n_residues=n_res, atom_resindex=molecule, trajectory=False)
+        u.add_TopologyAttr("names", ["B"] * n)
+        u.add_TopologyAttr("types", ["B"] * n)
+        u.add_TopologyAttr("resnames", [resname] * n_res)
+        u.add_TopologyAttr("masses", np.asarray(masses, dtype=float))
+        u.add_TopologyAttr("bonds", [tuple(map(int, b)) for b in bonds])
+        dims = np.tile(cell_to_dimensions(cell), (len(pos), 1))
+        u.load_new(pos.astype(np.float32), format=MemoryReader, dimensions=dims)
+    return u
+
+
+def bonded_samples(positions, cell, bonds, angles):
+    """Bond lengths (Å) and bond angles (deg) of every frame, minimum image."""
+    inv = np.linalg.inv(cell)
+
+    def mic(d):
+        f = d @ inv
+        return (f - np.round(f)) @ cell
+    x = np.asarray(positions, dtype=np.float64)
+    b = np.linalg.norm(mic(x[:, bonds[:, 1]] - x[:, bonds[:, 0]]), axis=-1).ravel()
+    u = mic(x[:, angles[:, 0]] - x[:, angles[:, 1]])
+    v = mic(x[:, angles[:, 2]] - x[:, angles[:, 1]])
+    c = (u * v).sum(-1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(v, axis=-1)
+    a = np.degrees(np.arccos(np.clip(c, -1, 1))).ravel()
+    return b, a
+
+
+def _js_counts(a, b) -> float:
+    """JS divergence (bits) of two histograms given as counts on the same bins."""
+    from properties.compare import Distribution, js_divergence
+    edges = np.arange(len(a) + 1, dtype=float)
+    if a.sum() <= 0 or b.sum() <= 0:
+        return 1.0
+    return js_divergence(Distribution(edges, a), Distribution(edges, b))
+
+
+def _js(ref, cand, n_bins: int, unit: str):
+    from properties.compare import Distribution, js_divergence
+    lo = min(ref.min(), cand.min())
+    hi = max(ref.max(), cand.max())
+    edges = np.linspace(lo, hi + 1e-9, n_bins + 1)
+    p = Distribution(edges, np.histogram(ref, edges)[0].astype(float) + 0.0, unit)
+    q = Distribution(edges, np.histogram(cand, edges)[0].astype(float) + 0.0, unit)
+    return js_divergence(p, q), p, q
+
+
+def run(ctx) -> dict:
+    from ase import Atoms
+
+    from properties.compare import Comparison, polymer_comparables
+    from properties.polymer import PolymerAnalysis
+
+    from ..io_potential import load_potential
+    from ..md import MolecularDynamics
+
+    ctx.read_result("forcematch", needed_by="cg")
+    at = ctx.read_result("atomistic", needed_by="cg")
+    fd = ctx.out / "forcematch"
+    pot = load_potential(ctx.need("forcematch", fd / "cg_potential.pt", "cg"))
+    mp = np.load(ctx.need("forcematch", fd / "mapped.npz", "cg"))
+    cell, masses, types = mp["cell"], mp["masses"], [str(t) for t in mp["bead_types"]]
+    bonds, angles, molecule = mp["bonds"], mp["angles"], mp["molecule"]
+    ref_pos = mp["positions"]
+    p = ctx.cfg["cg"]
+    T = ctx.cfg["pe"]["temperature"]
+    start = Atoms(numbers=np.zeros(len(types), int), positions=ref_pos[0], cell=cell, pbc=True,
+                  masses=masses)
+    start.arrays["bead_types"] = np.array(types)
+    deadline = time.time() + 0.6 * ctx.budget("cg")
+    md = MolecularDynamics(pot, start, timestep=p["timestep"], temperature=T, friction=p["friction"],
+                           seed=ctx.seed + 202, store_every=p["store_every"], log_every=p["store_every"],
+                           n_replicas=p["n_replicas"], progress=ctx.progress, n_threads=1)
+    n_done = run_md_budget(md, p["n_steps"], max(1000, p["store_every"]), deadline)
+    r = md.results
+    cg_pos = r.positions.reshape(-1, len(types), 3)  # all replicas pooled
+    n_skip = max(1, len(r.positions) // 10)  # drop the first 10 % (relaxation from the start)
+    cg_pos = r.positions[n_skip:].reshape(-1, len(types), 3)
+    cg_fs_per_s = n_done * p["timestep"] * p["n_replicas"] / r.elapsed_s
+    speedup = cg_fs_per_s / at["fs_per_wall_s"]
+
+    d = ctx.dir("cg")
+    # bonded distributions on common bins
+    b_ref, a_ref = bonded_samples(ref_pos, cell, bonds, angles)
+    b_cg, a_cg = bonded_samples(cg_pos, cell, bonds, angles)
+    js_b, pb, qb = _js(b_ref, b_cg, 30, "Å")
+    js_a, pa, qa = _js(a_ref, a_cg, 30, "deg")
+    fig, ax = plt().subplots(1, 2, figsize=(9, 3.5))
+    for axis, (pp, qq, js, lab) in zip(ax, ((pb, qb, js_b, "bond length (Å)"), (pa, qa, js_a, "bond angle (deg)"))):
+        axis.stairs(pp.density, pp.edges, label="mapped atomistic (ENNP)")
+        axis.stairs(qq.density, qq.edges, label="CG (spline MS-CG)")
+        axis.set_xlabel(lab)
+        axis.set_ylabel(f"probability density (1/{lab.split('(')[1][:-1]})")
+        axis.set_title(f"JS divergence = {js:.4f} bit", fontsize=9)
+        axis.legend(fontsize=8)
+    savefig(fig, d / "bonded_distributions.png")
+
+    # polymer analysis on both sides
+    def analyse(pos):
+        u = bead_universe(pos, cell, masses, bonds, molecule)
+        pa_ = PolymerAnalysis(u.atoms, n_blocks=4, bins=40, msd=None, rdf=True, rdf_bins=40,
+                              error_method="time" if len(pos) >= 8 else "chains")
+        pa_.run()
+        return pa_.summary()
+    s_ref, s_cg = analyse(ref_pos), analyse(cg_pos)
+    cmp = Comparison(polymer_comparables(s_ref, True), polymer_comparables(s_cg, True),
+                     labels=("mapped atomistic (ENNP)", "CG (spline MS-CG)")).run()
+    cmp.to_json(d / "comparison.json")
+    sc = cmp.results["scalars"]
+
+    def scal(k):
+        v = sc.get(k, {})
+        return {"reference": v.get("reference"), "reference_error": v.get("reference_error"),
+                "cg": v.get("candidate"), "cg_error": v.get("candidate_error"), "unit": v.get("unit")}
+    rg, lp, lp_wlc = scal("rg"), scal("lp_acf"), scal("lp_wlc")
+    r2 = scal("ree2")  # root-mean-square end-to-end distance from <R_ee²>
+
+    def sqrt_q(v, e):
+        if v is None or v <= 0:
+            return None, None
+        return float(np.sqrt(v)), (None if e is None else float(e) / (2 * np.sqrt(v)))
+    ree = {"unit": "Å"}
+    ree["reference"], ree["reference_error"] = sqrt_q(r2["reference"], r2["reference_error"])
+    ree["cg"], ree["cg_error"] = sqrt_q(r2["cg"], r2["cg_error"])
+    rg_rel = abs(rg["cg"] - rg["reference"]) / rg["reference"] if rg["reference"] else float("nan")
+    # RDF plot
+    rdf_ref, rdf_cg = s_ref.get("rdf"), s_cg.get("rdf")
+    figs = [ctx.rel(d / "bonded_distributions.png")]
+    rdf_rms = None
+    if rdf_ref and rdf_cg:
+        fig, ax = plt().subplots(figsize=(5.5, 3.6))
+        for s, lab in ((rdf_ref, "mapped atomistic (ENNP)"), (rdf_cg, "CG (spline MS-CG)")):
+            ax.plot(s["r"], s["g_inter"], label=lab)
+        ax.set_xlabel("bead–bead distance r (Å)")
+        ax.set_ylabel("intermolecular g(r) (dimensionless)")
+        ax.legend(fontsize=8)
+        ax.set_title("bead RDF (different chains)", fontsize=9)
+        savefig(fig, d / "rdf.png")
+        figs.append(ctx.rel(d / "rdf.png"))
+        rdf_rms = cmp.results["curves"].get("rdf_g_inter", {}).get("rms_difference")
+    # R_g time series
+    fig, ax = plt().subplots(figsize=(5.5, 3.4))
+    u_r = bead_universe(ref_pos, cell, masses, bonds, molecule)
+    u_c = bead_universe(cg_pos, cell, masses, bonds, molecule)
+
+    def rg_series(u):
+        out = []
+        frags = u.atoms.fragments
+        for _ in u.trajectory:
+            out.append(np.mean([f.radius_of_gyration() for f in frags]))
+        return np.array(out)
+    t_ref = mp["time"] / 1000.0
+    t_cg = r.frame_time[n_skip:] / 1000.0
+    ax.plot(t_ref, rg_series(u_r), label="mapped atomistic (ENNP)", lw=1)
+    rc = rg_series(u_c)
+    ax.plot(np.repeat(t_cg, p["n_replicas"])[:len(rc)], rc, label="CG (spline MS-CG)", lw=1, alpha=0.8)
+    ax.set_xlabel("simulated time (ps)")
+    ax.set_ylabel("mean chain R_g (Å)")
+    ax.legend(fontsize=8)
+    savefig(fig, d / "rg_time.png")
+    figs.append(ctx.rel(d / "rg_time.png"))
+    vol = abs(np.linalg.det(cell))
+    density = float(masses.sum() / vol * 1.66053906660)
+    # speed figure
+    fig, ax = plt().subplots(figsize=(5, 3.2))
+    ax.bar(["ENNP atomistic", "CG tables"], [at["fs_per_wall_s"], cg_fs_per_s], color=["C0", "C1"])
+    ax.set_yscale("log")
+    ax.set_ylabel("simulated fs per wall second")
+    ax.set_title(f"speed-up {speedup:.0f}× (1 thread each)", fontsize=9)
+    savefig(fig, d / "speed.png")
+    figs.append(ctx.rel(d / "speed.png"))
+    return {"n_steps": n_done, "n_steps_requested": p["n_steps"], "timestep_fs": p["timestep"],
+            "n_replicas": p["n_replicas"], "simulated_ps": n_done * p["timestep"] / 1000.0,
+            "md_wall_s": r.elapsed_s, "fs_per_wall_s": cg_fs_per_s,
+            "atomistic_fs_per_wall_s": at["fs_per_wall_s"], "speedup": speedup,
+            "mean_temperature_K": float(r.temperature[len(r.temperature) // 2:].mean()),
+            "n_frames_reference": int(len(ref_pos)), "n_frames_cg": int(len(cg_pos)),
+            "js_bond": js_b, "js_angle": js_a,
+            "bond_mean_A": {"reference": float(b_ref.mean()), "cg": float(b_cg.mean())},
+            "angle_mean_deg": {"reference": float(a_ref.mean()), "cg": float(a_cg.mean())},
+            "rg": rg, "rg_rel_diff": rg_rel, "ree": ree, "persistence_length": lp,
+            "persistence_length_wlc": lp_wlc,
+            "rdf_inter_rms_difference": rdf_rms,
+            "density_g_cm3": {"reference": density, "cg": density,
+                              "note": "both runs are NVT in the mapped box: equal by construction"},
+            "figures": figs}
