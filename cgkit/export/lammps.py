@@ -63,7 +63,8 @@ def _ensure_table_lengths(n: int) -> int:
 
 def write_lammps(potential, directory, *, positions=None, box=None, masses=None, species=None,
                  n_points: int = 2000, r_inner: float | None = None, temperature: float = 300.0,
-                 timestep_fs: float = 5.0, n_steps: int = 10000, run_forces_only: bool = False) -> dict:
+                 timestep_fs: float = 5.0, n_steps: int = 10000, run_forces_only: bool = False,
+                 langevin_damping_fs: float = 100.0) -> dict:
     """Write LAMMPS tables, data file and input script into ``directory``.
 
     potential : TabulatedPotential (bead types, topology and tables)
@@ -72,6 +73,8 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
     species : (n,) type indices (default: the order of ``potential.type_names`` must be given)
     n_points : points per table; r_inner : Å, shortest pair distance tabulated
     run_forces_only : the input script does ``run 0`` and dumps forces (for checks)
+    langevin_damping_fs : damping time of ``fix langevin`` in fs (100 fs = 0.1 ps, the friction
+        cgkit's CG MD uses; 1 ps let a 5 fs CG run heat up to ~500 K in the hexane case study)
 
     Returns {"pair": path, "bond": ..., "data": path, "input": path} of what was written.
     """
@@ -217,7 +220,7 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
     else:
         script += [f"velocity all create {temperature} 12345 mom yes rot yes",
                    f"timestep {timestep_fs / 1000.0}  # ps",
-                   f"fix md all langevin {temperature} {temperature} 1.0 4242",
+                   f"fix md all langevin {temperature} {temperature} {langevin_damping_fs / 1000.0} 4242  # damping ps",
                    "fix nve all nve", "thermo 1000",
                    "dump traj all custom 1000 traj.lammpstrj id mol type x y z",
                    f"run {n_steps}"]

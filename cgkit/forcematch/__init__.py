@@ -11,8 +11,9 @@ Inputs are plain arrays: CG positions (n_frames, n_beads, 3) Å, mapped forces e
 bead type names and a :class:`cgkit.topology.Topology`.
 """
 from .mscg import (ForceMatchError, ForceMatchResult, Interaction, NormalEquations,  # noqa: F401
-                   SparseSamplingWarning, SplineForceMatching, suggest_grids)
+                   SparseSamplingWarning, SplineForceMatching, boltzmann_bonded_tables, suggest_grids)
 from .tabulated import Table, TabulatedPotential  # noqa: F401
 
 __all__ = ["SplineForceMatching", "NormalEquations", "ForceMatchResult", "ForceMatchError",
-           "SparseSamplingWarning", "Interaction", "Table", "TabulatedPotential", "suggest_grids"]
+           "SparseSamplingWarning", "Interaction", "Table", "TabulatedPotential", "suggest_grids",
+           "boltzmann_bonded_tables"]

@@ -110,6 +110,9 @@ class IterativeBoltzmannInversion:
     alpha : update damping (0 < α ≤ 1); md_steps, equilibration, sample_every, timestep (fs),
     friction (1/fs) : the CG MD of each iteration
     pressure : target pressure in GPa (None: no pressure correction); pressure_scale: eV per GPa
+    start_tables : tables (list of :class:`Table` or a :class:`TabulatedPotential`) replacing the
+        Boltzmann-inverted start of their interaction types, e.g. force-matched pair tables with
+        ``kinds=("bond", "angle")``: hybrid FM + IBI, where only the bonded terms are iterated
     """
 
     def __init__(self, type_names, species, topology: Topology, masses, reference_positions,
@@ -117,7 +120,8 @@ class IterativeBoltzmannInversion:
                  pair_cutoff: float = 10.0, bins: int = 120, kinds=("pair",), alpha: float = 0.5,
                  md_steps: int = 5000, equilibration: int = 1000, sample_every: int = 50,
                  timestep: float = 5.0, friction: float = 0.01, pressure: float | None = None,
-                 pressure_scale: float = 0.01, seed: int = 0, progress: bool = False):
+                 pressure_scale: float = 0.01, seed: int = 0, progress: bool = False,
+                 start_tables=None):
         if not (0 < alpha <= 1):
             raise InputError("alpha must be in (0, 1]")
         self.type_names = tuple(type_names)
@@ -142,6 +146,11 @@ class IterativeBoltzmannInversion:
         self.targets = self._distributions(reference_positions, reference_boxes)
         self.tables = {k: boltzmann_table(k[0], k[1], x, dens, self.kT)
                        for k, (x, dens) in self.targets.items()}
+        if isinstance(start_tables, TabulatedPotential):
+            start_tables = start_tables.tables
+        for t in start_tables or []:
+            t = t if isinstance(t, Table) else Table.from_dict(t)
+            self.tables[(t.kind, t.types)] = t
         self.history: list[dict] = []
         self.potential = self._potential()
 

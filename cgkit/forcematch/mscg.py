@@ -17,6 +17,16 @@ sampled range (the potential continues linearly outside). ``method="lstsq"`` sol
 any regularisation and raises :class:`ForceMatchError` naming the undetermined interactions
 if the normal matrix is singular.
 
+Hybrid force matching (``fixed=``): interactions given as fixed tables — typically bonds and
+angles from Boltzmann inversion, :func:`boltzmann_bonded_tables` — are not fitted; their forces
+are subtracted from the mapped forces frame by frame and only the remaining interactions are
+force-matched (VOTCA's "hybrid" scheme, Rühle & Junghans, Macromol. Theory Simul. 20, 472
+(2011)). Use it when the bonded coordinates are coupled through hidden atomistic degrees of
+freedom (hexane: the C-C-C-C torsions set both the A-B bond and the A-B-A angle): a separable
+bonded basis then cannot represent the many-body mean force, and its least-squares projection
+need not reproduce the bonded distributions, whereas the Boltzmann inverse of each marginal does
+for an isolated molecule whose only intramolecular terms are these (1-2/1-3 pairs excluded).
+
 Error bars: jackknife over blocks of consecutive frames (``block_size``); each block is left
 out in turn and the spread of the refitted forces gives the standard error.
 
@@ -44,7 +54,7 @@ from .spline import BSplineBasis
 from .tabulated import Table, TabulatedPotential
 
 __all__ = ["ForceMatchError", "SparseSamplingWarning", "Interaction", "NormalEquations",
-           "SplineForceMatching", "ForceMatchResult", "suggest_grids"]
+           "SplineForceMatching", "ForceMatchResult", "suggest_grids", "boltzmann_bonded_tables"]
 
 ANGULAR = ("angle", "dihedral")
 
@@ -241,12 +251,17 @@ class SplineForceMatching:
     block_size : frames per block for the jackknife error bars
     on_empty : "error" (default) or "drop" — what to do with an interaction that has no
         samples within its grid
+    fixed : tables (:class:`Table` list or a :class:`TabulatedPotential`) kept as they are:
+        their forces are subtracted from the mapped forces before fitting, their interaction
+        types are not fitted, and they are part of the resulting potential (hybrid scheme).
+        The reported residual is that of the whole model (fixed + fitted) against the mapped
+        forces; its ``rms_force_eV_per_A`` is then the RMS of the forces the fixed tables leave.
     """
 
     def __init__(self, type_names, species, topology: Topology, *, pair=(0.0, 10.0, 0.1),
                  bond=(0.5, 5.0, 0.05), angle=(0.0, 180.0, 5.0), dihedral=20.0,
                  grids: dict | None = None, block_size: int = 10, on_empty: str = "error",
-                 check: bool = True):
+                 check: bool = True, fixed=None):
         self.type_names = tuple(str(t) for t in type_names)
         lookup = {t: k for k, t in enumerate(self.type_names)}
         sp = np.asarray(species)
@@ -265,6 +280,12 @@ class SplineForceMatching:
             raise InputError("on_empty must be 'error' or 'drop'")
         self.on_empty = on_empty
         self.block_size = max(int(block_size), 1)
+        if isinstance(fixed, TabulatedPotential):
+            fixed = fixed.tables
+        fixed = [t if isinstance(t, Table) else Table.from_dict(t) for t in (fixed or [])]
+        self.fixed_tables = fixed
+        fixed_keys = {(t.kind, t.types) for t in fixed}
+        self._fixed_potential = TabulatedPotential(self.type_names, topology, fixed) if fixed else None
         grids = {str(k): v for k, v in (grids or {}).items()}
         names = np.asarray(self.type_names)[self.species]
         present = sorted(set(names.tolist()))
@@ -273,7 +294,7 @@ class SplineForceMatching:
         def add(kind, types, default):
             label = type_label(kind, types)
             spec = grids.pop(label, default) if label in grids else default
-            if spec is None:
+            if spec is None or (kind, type_key(kind, types)) in fixed_keys:
                 return
             if kind == "dihedral":
                 spacing = spec if np.isscalar(spec) else spec[-1]
@@ -307,7 +328,8 @@ class SplineForceMatching:
             it.offset = off
             off += it.size
         if not inter:
-            raise InputError("no interactions to fit: give pair/bond/angle/dihedral grids")
+            raise InputError("no interactions to fit: give pair/bond/angle/dihedral grids "
+                             "(every interaction is fixed or has no grid)")
         self.interactions = inter
         self.n_coef = off
         self._by_key = {(it.kind, it.types): k for k, it in enumerate(inter)}
@@ -449,6 +471,8 @@ class SplineForceMatching:
         for f in frames:
             G = self._design(pos[f], bx[f], ne.counts, ne.outside).numpy()
             F = frc[f].reshape(-1)
+            if self._fixed_potential is not None:
+                F = F - self.fixed_forces(pos[f], bx[f]).reshape(-1)
             if self._block_A is None:
                 self._block_A = np.zeros((self.n_coef, self.n_coef))
                 self._block_b = np.zeros(self.n_coef)
@@ -469,6 +493,18 @@ class SplineForceMatching:
             if self._block_n >= self.block_size:
                 self._close_block()
         return self
+
+    def fixed_forces(self, positions, box=None) -> np.ndarray:
+        """Forces (n_beads, 3) eV/Å of the fixed tables on one frame (zeros without any)."""
+        pos = np.asarray(positions, dtype=np.float64)
+        if self._fixed_potential is None:
+            return np.zeros_like(pos)
+        from ..data import AtomicGraph
+        cell, pbc = as_cell(box)
+        pot = self._fixed_potential
+        g = AtomicGraph.from_arrays(pos, cell, pbc, max(pot.cutoff, 1e-3), species=self.species,
+                                    type_names=self.type_names)
+        return pot.compute(g)["forces"].detach().numpy()
 
     def _close_block(self) -> None:
         if self._block_n:
@@ -677,6 +713,12 @@ class SplineForceMatching:
                                            for a, z, n in sparse],
                          "max_force_error": float(np.nanmax(ferr)) if ferr is not None else None,
                          "force_error": ferr})
+        for t in self.fixed_tables:
+            tables.append(t)
+            info.append({"interaction": t.label, "kind": t.kind, "types": list(t.types), "fixed": True,
+                         "table_range": [float(_to_user(t.kind, t.x0)), float(_to_user(t.kind, t.x_max))],
+                         "n_samples": None, "samples_outside_grid": None, "sparse_ranges": [],
+                         "max_force_error": None, "force_error": None})
         pot = TabulatedPotential(self.type_names, self.topology, tables)
         self.results = ForceMatchResult(tables=tables, potential=pot, interactions=info,
                                         coefficients=c, residual=residual,
@@ -842,3 +884,62 @@ class ForceMatchResult:
             fig.savefig(path, dpi=110)
             plt.close(fig)
         return fig
+
+
+def boltzmann_bonded_tables(type_names, species, topology: Topology, positions, boxes=None, *,
+                            temperature: float = 300.0, kinds=("bond", "angle"), bin_width=None,
+                            min_count: int = 20, smooth: int = 2) -> list:
+    """Bond and angle tables by Boltzmann inversion of the mapped distributions.
+
+    U(x) = -kT ln[P(x)/J(x)] with the Jacobian J = x² (bonds), sin θ (angles), on the range
+    where the histogram bins hold at least ``min_count`` samples (gaps inside interpolated),
+    smoothed ``smooth`` times with a (1, 2, 1)/4 filter; beyond that range the tables rise with
+    confining quadratic walls (an unsampled coordinate is an improbable one). ``bin_width``:
+    {kind: width} in Å / deg (defaults 0.01 Å, 1.5 deg). Dihedrals: use
+    :class:`~cgkit.forcematch.ibi.IterativeBoltzmannInversion`.
+    For hybrid force matching pass the result as ``SplineForceMatching(..., fixed=tables)``.
+
+    positions (n_frames, n_beads, 3) Å; boxes per frame or one; temperature K. Returns a list
+    of :class:`Table` (x in Å or rad, U eV, minimum zero).
+    """
+    from ..units import KB_EV
+    from .validate import bonded_samples
+    kT = KB_EV * float(temperature)
+    width = {"bond": 0.01, "angle": 1.5}
+    width.update(bin_width or {})
+    names = np.asarray(type_names)[np.asarray(species)]
+    out = []
+    for kind in kinds:
+        if kind not in ("bond", "angle"):
+            raise InputError(f"boltzmann_bonded_tables inverts bonds and angles, got '{kind}'")
+        for key, x in bonded_samples(kind, positions, boxes, names, topology).items():
+            label = type_label(kind, key)
+            if kind == "angle":
+                edges = np.radians(np.arange(0.0, 180.0 + 1e-9, width[kind]))
+            else:
+                edges = np.arange(max(0.0, x.min() - width[kind]), x.max() + 2 * width[kind], width[kind])
+            xs = np.radians(x) if kind == "angle" else x
+            cnt, _ = np.histogram(xs, bins=edges)
+            c = 0.5 * (edges[1:] + edges[:-1])
+            good = np.nonzero(cnt >= min_count)[0]
+            if len(good) < 4:
+                raise ForceMatchError(f"{label}: fewer than 4 histogram bins hold {min_count} samples; "
+                                      "add frames or widen bin_width")
+            sel = np.arange(good[0], good[-1] + 1)
+            jac = c ** 2 if kind == "bond" else np.sin(c)
+            p = cnt[sel] / jac[sel]
+            ok = cnt[sel] >= min_count
+            U = np.full(len(sel), np.nan)
+            U[ok] = -kT * np.log(p[ok] / p[ok].max())
+            if not ok.all():
+                U[~ok] = np.interp(c[sel][~ok], c[sel][ok], U[ok])
+            for _ in range(smooth):
+                U = np.concatenate([[U[0]], 0.25 * (U[:-2] + 2 * U[1:-1] + U[2:]), [U[-1]]])
+            h = c[1] - c[0]
+            dU = np.gradient(U, h)
+            t = Table(kind, key, c[sel][0], h, U - U.min(), dU)
+            lower = t.x0 > h  # unsampled short bonds / small angles: confining wall
+            upper = kind == "bond" or t.x_max < math.pi - h
+            t, _ = _add_walls(t, None, lower=lower, upper=upper)
+            out.append(t)
+    return out
