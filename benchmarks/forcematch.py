@@ -2,7 +2,7 @@
 
 Reports
 * spline MS-CG accumulation in frames/s on the mapped hexane trajectory
-  (``case_studies/hexane/data/hexane_cg.{psf,trr}``: 1000 molecules, 3000 beads), relative to
+  (``case_studies/hexane/data/hexane_cg.{psf,trr}``: 212 molecules, 636 beads, 201 frames), relative to
   the time of the cell-list neighbor search of the same frames;
 * CG MD steps/s and simulated ns/day with the fitted tables (cgkit, and LAMMPS with the
   exported tables when ``lmp`` exists), and the atomistic reference: GROMACS on VOTCA's
