@@ -23,6 +23,7 @@ bonds, angles, dihedrals): ``MDAnalysis.Universe("cg.psf", "cg.trr")`` reads it 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -292,3 +293,37 @@ def read_cg_atoms(psf, trajectory):
         if ts.has_forces:
             at.calc = SinglePointCalculator(at, forces=ts.forces.astype(float) * KJ_PER_MOL_TO_EV)
         yield at
+
+
+def read_cg_arrays(psf, trajectory, *, exclude: int = 2, start=None, stop=None, step=None):
+    """A CG trajectory with mapped forces (e.g. from ``cgkit map``) as arrays for force matching.
+
+    Returns ``(positions (F, n, 3) Å, forces (F, n, 3) eV/Å, boxes (F, 3) Å, type_names,
+    species (n,), masses (n,) amu, topology)``; the :class:`~cgkit.topology.Topology` holds the
+    PSF's bonds and angles, with non-bonded pairs up to ``exclude`` bonds apart excluded
+    (2: 1-2 and 1-3 pairs, as a mapping's ``exclusions: bonded``). Forces are converted from
+    MDAnalysis's kJ/(mol·Å) to eV/Å here.
+    """
+    import MDAnalysis as mda
+
+    from .topology import Topology
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = mda.Universe(str(psf), str(trajectory))
+    P, F, B = [], [], []
+    for ts in u.trajectory[start:stop:step]:
+        if not ts.has_forces:
+            raise InputError(f"{trajectory} has no forces in frame {ts.frame}; map a trajectory "
+                             "that holds forces (GROMACS trr with nstfout > 0)")
+        P.append(ts.positions.astype(float))
+        F.append(ts.forces.astype(float) * KJ_PER_MOL_TO_EV)
+        B.append(ts.dimensions[:3].astype(float))
+    if not P:
+        raise InputError(f"{trajectory} holds no frames in the requested range")
+    names = [str(t) for t in u.atoms.types]
+    type_names = sorted(set(names))
+    n = len(names)
+    topology = Topology(n_particles=n, bonds=u.bonds.indices, angles=u.angles.indices,
+                        exclusions=Topology.from_bonds(n, u.bonds.indices, exclude=exclude).exclusions)
+    return (np.array(P), np.array(F), np.array(B), type_names,
+            np.array([type_names.index(t) for t in names]), np.asarray(u.atoms.masses, float), topology)

@@ -51,25 +51,8 @@ def load_cg(data: Path = DATA):
     """Mapped CG trajectory: positions (F, n, 3) Å, forces eV/Å, boxes (F, 3) Å, type names,
     species, masses (amu) and the CG Topology (bonds, angle; 1-2 and 1-3 pairs excluded, as in
     the mapping's ``exclusions: bonded`` and VOTCA's hexane setup)."""
-    import MDAnalysis as mda
-
-    from cgkit.topology import Topology
-    from cgkit.units import KJ_PER_MOL_TO_EV
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        u = mda.Universe(str(data / "hexane_cg.psf"), str(data / "hexane_cg.trr"))
-    P, F, B = [], [], []
-    for ts in u.trajectory:
-        P.append(ts.positions.astype(float))
-        F.append(ts.forces.astype(float) * KJ_PER_MOL_TO_EV)  # MDAnalysis: kJ/(mol·Å)
-        B.append(ts.dimensions[:3].astype(float))
-    names = [str(t) for t in u.atoms.types]
-    tn = sorted(set(names))
-    n = len(names)
-    top = Topology(n_particles=n, bonds=u.bonds.indices, angles=u.angles.indices,
-                   exclusions=Topology.from_bonds(n, u.bonds.indices, exclude=2).exclusions)
-    return (np.array(P), np.array(F), np.array(B), tn, np.array([tn.index(t) for t in names]),
-            np.asarray(u.atoms.masses, float), top)
+    from cgkit.trajectory import read_cg_arrays
+    return read_cg_arrays(data / "hexane_cg.psf", data / "hexane_cg.trr")
 
 
 def cg_md(pot, P, B, masses, sp, tn, n_equil, n_prod, store_every=100, seed=0):
