@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from cgkit.calculator import CgkitCalculator
 from properties.phonons import Phonons
@@ -15,38 +14,12 @@ SW_A = 5.43095
 
 @pytest.fixture(scope="module")
 def trained_ennp(tmp_path_factory):
-    """A small float64 ENNP fitted briefly to Stillinger–Weber labels of rattled Si cells."""
-    from ase.io import write
-
-    from cgkit.potentials import StillingerWeber
-    from cgkit.train import Trainer
-
-    tmp = tmp_path_factory.mktemp("ennp_si")
-    sw = CgkitCalculator(StillingerWeber())
-    rng = np.random.default_rng(3)
-    frames = []
-    for k in range(12):
-        a = bulk("Si", "diamond", SW_A * (1 + rng.uniform(-0.02, 0.02)), cubic=True)
-        a.positions += rng.normal(0, 0.08, a.positions.shape)
-        a.calc = sw
-        e, f, s = a.get_potential_energy(), a.get_forces(), a.get_stress()
-        a.calc = SinglePointCalculator(a, energy=e, forces=f, stress=s)
-        frames.append(a)
-    write(tmp / "sw.xyz", frames)
-    cfg = {"output": str(tmp / "run"), "seed": 0,
-           "model": {"species": ["Si"], "r_cut": 4.0, "channels": 8, "l_max": 1, "n_layers": 2,
-                     "n_radial": 6, "radial_hidden": 16, "dtype": "float64"},
-           "data": {"train": str(tmp / "sw.xyz"), "val_fraction": 0.25},
-           "loss": {"energy": 1.0, "forces": 10.0, "stress": 0.0},
-           "batch_size": 3, "max_epochs": 6, "early_stopping_patience": 100, "threads": 1}
-    trainer = Trainer(cfg).run()
-    from cgkit import load_potential
-    pot = load_potential(tmp / "run" / "model.pt", dtype=torch.float64)
-    return pot, trainer
+    from tests.conftest import train_small_si_ennp
+    return train_small_si_ennp(tmp_path_factory.mktemp("ennp_si")).to(torch.float64)
 
 
 def test_trained_ennp_analytic_bands_match_phonopy_finite_displacements(trained_ennp):
-    pot, _ = trained_ennp
+    pot = trained_ennp
     atoms = bulk("Si", "diamond", SW_A)
     kw = dict(supercell=(2, 2, 2), mesh=(4, 4, 4), band_npoints=11, progress=False)
     with warnings.catch_warnings():
