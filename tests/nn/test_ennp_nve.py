@@ -22,7 +22,8 @@ def test_trained_ennp_nve_drift_below_1e_4_ev_per_atom_per_ps_over_10_ps(trained
                            progress=False, dtype=dtype, n_threads=1)
     md.run(10_000)
     t_ps = np.asarray(md.results.time) * 1e-3
-    e = np.asarray(md.results.total_energy) / len(atoms)
+    # one replica: (n_log,) or (n_log, 1) → (n_log,)
+    e = np.asarray(md.results.total_energy).reshape(len(t_ps), -1)[:, 0] / len(atoms)
     slope = np.polyfit(t_ps, e, 1)[0]
     print(f"{dtype}: NVE drift {slope:.2e} eV/atom/ps, fluctuation {np.ptp(e):.2e} eV/atom")
     assert abs(slope) < 1e-4, f"{dtype}: drift {slope:.2e} eV/atom/ps"
