@@ -6,7 +6,8 @@ import pytest
 import torch
 
 torch.set_default_dtype(torch.float64)
-# Small systems: one thread is fastest and keeps parallel test runs from oversubscribing 2 cores.
+# One torch thread for the whole suite: the systems are small, and threads only oversubscribe
+# a 2-core machine running other work (tests that need more set it locally).
 torch.set_num_threads(1)
 
 

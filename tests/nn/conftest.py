@@ -6,7 +6,6 @@ from ase.build import bulk
 
 from cgkit.nn import ENNP
 
-torch.set_num_threads(1)  # tiny models: threads only add contention on a shared 2-core machine
 
 TINY = dict(channels=4, l_max=2, n_layers=2, n_radial=6, radial_hidden=8, radial_layers=1,
             readout_hidden=4, dtype="float64")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from ase.units import fs, kB
 
 from cgkit.errors import InputError
@@ -11,14 +10,6 @@ from cgkit.potentials.polyethylene import (build_pe_melt, chain_topology, unwrap
                                            write_lammps_data, write_psf_pdb)
 
 N_CHAINS, N_C = 3, 20
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -24,15 +24,6 @@ KB_BOND, R0 = 452_900.0, 1.54
 KB_ANGLE, THETA0 = 62_500.0, 114.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny systems: one thread avoids oversubscription on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def butane(phi_deg, r=(R0, R0, R0), theta=(THETA0, THETA0)):
     """Butane (CH3-CH2-CH2-CH3) with given bonds (Å), angles and dihedral (degrees), in vacuum."""
     t1, t2 = np.deg2rad(theta)

@@ -1,12 +1,10 @@
 import pytest
-import torch
 import yaml
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from cgkit.sampling import sample_configurations, write_extxyz
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
