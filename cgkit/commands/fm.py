@@ -6,6 +6,11 @@ CG trajectory written by ``cgkit map`` (TRR + PSF, or extxyz + PSF). Output fold
 ``cgkit md``, ASE and Python), ``summary.json`` (force residual per bead type against the RMS
 mapped force, samples, sparse ranges, timing), ``fm.png`` and ``normal_equations.npz`` (add
 several of those with ``--add`` to combine runs done on separate chunks or machines).
+
+``--bonded boltzmann|ibi`` runs the hybrid scheme: bond and angle tables from Boltzmann
+inversion of the mapped distributions (a first pass over the trajectory) are kept fixed and
+only the rest is force-matched; ``ibi`` then refines the bonded tables by IBI with cgkit CG MD
+(pairs kept). The residual in ``summary.json`` is that of the force-matching step.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ _EPILOG = """examples:
   cgkit fm --cg-trajectory cg/cg.trr --cg-topology cg/cg.psf --pair-cutoff 12 --out fm/
   cgkit fm --cg-trajectory part1.trr --cg-topology cg.psf --stop 5000 --out p1   # chunk 1
   cgkit fm --cg-trajectory part2.trr --cg-topology cg.psf --grids-from p1 --add p1/normal_equations.npz --out all
+  cgkit fm --cg-trajectory cg/cg.trr --cg-topology cg/cg.psf --bonded ibi --temperature 300 --out hybrid/
 
 Grids: pairs [auto closest approach, --pair-cutoff] Å; bonds/angles from the observed range
 (first --scan-frames frames); dihedrals [-180, 180) deg. Override with --grid, e.g.
@@ -44,6 +50,21 @@ def register(subparsers):
     src.add_argument("--step", type=int, default=None, help="use every STEP-th frame")
     src.add_argument("--lammps-units", choices=("real", "metal"), default="real",
                      help="units style of a LAMMPS dump (default real)")
+    p.add_argument("--bonded", choices=("fm", "boltzmann", "ibi"), default="fm",
+                   help="bonds and angles: fm = force-matched with everything else (default); "
+                        "boltzmann = Boltzmann inversion of the mapped distributions, kept fixed while "
+                        "the rest is force-matched on the remaining force (VOTCA's hybrid scheme); "
+                        "ibi = as boltzmann, then --ibi-iterations of IBI on bonds and angles with the "
+                        "force-matched pairs kept (needs a periodic box)")
+    hy = p.add_argument_group("hybrid schemes (--bonded boltzmann|ibi)")
+    hy.add_argument("--temperature", type=float, default=300.0,
+                    help="temperature of the reference trajectory, K (default 300)")
+    hy.add_argument("--bonded-frames", type=int, default=2000,
+                    help="at most this many frames (the first ones) are histogrammed (default 2000)")
+    hy.add_argument("--ibi-iterations", type=int, default=4, help="IBI iterations (default 4)")
+    hy.add_argument("--ibi-steps", type=int, default=5000, help="CG MD sampling steps per IBI iteration")
+    hy.add_argument("--ibi-equilibration", type=int, default=1000, help="CG MD equilibration steps per iteration")
+    hy.add_argument("--timestep", type=float, default=5.0, help="CG MD time step of IBI, fs (default 5)")
     p.add_argument("--model", choices=("spline", "nn"), default="spline",
                    help="spline MS-CG (default); nn = equivariant network on the bead graph trained on "
                         "the forces the spline fit (the prior) leaves unexplained")
@@ -150,6 +171,23 @@ def _cg_source(args):
     return type_names, species, masses, top, frames()
 
 
+def _reference_frames(frames, limit: int):
+    """Positions (n, n_beads, 3) Å and boxes (n, 3, 3) or None of the first ``limit`` frames."""
+    import numpy as np
+
+    from ..errors import InputError
+    pos, boxes = [], []
+    for k, fr in enumerate(frames):
+        if k >= limit:
+            print(f"cgkit fm: --bonded uses the first {limit} frames (--bonded-frames)")
+            break
+        pos.append(np.asarray(fr[0], dtype=float))
+        boxes.append(fr[2])
+    if not pos:
+        raise InputError("the trajectory holds no frames (check --start/--stop/--step)")
+    return np.array(pos), (None if boxes[0] is None else np.array(boxes))
+
+
 def _parse_grids(items):
     from ..errors import InputError
     out = {}
@@ -182,6 +220,15 @@ def _run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     type_names, species, masses, top, frames = _cg_source(args)
+    fixed, ref = None, None
+    if args.bonded != "fm":  # first pass: the bonded distributions, Boltzmann-inverted
+        from ..forcematch import boltzmann_bonded_tables
+        ref = _reference_frames(frames, args.bonded_frames)
+        if args.bonded == "ibi" and ref[1] is None:
+            raise InputError("--bonded ibi runs CG MD and needs a periodic box in the trajectory")
+        fixed = boltzmann_bonded_tables(type_names, species, top, ref[0], ref[1], temperature=args.temperature)
+        print(f"cgkit fm: Boltzmann-inverted and fixed: {', '.join(t.label for t in fixed)}")
+        frames = _cg_source(args)[4]
     user = _parse_grids(args.grid)
     buf = []
     if args.grids_from:
@@ -211,7 +258,7 @@ def _run(args) -> int:
                              pair=None if args.no_pairs else (0.0, args.pair_cutoff, args.pair_spacing),
                              bond=None, angle=None, dihedral=None, grids=full,
                              block_size=args.block_size,
-                             on_empty="drop" if args.drop_empty else "error", check=False)
+                             on_empty="drop" if args.drop_empty else "error", check=False, fixed=fixed)
     t0 = time.perf_counter()
     n = 0
     chunk = list(buf)
@@ -241,27 +288,50 @@ def _run(args) -> int:
     msgs = [str(w.message) for w in caught if issubclass(w.category, SparseSamplingWarning)]
     for m in msgs:
         print(f"cgkit fm: warning: {m}")
-    res.write_tables(out / "tables")
-    res.potential.save(out / "cg_potential.pt", metadata={"masses": masses.tolist(),
-                                                          "bead_types": [type_names[s] for s in species]})
     res.plot(out / "fm.png")
+    summary = res.summary()
+    final = res.potential
+    if args.bonded == "ibi":
+        from ..forcematch.ibi import IterativeBoltzmannInversion
+        from ..forcematch.tabulated import write_table_files
+        P, B = ref
+        pair_cut = min(args.pair_cutoff, 0.5 * min(np.linalg.norm(B[-1], axis=1)))
+        ibi = IterativeBoltzmannInversion(
+            type_names, species, top, masses, P, B, P[-1], B[-1], temperature=args.temperature,
+            pair_cutoff=pair_cut, kinds=("bond", "angle"), alpha=1.0, md_steps=args.ibi_steps,
+            equilibration=args.ibi_equilibration, timestep=args.timestep,
+            start_tables=[t for t in res.tables if t.kind != "bond" and t.kind != "angle"] + fixed,
+            progress=True)
+        for _ in range(args.ibi_iterations):
+            rec = ibi.step()
+            print(f"cgkit fm: IBI iteration {rec['iteration']}: JS "
+                  + ", ".join(f"{k}: {v['js']:.3g}" for k, v in rec["scores"].items()))
+        final = ibi.potential
+        write_table_files(final.tables, out / "tables")
+        summary["ibi"] = ibi.summary()
+    else:
+        res.write_tables(out / "tables")
+    summary["bonded"] = {"method": args.bonded, "temperature_K": args.temperature if fixed else None,
+                         "fixed_tables": [t.label for t in fixed or []],
+                         "reference_frames": None if ref is None else int(len(ref[0]))}
+    final.save(out / "cg_potential.pt", metadata={"masses": masses.tolist(),
+                                                  "bead_types": [type_names[s] for s in species]})
     exports = {}
     for eng in filter(None, (e.strip().lower() for e in args.export.split(","))):
         if eng == "lammps":
             from ..export import write_lammps
-            exports["lammps"] = {k: str(v) for k, v in write_lammps(res.potential, out / "lammps").items()}
+            exports["lammps"] = {k: str(v) for k, v in write_lammps(final, out / "lammps").items()}
         elif eng == "gromacs":
             from ..export import GROMACS_NOTE, write_gromacs
-            write_gromacs(res.potential, out / "gromacs")
+            write_gromacs(final, out / "gromacs")
             exports["gromacs"] = {"folder": str(out / "gromacs"), "note": GROMACS_NOTE}
         else:
             raise InputError(f"--export: unknown engine '{eng}' (lammps, gromacs)")
-    summary = res.summary()
     if args.model == "nn":
         from ..forcematch.neural import NeuralCGTraining
         kept = (list(buf) + kept)[:args.nn_frames]
         boxes = [k[2] for k in kept]
-        nnt = NeuralCGTraining(res.potential, np.array([k[0] for k in kept]), np.array([k[1] for k in kept]),
+        nnt = NeuralCGTraining(final, np.array([k[0] for k in kept]), np.array([k[1] for k in kept]),
                                None if boxes[0] is None else np.array(boxes), species, masses, out / "nn",
                                r_cut=args.nn_rcut, model={"channels": args.nn_channels, "l_max": args.nn_lmax},
                                train={"max_epochs": args.nn_epochs}).run()

@@ -49,6 +49,7 @@ def _run(args) -> int:
 
     from ..errors import InputError
     from ..forcematch.ibi import IterativeBoltzmannInversion
+    from ..forcematch.tabulated import write_table_files
     from ..topology import Topology
     from ..trajectory import read_cg_atoms
 
@@ -86,12 +87,7 @@ def _run(args) -> int:
               + (f"; P = {rec['pressure_GPa']:.4f} GPa" if rec["pressure_GPa"] is not None else ""))
         ibi.to_json(out / "summary.json")
     ibi.potential.save(out / "cg_potential.pt", metadata={"masses": np.asarray(u.atoms.masses, float).tolist()})
-    tdir = out / "tables"
-    tdir.mkdir(exist_ok=True)
-    for t in ibi.potential.tables:
-        x = np.degrees(t.x) if t.kind in ("angle", "dihedral") else t.x
-        np.savetxt(tdir / f"{t.kind}_{'-'.join(t.types)}.dat", np.column_stack([x, t.U, t.force]),
-                   header=f"{t.label}: x (Å or deg), U (eV), f = -dU/dx (eV/Å or eV/rad)")
+    write_table_files(ibi.potential.tables, out / "tables")
     (out / "summary.json").write_text(json.dumps(ibi.summary(), indent=1))
     print(f"wrote {out}/")
     return 0

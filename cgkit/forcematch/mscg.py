@@ -51,7 +51,7 @@ from ..neighbors import neighbor_list
 from ..topology import Topology
 from .geometry import ARITY, as_cell, instance_gradients, type_key, type_label
 from .spline import BSplineBasis
-from .tabulated import Table, TabulatedPotential
+from .tabulated import Table, TabulatedPotential, write_table_files
 
 __all__ = ["ForceMatchError", "SparseSamplingWarning", "Interaction", "NormalEquations",
            "SplineForceMatching", "ForceMatchResult", "suggest_grids", "boltzmann_bonded_tables"]
@@ -764,21 +764,40 @@ def _make_table(it: Interaction, coef, jk_coef, x_lo, x_hi, points_per_interval)
     return Table(it.kind, it.types, x[0], h, U, -f), ferr
 
 
+def _wall_stiffness(x, U, dU, outward: float, w: float) -> float:
+    """Curvature k (eV/Å² or eV/rad²) of the quadratic wall at one table end.
+
+    ``outward`` is +1 at the upper end and -1 at the lower end. k is the largest of
+    (a) the curvature of the table over its last fifth at that end (a harmonic well continues
+    as itself: Boltzmann-inverted tables keep their physical stiffness), (b) a floor that lets
+    the wall rise by max(ΔU_table, 0.1 eV) over one table width, and (c) where the end slope
+    points the wrong way (U falling into the unsampled region), the stiffness that turns it
+    round within a tenth of the width.
+    """
+    m = max(3, len(x) // 5)
+    xs, Us = (x[-m:], U[-m:]) if outward > 0 else (x[:m], U[:m])
+    k_end = max(2.0 * float(np.polyfit(xs - xs.mean(), Us, 2)[0]), 0.0)
+    k_floor = 2.0 * max(float(np.ptp(U)), 0.1) / w ** 2
+    slope = float(dU[-1] if outward > 0 else dU[0]) * outward  # > 0: rising outward (confining)
+    k_turn = -slope / (0.1 * w) if slope < 0 else 0.0
+    return max(k_end, k_floor, k_turn)
+
+
 def _add_walls(t: Table, ferr, *, lower: bool, upper: bool):
     """Continue a trimmed table into its unsampled ends with confining quadratic walls.
 
     Unsampled means improbable, i.e. a high free energy: beyond the sampled range the potential
     must rise. Linear continuation of a fitted end slope can point the wrong way (an angle
     potential falling towards unsampled small angles folds the molecule). The wall
-    U = U_end + U'_end Δ + ½ k Δ² keeps U and U' continuous and, with
-    k = 2 max(ΔU_table, 0.1 eV) / (0.1 w)² (w the table width), rises by at least that much
-    over a tenth of the width. Angles are extended to [0, π]; bonds and pairs by half the width.
+    U = U_end + U'_end Δ + ½ k Δ² keeps U and U' continuous; k is chosen per end by
+    :func:`_wall_stiffness` (the end curvature of the table, a floor, and a turn-round within a
+    tenth of the width for wrong-way slopes). Angles are extended to [0, π]; bonds and pairs by
+    half the width.
     """
     if not (lower or upper):
         return t, ferr
     x, U, dU = t.x, t.U.copy(), t.dU.copy()
     w = x[-1] - x[0]
-    k = 2.0 * max(float(np.ptp(U)), 0.1) / (0.1 * w) ** 2
     h = t.dx
     lo_x = np.zeros(0)
     hi_x = np.zeros(0)
@@ -794,6 +813,7 @@ def _add_walls(t: Table, ferr, *, lower: bool, upper: bool):
     if len(lo_x):
         d = lo_x - x[0]  # negative
         slope = dU[0]
+        k = _wall_stiffness(x, U, dU, -1.0, w)
         parts_x.append(lo_x)
         parts_U.append(U[0] + slope * d + 0.5 * k * d * d)
         parts_dU.append(slope + k * d)
@@ -803,6 +823,7 @@ def _add_walls(t: Table, ferr, *, lower: bool, upper: bool):
     if len(hi_x):
         d = hi_x - x[-1]
         slope = dU[-1]
+        k = _wall_stiffness(x, U, dU, 1.0, w)
         parts_x.append(hi_x)
         parts_U.append(U[-1] + slope * d + 0.5 * k * d * d)
         parts_dU.append(slope + k * d)
@@ -847,18 +868,7 @@ class ForceMatchResult:
 
     def write_tables(self, directory) -> list[Path]:
         """One text table per interaction: x (Å or deg), U (eV), f (eV/Å or eV/rad), σ_f."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for t, info in zip(self.tables, self.interactions):
-            x = _to_user(t.kind, t.x)
-            err = info["force_error"] if info["force_error"] is not None else np.full(len(x), np.nan)
-            p = d / f"{t.kind}_{'-'.join(t.types)}.dat"
-            np.savetxt(p, np.column_stack([x, t.U, t.force, err]),
-                       header=f"{t.label}: x ({_unit(t.kind)}), U (eV), f = -dU/dx "
-                              f"({'eV/rad' if t.kind in ANGULAR else 'eV/Å'}), jackknife error of f")
-            paths.append(p)
-        return paths
+        return write_table_files(self.tables, directory, [i["force_error"] for i in self.interactions])
 
     def plot(self, path=None):
         """Force and potential of every interaction (with error bands); saved to ``path``."""

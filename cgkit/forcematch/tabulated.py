@@ -93,6 +93,31 @@ class Table:
         return U.detach().numpy(), -g.numpy()
 
 
+def write_table_files(tables, directory, errors=None) -> list:
+    """One text table per interaction in ``directory``: ``<kind>_<T1>-<T2>[...].dat`` with
+    columns x (Å, or deg for angles/dihedrals), U (eV), f = -dU/dx (eV/Å or eV/rad) and, when
+    ``errors`` (a list of arrays or None per table) is given, the error of f. Returns the paths."""
+    from pathlib import Path
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    errors = list(errors) if errors is not None else None
+    paths = []
+    for k, t in enumerate(tables):
+        angular = t.kind in ("angle", "dihedral")
+        x = np.degrees(t.x) if angular else t.x
+        cols = [x, t.U, t.force]
+        head = (f"{t.label}: x ({'deg' if angular else 'Å'}), U (eV), f = -dU/dx "
+                f"({'eV/rad' if angular else 'eV/Å'})")
+        if errors is not None:
+            err = errors[k]
+            cols.append(np.full(len(x), np.nan) if err is None else np.asarray(err))
+            head += ", jackknife error of f"
+        p = d / f"{t.kind}_{'-'.join(t.types)}.dat"
+        np.savetxt(p, np.column_stack(cols), header=head)
+        paths.append(p)
+    return paths
+
+
 def _pack(tables, dtype):
     """Flat arrays of several tables: x0 (T,), dx (T,), n (T,), offset (T,), U (ΣN,), dU (ΣN,),
     and the cubic coefficients (ΣN, 4) of every interval (row k: interval [x_k, x_k+1])."""

@@ -12,6 +12,7 @@ from cgkit.cli import main
 from cgkit.trajectory import write_psf
 
 from .conftest import L
+from .reference import lj_force
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +112,46 @@ def test_cgkit_fm_maps_an_atomistic_trajectory_on_the_fly(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert [i["interaction"] for i in s["interactions"]] == ["bond A-B", "angle A-B-A"]
     assert s["timing"]["frames"] == 8
+
+
+def test_cgkit_fm_bonded_boltzmann_fixes_the_inverted_bond_and_fits_pairs(cg_files, dimer_liquid, tmp_path):
+    out = tmp_path / "hyb"
+    rc = main(["fm", "--cg-trajectory", str(cg_files / "cg.extxyz"), "--cg-topology", str(cg_files / "cg.psf"),
+               "--exclude", "1", "--pair-cutoff", "6", "--bonded", "boltzmann", "--temperature", "150",
+               "--out", str(out)])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["bonded"]["method"] == "boltzmann" and s["bonded"]["fixed_tables"] == ["bond A-A"]
+    assert s["bonded"]["reference_frames"] == 100
+    fixed = {i["interaction"]: i.get("fixed", False) for i in s["interactions"]}
+    assert fixed == {"pair A-A": False, "bond A-A": True}
+    # the reference bond is harmonic, kb = 10 eV/Å², r0 = 1.5 Å (tests/forcematch/reference.py):
+    # its Boltzmann inverse at 150 K recovers both within sampling error
+    x, U, f = np.loadtxt(out / "tables" / "bond_A-A.dat", unpack=True)[:3]
+    core = U < 2 * 8.617e-5 * 150  # within 2 kT of the minimum: the well-sampled range
+    c2, c1, _ = np.polyfit(x[core], U[core], 2)
+    assert abs(-c1 / (2 * c2) - 1.5) < 0.01
+    assert abs(2 * c2 - 10.0) < 2.5
+    # the pairs were fitted on the forces the bond leaves: still the LJ pair of the reference
+    r, Up, fp = np.loadtxt(out / "tables" / "pair_A-A.dat", unpack=True)[:3]
+    p = dimer_liquid["ref"].p
+    sel = (r > 3.2) & (r < 5.5)
+    fr = lj_force(r[sel], p["sigma"], p["eps"], p["rc"])
+    assert np.abs(fp[sel] - fr).max() < 0.1 * np.abs(fr).max()
+
+
+def test_cgkit_fm_bonded_ibi_iterates_the_bond_with_pairs_kept(cg_files, tmp_path):
+    out = tmp_path / "hybibi"
+    rc = main(["fm", "--cg-trajectory", str(cg_files / "cg.extxyz"), "--cg-topology", str(cg_files / "cg.psf"),
+               "--exclude", "1", "--pair-cutoff", "5.5", "--bonded", "ibi", "--temperature", "150",
+               "--ibi-iterations", "1", "--ibi-steps", "200", "--ibi-equilibration", "20", "--timestep", "4",
+               "--export", "lammps", "--out", str(out)])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    it = s["ibi"]["iterations"]
+    assert len(it) == 1 and set(it[0]["scores"]) == {"pair A-A", "bond A-A"}
+    assert all(np.isfinite(v["js"]) for v in it[0]["scores"].values())
+    from cgkit import load_potential
+    pot = load_potential(out / "cg_potential.pt")
+    assert {t.label for t in pot.tables} == {"pair A-A", "bond A-A"}
+    assert (out / "lammps" / "bond.table").is_file() and (out / "tables" / "bond_A-A.dat").is_file()
