@@ -26,7 +26,7 @@ from ..errors import InputError, NotSupportedError
 from ..forcematch.geometry import type_key
 from ..topology import Topology
 
-__all__ = ["write_lammps", "read_lammps_table", "lammps_special_bonds"]
+__all__ = ["write_lammps", "read_lammps_table", "lammps_special_bonds", "lammps_box"]
 
 
 def _fmt_rows(x, e, f) -> str:
@@ -61,6 +61,30 @@ def _ensure_table_lengths(n: int) -> int:
     return int(n)
 
 
+def lammps_box(cell):
+    """LAMMPS's frame for a cell: rotation Q (3, 3) and the lower-triangular cell (3, 3).
+
+    LAMMPS holds a triclinic box as a = (lx, 0, 0), b = (xy, ly, 0), c = (xz, yz, lz). For a
+    right-handed cell (rows, Å) the rotation Q with ``cell @ Q`` lower triangular comes from
+    the QR decomposition of cellᵀ; positions and forces go into LAMMPS as ``x @ Q`` and come
+    back as ``x_lammps @ Q.T``.
+    """
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    if np.linalg.det(cell) <= 0:
+        raise InputError("the cell must be right-handed with positive volume for LAMMPS")
+    q, r = np.linalg.qr(cell.T)
+    sign = np.sign(np.diag(r))
+    q, r = q * sign, (r.T * sign).T
+    return q, r.T
+
+
+def _tilts_ok(lower) -> bool:
+    """LAMMPS accepts tilts up to half the box length (|xy| ≤ lx/2, |xz| ≤ lx/2, |yz| ≤ ly/2)."""
+    lx, ly = lower[0, 0], lower[1, 1]
+    return (abs(lower[1, 0]) <= 0.5 * lx + 1e-9 and abs(lower[2, 0]) <= 0.5 * lx + 1e-9
+            and abs(lower[2, 1]) <= 0.5 * ly + 1e-9)
+
+
 def write_lammps(potential, directory, *, positions=None, box=None, masses=None, species=None,
                  n_points: int = 2000, r_inner: float | None = None, temperature: float = 300.0,
                  timestep_fs: float = 5.0, n_steps: int = 10000, run_forces_only: bool = False,
@@ -69,14 +93,20 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
 
     potential : TabulatedPotential (bead types, topology and tables)
     positions : (n, 3) Å configuration for the data file (optional: tables only without it)
-    box : (3,) lengths or (3, 3) orthogonal cell, Å; masses : (n,) or per-type dict, amu;
+    box : (3,) lengths or (3, 3) cell (rows a, b, c), Å. A triclinic cell is rotated into
+        LAMMPS's frame (:func:`lammps_box`): the data file then holds ``positions @ Q`` and the
+        returned ``"rotation"`` is Q, so that LAMMPS's positions/forces map back as ``x @ Q.T``.
+        Tilts beyond LAMMPS's limits (|xy|, |xz| > lx/2, |yz| > ly/2) are refused: choose a
+        more compact cell of the same lattice (e.g. ASE ``niggli_reduce``).
+    masses : (n,) or per-type dict, amu;
     species : (n,) type indices (default: the order of ``potential.type_names`` must be given)
     n_points : points per table; r_inner : Å, shortest pair distance tabulated
     run_forces_only : the input script does ``run 0`` and dumps forces (for checks)
     langevin_damping_fs : damping time of ``fix langevin`` in fs (100 fs = 0.1 ps, the friction
         cgkit's CG MD uses; 1 ps let a 5 fs CG run heat up to ~500 K in the hexane case study)
 
-    Returns {"pair": path, "bond": ..., "data": path, "input": path} of what was written.
+    Returns {"pair": path, "bond": ..., "data": path, "input": path} of what was written, plus
+    ``"rotation"`` (3, 3) when a data file is written (the identity for orthogonal boxes).
     """
     n_points = _ensure_table_lengths(n_points)
     d = Path(directory)
@@ -160,11 +190,20 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
         raise InputError("give the box (Å) for the LAMMPS data file")
     cell = np.asarray(box, dtype=np.float64)
     cell = np.diag(cell) if cell.shape == (3,) else cell.reshape(3, 3)
-    if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-9:
-        raise NotSupportedError("only orthogonal boxes are exported to LAMMPS so far")
-    L = np.diag(cell)
-    image = np.floor(pos / L).astype(np.int64)
-    pos = pos - image * L
+    orthogonal = np.abs(cell - np.diag(np.diag(cell))).max() <= 1e-9 and np.all(np.diag(cell) > 0)
+    if orthogonal:
+        Q, lower = np.eye(3), cell
+    else:
+        Q, lower = lammps_box(cell)
+        if not _tilts_ok(lower):
+            raise NotSupportedError(
+                f"the cell's tilts (xy {lower[1, 0]:.4g}, xz {lower[2, 0]:.4g}, yz {lower[2, 1]:.4g} Å) "
+                f"exceed LAMMPS's limits (half of lx {lower[0, 0]:.4g} / ly {lower[1, 1]:.4g} Å); "
+                "reduce the cell first (e.g. ase.build.niggli_reduce) and pass the reduced one")
+    pos = pos @ Q
+    frac = pos @ np.linalg.inv(lower)
+    image = np.floor(frac).astype(np.int64)
+    pos = pos - image @ lower
     if isinstance(masses, dict):
         mtype = [float(masses[t]) for t in tn]
     else:
@@ -189,7 +228,10 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
     for kind in ("bond", "angle", "dihedral"):
         if bonded[kind]:
             out += [f"{len(bonded[kind])} {kind}s", f"{len(by_kind[kind])} {kind} types"]
-    out += ["", f"0 {L[0]:.10g} xlo xhi", f"0 {L[1]:.10g} ylo yhi", f"0 {L[2]:.10g} zlo zhi", "", "Masses", ""]
+    out += ["", f"0 {lower[0, 0]:.10g} xlo xhi", f"0 {lower[1, 1]:.10g} ylo yhi", f"0 {lower[2, 2]:.10g} zlo zhi"]
+    if not orthogonal:
+        out += [f"{lower[1, 0]:.10g} {lower[2, 0]:.10g} {lower[2, 1]:.10g} xy xz yz"]
+    out += ["", "Masses", ""]
     out += [f"{k + 1} {m:.10g}  # {tn[k]}" for k, m in enumerate(mtype)]
     out += ["", "Atoms # molecular", ""]
     out += [f"{i + 1} {int(top.molecule[i]) + 1} {int(species[i]) + 1} {x:.10f} {y:.10f} {z:.10f} "
@@ -226,6 +268,7 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
                    f"run {n_steps}"]
     (d / "in.cg").write_text("\n".join(script) + "\n")
     written["input"] = d / "in.cg"
+    written["rotation"] = Q
     return written
 
 

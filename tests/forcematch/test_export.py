@@ -49,8 +49,9 @@ def _sane_system(seed=1):
     return np.array(pos), top, np.tile([0, 1, 1, 0], 4)
 
 
-def _forces(pot, pos, species):
-    g = AtomicGraph.from_arrays(pos, np.eye(3) * BOX, True, pot.cutoff, species=species, type_names=("A", "B"))
+def _forces(pot, pos, species, cell=None):
+    cell = np.eye(3) * BOX if cell is None else cell
+    g = AtomicGraph.from_arrays(pos, cell, True, pot.cutoff, species=species, type_names=("A", "B"))
     out = pot.compute(g)
     return out["forces"].numpy(), float(out["energy"][0])
 
@@ -138,3 +139,53 @@ def test_lammps_forces_with_exported_tables_equal_cgkit_forces(tmp_path):
     pe, e_bond, e_angle, e_dih, e_vdw = map(float, log[k + 1].split()[1:6])
     assert abs(pe - e_cg) < 1e-5
     assert min(abs(e_bond), abs(e_angle), abs(e_dih), abs(e_vdw)) > 1e-3  # every table is exercised
+
+
+def _triclinic_system():
+    """The sane system sheared into a tilted cell and then rotated by a random rotation, so
+    that LAMMPS's lower-triangular frame differs from cgkit's by a real rotation."""
+    from scipy.spatial.transform import Rotation
+    pos, top, species = _sane_system()
+    sheared = np.array([[BOX, 0, 0], [3.0, BOX, 0], [-2.5, 2.0, BOX]])
+    R = Rotation.random(random_state=5).as_matrix()
+    cell = sheared @ R
+    return (pos / BOX) @ cell, cell, top, species
+
+
+def test_lammps_box_rotates_a_cell_into_lower_triangular_form():
+    _, cell, _, _ = _triclinic_system()
+    from cgkit.export import lammps_box
+    Q, lower = lammps_box(cell)
+    assert np.allclose(Q @ Q.T, np.eye(3), atol=1e-12) and np.linalg.det(Q) > 0
+    assert np.allclose(cell @ Q, lower, atol=1e-12)
+    assert np.allclose(np.triu(lower, 1), 0, atol=1e-12) and np.all(np.diag(lower) > 0)
+    assert np.allclose(lower, [[BOX, 0, 0], [3.0, BOX, 0], [-2.5, 2.0, BOX]], atol=1e-9)
+
+
+def test_lammps_export_refuses_tilts_beyond_lammps_limits(tmp_path):
+    pos, top, species = _sane_system()
+    pot = TabulatedPotential(["A", "B"], top, _tables())
+    with pytest.raises(NotSupportedError, match="niggli_reduce"):
+        write_lammps(pot, tmp_path, positions=pos, box=[[BOX, 0, 0], [0.8 * BOX, BOX, 0], [0, 0, BOX]],
+                     masses=np.full(16, 30.0), species=species)
+
+
+@pytest.mark.skipif(shutil.which("lmp") is None, reason="LAMMPS executable 'lmp' not found "
+                    "(Debian package lammps); the LAMMPS cross-check needs it")
+def test_lammps_forces_in_a_rotated_triclinic_cell_equal_cgkit_forces(tmp_path):
+    pos, cell, top, species = _triclinic_system()
+    pot = TabulatedPotential(["A", "B"], top, _tables())
+    w = write_lammps(pot, tmp_path, positions=pos, box=cell, masses=np.full(16, 30.0),
+                     species=species, n_points=3000, run_forces_only=True)
+    assert "xy xz yz" in (tmp_path / "cg.data").read_text()
+    r = subprocess.run(["lmp", "-in", "in.cg", "-log", "log.lammps", "-screen", "none"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (tmp_path / "log.lammps").read_text()[-2000:]
+    rows = np.loadtxt(tmp_path / "forces.dump", skiprows=9)
+    rows = rows[np.argsort(rows[:, 0])]
+    f_lmp = rows[:, 5:8] @ w["rotation"].T  # back from LAMMPS's frame
+    f_cg, e_cg = _forces(pot, pos, species, cell)
+    assert np.abs(f_lmp - f_cg).max() < 1e-4 * np.abs(f_cg).max() + 1e-6
+    log = (tmp_path / "log.lammps").read_text().splitlines()
+    k = next(i for i, line in enumerate(log) if line.split()[:2] == ["Step", "PotEng"])
+    assert abs(float(log[k + 1].split()[1]) - e_cg) < 1e-5
