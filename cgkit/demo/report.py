@@ -113,6 +113,11 @@ def summary_rows(res: dict) -> list[dict]:
             rows.append(_row("c. force matching", f"RMS force residual, bead type {bt}",
                              r["rms_residual_eV_per_A"], "eV/Å", f"mapped force RMS {_fmt(r['rms_force_eV_per_A'])} eV/Å",
                              None, "info", "MS-CG residual includes the unavoidable many-body noise"))
+        for bt, r in (f.get("residual_hybrid") or {}).items():
+            rows.append(_row("c. force matching", f"hybrid (BI bonds/angles fixed): RMS force residual, bead type {bt}",
+                             r["rms_residual_eV_per_A"], "eV/Å",
+                             f"force left by the fixed tables {_fmt(r['rms_force_eV_per_A'])} eV/Å",
+                             None, "info", "pairs and dihedrals force-matched on what the fixed tables leave"))
         nn = f.get("neural_cg") or {}
         if nn.get("status") == "ok":
             rows.append(_row("c. force matching", "neural CG (ENNP on the spline prior): RMS force residual",

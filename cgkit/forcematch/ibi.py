@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,12 @@ __all__ = ["IterativeBoltzmannInversion", "boltzmann_table"]
 _EPS = 1e-4
 
 
-def _fill_linear(x, U, valid, repulsive_left: bool):
+def _fill_linear(x, U, valid, repulsive_left: bool, label: str = "a distribution"):
     """Continue U linearly from the resolved region (valid) to the whole grid."""
     idx = np.nonzero(valid)[0]
     if len(idx) < 3:
-        raise InputError("a distribution has fewer than 3 resolved bins; sample more frames or widen the bins")
+        raise InputError(f"{label}: fewer than 3 resolved histogram bins; sample more frames or use "
+                         "fewer bins")
     U = U.copy()
     a, b = idx[0], idx[-1]
     sl = (U[idx[2]] - U[idx[0]]) / (x[idx[2]] - x[idx[0]])
@@ -76,7 +78,7 @@ def boltzmann_table(kind, types, x, density, kT, *, r_cut=None) -> Table:
     valid = p > _EPS * p.max()
     U = np.full_like(x, np.nan)
     U[valid] = -kT * np.log(p[valid] / p.max())
-    U = _fill_linear(x, U, valid, repulsive_left=kind == "pair")
+    U = _fill_linear(x, U, valid, repulsive_left=kind == "pair", label=type_label(kind, types))
     return _table(kind, types, x, U)
 
 
@@ -144,13 +146,25 @@ class IterativeBoltzmannInversion:
         b = np.asarray(box, dtype=float)
         self.cell = np.diag(b) if b.shape == (3,) else b.reshape(3, 3)
         self.targets = self._distributions(reference_positions, reference_boxes)
-        self.tables = {k: boltzmann_table(k[0], k[1], x, dens, self.kT)
-                       for k, (x, dens) in self.targets.items()}
         if isinstance(start_tables, TabulatedPotential):
             start_tables = start_tables.tables
+        given = {}
         for t in start_tables or []:
             t = t if isinstance(t, Table) else Table.from_dict(t)
-            self.tables[(t.kind, t.types)] = t
+            given[(t.kind, t.types)] = t
+        # Boltzmann-inverted start only where no table is given (a sparse target that is not
+        # inverted cannot fail here)
+        self.tables = dict(given)
+        for k, (x, dens) in self.targets.items():
+            if k in given:
+                continue
+            try:
+                self.tables[k] = boltzmann_table(k[0], k[1], x, dens, self.kT)
+            except InputError:
+                if k[0] in self.kinds:
+                    raise
+                warnings.warn(f"{type_label(*k)}: too few samples to Boltzmann-invert and not iterated "
+                              "(not in kinds): the CG model has no such interaction", stacklevel=2)
         self.history: list[dict] = []
         self.potential = self._potential()
 
@@ -236,10 +250,15 @@ class IterativeBoltzmannInversion:
             t = self.tables[key]
             U = t(x)[0]
             ok = (cur > _EPS * cur.max()) & (target > _EPS * target.max())
+            if ok.sum() < 3:
+                warnings.warn(f"IBI iteration {it}: {type_label(*key)} has fewer than 3 bins resolved in both "
+                              "the target and the CG run; its table is kept unchanged (sample longer)",
+                              stacklevel=2)
+                continue
             dU = np.zeros_like(U)
             dU[ok] = self.alpha * self.kT * np.log(cur[ok] / target[ok])
             U_new = np.where(ok, U + dU, np.nan)
-            U_new = _fill_linear(x, U_new, ok, repulsive_left=key[0] == "pair")
+            U_new = _fill_linear(x, U_new, ok, repulsive_left=key[0] == "pair", label=type_label(*key))
             if key[0] == "pair" and self.pressure is not None and pressure is not None:
                 dp = pressure - self.pressure
                 A = -math.copysign(min(abs(dp) * self.pressure_scale, 0.1 * self.kT), dp)

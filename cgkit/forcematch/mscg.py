@@ -896,13 +896,32 @@ class ForceMatchResult:
         return fig
 
 
+def _harmonic_fallback(kind, key, label, xs, kT, min_count):
+    """Boltzmann inverse of a Gaussian fitted to too few samples: U = kT (x − μ)² / 2σ² (Å or
+    rad), with a warning naming the interaction. Refuses samples without spread."""
+    sd = float(np.std(xs))
+    if len(xs) < 10 or not sd > 0:
+        raise ForceMatchError(f"{label}: {len(xs)} samples without spread cannot be Boltzmann-inverted; "
+                              "add frames (a longer trajectory)")
+    mu = float(np.mean(xs))
+    warnings.warn(f"{label}: fewer than 4 histogram bins hold {min_count} samples ({len(xs)} samples); "
+                  f"using the Boltzmann inverse of a Gaussian fit (mean {float(_to_user(kind, mu)):.4g} "
+                  f"{_unit(kind)}, sd {float(_to_user(kind, sd)):.3g} {_unit(kind)}); add frames for a real "
+                  "histogram", SparseSamplingWarning, stacklevel=3)
+    lo, hi = (0.0, math.pi) if kind == "angle" else (max(mu - 8 * sd, 1e-3), mu + 8 * sd)
+    x = np.linspace(lo, hi, 401)
+    U = 0.5 * kT * (x - mu) ** 2 / sd ** 2
+    return Table(kind, key, lo, x[1] - x[0], U - U.min(), kT * (x - mu) / sd ** 2)
+
+
 def boltzmann_bonded_tables(type_names, species, topology: Topology, positions, boxes=None, *,
                             temperature: float = 300.0, kinds=("bond", "angle"), bin_width=None,
                             min_count: int = 20, smooth: int = 2) -> list:
     """Bond and angle tables by Boltzmann inversion of the mapped distributions.
 
     U(x) = -kT ln[P(x)/J(x)] with the Jacobian J = x² (bonds), sin θ (angles), on the range
-    where the histogram bins hold at least ``min_count`` samples (gaps inside interpolated),
+    where the histogram bins hold at least ``min_count`` samples (gaps inside interpolated; with
+    fewer than 4 such bins, the inverse of a fitted Gaussian with a :class:`SparseSamplingWarning`),
     smoothed ``smooth`` times with a (1, 2, 1)/4 filter; beyond that range the tables rise with
     confining quadratic walls (an unsampled coordinate is an improbable one). ``bin_width``:
     {kind: width} in Å / deg (defaults 0.01 Å, 1.5 deg). Dihedrals: use
@@ -933,8 +952,8 @@ def boltzmann_bonded_tables(type_names, species, topology: Topology, positions, 
             c = 0.5 * (edges[1:] + edges[:-1])
             good = np.nonzero(cnt >= min_count)[0]
             if len(good) < 4:
-                raise ForceMatchError(f"{label}: fewer than 4 histogram bins hold {min_count} samples; "
-                                      "add frames or widen bin_width")
+                out.append(_harmonic_fallback(kind, key, label, xs, kT, min_count))
+                continue
             sel = np.arange(good[0], good[-1] + 1)
             jac = c ** 2 if kind == "bond" else np.sin(c)
             p = cnt[sel] / jac[sel]

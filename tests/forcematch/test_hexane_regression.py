@@ -165,11 +165,31 @@ def test_hexane_boltzmann_bonded_tables_reproduce_mapped_bond_and_angle_in_cg_md
         assert abs(cg.mean() - ref.mean()) < (0.01 if kind == "bond" else 1.5)
 
 
+def test_boltzmann_inversion_of_too_few_samples_warns_and_inverts_a_gaussian_fit():
+    """30 harmonic-bond samples fill fewer than 4 bins with 20 each: the table is the inverse of
+    the fitted Gaussian (a warning names the interaction), close to the true harmonic bond."""
+    from cgkit.forcematch import SparseSamplingWarning
+    rng = np.random.default_rng(2)
+    kT = KB_EV * 300.0
+    kb, r0 = 5.0, 2.5
+    r = r0 + rng.normal(0, np.sqrt(kT / kb), 30)
+    pos = np.zeros((30, 2, 3))
+    pos[:, 1, 0] = r
+    top = Topology(n_particles=2, bonds=[[0, 1]])
+    with pytest.warns(SparseSamplingWarning, match="bond A-B.*Gaussian"):
+        (t,) = boltzmann_bonded_tables(["A", "B"], [0, 1], top, pos, None, temperature=300.0)
+    xm = t.x[np.argmin(t.U)]
+    assert abs(xm - r.mean()) < 0.01 and abs(xm - r0) < 3 * np.sqrt(kT / kb / 30) + 0.01
+    k_fit = np.polyfit(t.x, t.U, 2)[0] * 2
+    assert 0.5 * kb < k_fit < 2.0 * kb  # sample variance of 30 draws: within a factor 2
+    assert np.allclose(t.force[1:-1], -np.gradient(t.U, t.dx)[1:-1], atol=1e-6 * kb)
+
+
 def test_boltzmann_inversion_bad_input_names_the_interaction():
     from cgkit.errors import InputError
     from cgkit.forcematch import ForceMatchError
     top = Topology(n_particles=3, bonds=[[0, 1], [1, 2]], angles=[[0, 1, 2]])
-    pos = np.array([[[0.0, 0, 0], [2.5, 0, 0], [4.0, 1.5, 0]]] * 5)  # 5 frames: too few samples
+    pos = np.array([[[0.0, 0, 0], [2.5, 0, 0], [2.5, 2.5, 0]]] * 5)  # 5 identical frames: no spread
     with pytest.raises(ForceMatchError, match="bond A-B"):
         boltzmann_bonded_tables(["A", "B"], [0, 1, 0], top, pos, None)
     with pytest.raises(InputError, match="bonds and angles"):
