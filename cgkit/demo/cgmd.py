@@ -91,7 +91,9 @@ def run(ctx) -> dict:
     from ..io_potential import load_potential
     from ..md import MolecularDynamics
 
-    ctx.read_result("forcematch", needed_by="cg")
+    fmres = ctx.read_result("forcematch", needed_by="cg")
+    cg_label = ("CG (hybrid: FM pairs + BI/IBI bonded)" if fmres.get("bonded_tables") == "boltzmann"
+                else "CG (spline MS-CG)")
     at = ctx.read_result("atomistic", needed_by="cg")
     fd = ctx.out / "forcematch"
     pot = load_potential(ctx.need("forcematch", fd / "cg_potential.pt", "cg"))
@@ -125,7 +127,7 @@ def run(ctx) -> dict:
     fig, ax = plt().subplots(1, 2, figsize=(9, 3.5))
     for axis, (pp, qq, js, lab) in zip(ax, ((pb, qb, js_b, "bond length (Å)"), (pa, qa, js_a, "bond angle (deg)"))):
         axis.stairs(pp.density, pp.edges, label="mapped atomistic (ENNP)")
-        axis.stairs(qq.density, qq.edges, label="CG (spline MS-CG)")
+        axis.stairs(qq.density, qq.edges, label=cg_label)
         axis.set_xlabel(lab)
         axis.set_ylabel(f"probability density (1/{lab.split('(')[1][:-1]})")
         axis.set_title(f"JS divergence = {js:.4f} bit", fontsize=9)
@@ -141,7 +143,7 @@ def run(ctx) -> dict:
         return pa_.summary()
     s_ref, s_cg = analyse(ref_pos), analyse(cg_pos)
     cmp = Comparison(polymer_comparables(s_ref, True), polymer_comparables(s_cg, True),
-                     labels=("mapped atomistic (ENNP)", "CG (spline MS-CG)")).run()
+                     labels=("mapped atomistic (ENNP)", cg_label)).run()
     cmp.to_json(d / "comparison.json")
     sc = cmp.results["scalars"]
 
@@ -166,7 +168,7 @@ def run(ctx) -> dict:
     rdf_rms = None
     if rdf_ref and rdf_cg:
         fig, ax = plt().subplots(figsize=(5.5, 3.6))
-        for s, lab in ((rdf_ref, "mapped atomistic (ENNP)"), (rdf_cg, "CG (spline MS-CG)")):
+        for s, lab in ((rdf_ref, "mapped atomistic (ENNP)"), (rdf_cg, cg_label)):
             ax.plot(s["r"], s["g_inter"], label=lab)
         ax.set_xlabel("bead–bead distance r (Å)")
         ax.set_ylabel("intermolecular g(r) (dimensionless)")
@@ -190,7 +192,7 @@ def run(ctx) -> dict:
     t_cg = r.frame_time[n_skip:] / 1000.0
     ax.plot(t_ref, rg_series(u_r), label="mapped atomistic (ENNP)", lw=1)
     rc = rg_series(u_c)
-    ax.plot(np.repeat(t_cg, p["n_replicas"])[:len(rc)], rc, label="CG (spline MS-CG)", lw=1, alpha=0.8)
+    ax.plot(np.repeat(t_cg, p["n_replicas"])[:len(rc)], rc, label=cg_label, lw=1, alpha=0.8)
     ax.set_xlabel("simulated time (ps)")
     ax.set_ylabel("mean chain R_g (Å)")
     ax.legend(fontsize=8)
