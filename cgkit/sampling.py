@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["as_calculator", "label", "sample_configurations", "write_extxyz"]
+__all__ = ["as_calculator", "label", "sample_configurations", "thermalize", "write_extxyz"]
 
 
 def as_calculator(teacher):
@@ -49,6 +49,19 @@ def label(frames: Iterable, teacher, *, stress: bool = True) -> list:
     return out
 
 
+def thermalize(atoms, temperature_K: float, rng) -> None:
+    """Maxwell–Boltzmann momenta at ``temperature_K`` (K) for ASE ``atoms`` from the numpy
+    Generator ``rng``: ASE's ``thermalize_momenta`` (ASE ≥ 3.29), else the older
+    ``MaxwellBoltzmannDistribution`` (the same draw, deprecated in 3.29)."""
+    try:
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+        return
+    thermalize_momenta(atoms, temperature_K, rng=rng)
+
+
 def sample_configurations(structures: Sequence, teacher, *, temperatures: Sequence[float] = (300.0,),
                           frames_per_temperature: int = 10, md_steps_between: int = 20,
                           equilibration_steps: int = 100, timestep_fs: float = 2.0,
@@ -65,8 +78,6 @@ def sample_configurations(structures: Sequence, teacher, *, temperatures: Sequen
     """
     from ase import units
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-
     from .progress import progress_bar
 
     if frames_per_temperature < 0 or md_steps_between < 1 or timestep_fs <= 0:
@@ -80,7 +91,7 @@ def sample_configurations(structures: Sequence, teacher, *, temperatures: Sequen
     for k, (struct, T) in enumerate(progress_bar(jobs, desc="teacher MD", unit="run", disable=None if progress else True)):
         atoms = struct.copy()
         atoms.calc = calc
-        MaxwellBoltzmannDistribution(atoms, temperature_K=T, rng=np.random.default_rng(seed + 7 * k), force_temp=False)
+        thermalize(atoms, T, np.random.default_rng(seed + 7 * k))
         md = Langevin(atoms, timestep_fs * units.fs, temperature_K=T, friction=friction_per_fs / units.fs, fixcm=False,
                       rng=np.random.default_rng(seed + 7 * k + 1))
         md.run(equilibration_steps)
