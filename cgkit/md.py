@@ -351,13 +351,9 @@ class MolecularDynamics:
         n_steps = int(n_steps)
         if n_steps < 0:
             raise InputError("n_steps must be ≥ 0")
-        threads = self.n_threads or (1 if self.graph.n_atoms < 20000 else torch.get_num_threads())
-        old_threads = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        from .threads import torch_threads
+        with torch_threads(self.n_threads or (1 if self.graph.n_atoms < 20000 else None)):
             return self._run(n_steps)
-        finally:
-            torch.set_num_threads(old_threads)
 
     def _run(self, n_steps: int) -> "MolecularDynamics":
         from .progress import progress_bar

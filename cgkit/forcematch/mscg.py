@@ -39,7 +39,6 @@ import json
 import math
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +47,7 @@ import torch
 
 from ..errors import CgkitError, InputError
 from ..neighbors import neighbor_list
+from ..threads import torch_threads
 from ..topology import Topology
 from .geometry import ARITY, as_cell, instance_gradients, type_key, type_label
 from .spline import BSplineBasis
@@ -149,15 +149,6 @@ def suggest_grids(type_names, species, topology: Topology, positions, boxes=None
     return out
 
 
-@contextmanager
-def torch_threads(n: int):
-    """Run a block with ``n`` torch threads (small per-frame tensors are slower multithreaded)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _boxes(boxes, n_frames):
