@@ -37,8 +37,14 @@ __all__ = ["IterativeBoltzmannInversion", "boltzmann_table"]
 _EPS = 1e-4
 
 
-def _fill_linear(x, U, valid, repulsive_left: bool, label: str = "a distribution"):
-    """Continue U linearly from the resolved region (valid) to the whole grid."""
+def _fill_linear(x, U, valid, repulsive_left: bool, label: str = "a distribution", *,
+                 confining_slope: float | None = None):
+    """Continue U linearly from the resolved region (valid) to the whole grid.
+
+    ``repulsive_left`` (pairs): at least 1 eV/Å of repulsion below the closest approach.
+    ``confining_slope`` (bonds, angles; eV per x unit): U rises outwards on both sides with at
+    least this slope, so that an end slope pointing the wrong way (possible after an update)
+    cannot let a bond or angle escape into the unsampled region."""
     idx = np.nonzero(valid)[0]
     if len(idx) < 3:
         raise InputError(f"{label}: fewer than 3 resolved histogram bins; sample more frames or use "
@@ -47,9 +53,11 @@ def _fill_linear(x, U, valid, repulsive_left: bool, label: str = "a distribution
     a, b = idx[0], idx[-1]
     sl = (U[idx[2]] - U[idx[0]]) / (x[idx[2]] - x[idx[0]])
     if repulsive_left:
-        sl = min(sl, -1.0)  # at least 1 eV/Å of repulsion below the closest approach
-    U[:a] = U[a] + sl * (x[:a] - x[a])
+        sl = min(sl, -1.0)
     sr = (U[idx[-1]] - U[idx[-3]]) / (x[idx[-1]] - x[idx[-3]])
+    if confining_slope is not None:
+        sl, sr = min(sl, -confining_slope), max(sr, confining_slope)
+    U[:a] = U[a] + sl * (x[:a] - x[a])
     U[b + 1:] = U[b] + sr * (x[b + 1:] - x[b])
     inner = np.arange(a, b + 1)
     bad = inner[~valid[inner]]
@@ -57,6 +65,14 @@ def _fill_linear(x, U, valid, repulsive_left: bool, label: str = "a distribution
         good = inner[valid[inner]]
         U[bad] = np.interp(x[bad], x[good], U[good])
     return U
+
+
+def _confining_slope(kind, x, kT):
+    """Bonds and angles: U rises by at least kT per histogram bin outside the resolved range
+    (eV/Å or eV/rad); None for pairs and dihedrals."""
+    if kind not in ("bond", "angle"):
+        return None
+    return kT / (x[1] - x[0])
 
 
 def _smooth(U, n=1):
@@ -78,7 +94,8 @@ def boltzmann_table(kind, types, x, density, kT, *, r_cut=None) -> Table:
     valid = p > _EPS * p.max()
     U = np.full_like(x, np.nan)
     U[valid] = -kT * np.log(p[valid] / p.max())
-    U = _fill_linear(x, U, valid, repulsive_left=kind == "pair", label=type_label(kind, types))
+    U = _fill_linear(x, U, valid, repulsive_left=kind == "pair", label=type_label(kind, types),
+                     confining_slope=_confining_slope(kind, x, kT))
     return _table(kind, types, x, U)
 
 
@@ -258,7 +275,8 @@ class IterativeBoltzmannInversion:
             dU = np.zeros_like(U)
             dU[ok] = self.alpha * self.kT * np.log(cur[ok] / target[ok])
             U_new = np.where(ok, U + dU, np.nan)
-            U_new = _fill_linear(x, U_new, ok, repulsive_left=key[0] == "pair", label=type_label(*key))
+            U_new = _fill_linear(x, U_new, ok, repulsive_left=key[0] == "pair", label=type_label(*key),
+                                 confining_slope=_confining_slope(key[0], x, self.kT))
             if key[0] == "pair" and self.pressure is not None and pressure is not None:
                 dp = pressure - self.pressure
                 A = -math.copysign(min(abs(dp) * self.pressure_scale, 0.1 * self.kT), dp)
