@@ -295,18 +295,54 @@ def read_cg_atoms(psf, trajectory):
         yield at
 
 
+def read_cg_system(psf, *, exclude: int = 2):
+    """The CG system of a PSF written by ``cgkit map``: ``(type_names (sorted), species (n,),
+    masses (n,) amu, topology)``. The :class:`~cgkit.topology.Topology` holds the PSF's bonds,
+    angles and dihedrals, with non-bonded pairs up to ``exclude`` bonds apart excluded (2: 1-2
+    and 1-3 pairs, as a mapping's ``exclusions: bonded``)."""
+    import MDAnalysis as mda
+
+    from .topology import Topology
+    with warnings.catch_warnings():  # "no coordinate reader" for a bare PSF
+        warnings.simplefilter("ignore", UserWarning)
+        u = mda.Universe(str(psf))
+    n = len(u.atoms)
+    names = [str(t) for t in u.atoms.types]
+    type_names = sorted(set(names))
+    bonds = u.bonds.indices if hasattr(u, "bonds") else np.zeros((0, 2), int)
+    topology = Topology(n_particles=n, bonds=bonds,
+                        angles=u.angles.indices if hasattr(u, "angles") else None,
+                        dihedrals=u.dihedrals.indices if hasattr(u, "dihedrals") else None,
+                        exclusions=Topology.from_bonds(n, bonds, exclude=exclude).exclusions)
+    return (type_names, np.array([type_names.index(t) for t in names]), np.asarray(u.atoms.masses, float),
+            topology)
+
+
+def read_cg_reference(psf, trajectory, *, exclude: int = 2, needed_by: str = "this method"):
+    """A mapped reference CG trajectory for the iterative methods (IBI, relative entropy):
+    ``(type_names, species, masses, topology, positions (F, n, 3) Å, boxes (F, 3, 3) Å)``.
+    The trajectory must hold frames and a periodic box."""
+    type_names, species, masses, topology = read_cg_system(psf, exclude=exclude)
+    frames = list(read_cg_atoms(psf, trajectory))
+    if not frames:
+        raise InputError(f"{trajectory} holds no frames")
+    if not frames[0].pbc.all():
+        raise InputError(f"{needed_by} needs a periodic box in the reference trajectory {trajectory}")
+    return (type_names, species, masses, topology, np.array([a.positions for a in frames]),
+            np.array([a.cell.array for a in frames]))
+
+
 def read_cg_arrays(psf, trajectory, *, exclude: int = 2, start=None, stop=None, step=None):
     """A CG trajectory with mapped forces (e.g. from ``cgkit map``) as arrays for force matching.
 
     Returns ``(positions (F, n, 3) Å, forces (F, n, 3) eV/Å, boxes (F, 3) Å, type_names,
     species (n,), masses (n,) amu, topology)``; the :class:`~cgkit.topology.Topology` holds the
-    PSF's bonds and angles, with non-bonded pairs up to ``exclude`` bonds apart excluded
-    (2: 1-2 and 1-3 pairs, as a mapping's ``exclusions: bonded``). Forces are converted from
-    MDAnalysis's kJ/(mol·Å) to eV/Å here.
+    PSF's bonds, angles and dihedrals (:func:`read_cg_system`), with non-bonded pairs up to
+    ``exclude`` bonds apart excluded. Forces are converted from MDAnalysis's kJ/(mol·Å) to eV/Å
+    here.
     """
     import MDAnalysis as mda
 
-    from .topology import Topology
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         u = mda.Universe(str(psf), str(trajectory))
@@ -320,10 +356,5 @@ def read_cg_arrays(psf, trajectory, *, exclude: int = 2, start=None, stop=None, 
         B.append(ts.dimensions[:3].astype(float))
     if not P:
         raise InputError(f"{trajectory} holds no frames in the requested range")
-    names = [str(t) for t in u.atoms.types]
-    type_names = sorted(set(names))
-    n = len(names)
-    topology = Topology(n_particles=n, bonds=u.bonds.indices, angles=u.angles.indices,
-                        exclusions=Topology.from_bonds(n, u.bonds.indices, exclude=exclude).exclusions)
-    return (np.array(P), np.array(F), np.array(B), type_names,
-            np.array([type_names.index(t) for t in names]), np.asarray(u.atoms.masses, float), topology)
+    type_names, species, masses, topology = read_cg_system(psf, exclude=exclude)
+    return np.array(P), np.array(F), np.array(B), type_names, species, masses, topology

@@ -110,7 +110,6 @@ def _cg_source(args):
     """(type_names, species, masses, topology, frame iterator of (pos, forces, cell)) ."""
     import numpy as np
     from ..errors import InputError
-    from ..topology import Topology
     if args.mapping:
         if not args.topology:
             raise InputError("--mapping needs --topology (the atomistic topology)")
@@ -134,21 +133,9 @@ def _cg_source(args):
     elif args.cg_trajectory:
         if not args.cg_topology:
             raise InputError("--cg-trajectory needs --cg-topology (the PSF written by `cgkit map`)")
-        import warnings
-
-        import MDAnalysis as mda
-        from ..trajectory import read_cg_atoms
-        with warnings.catch_warnings():  # "no coordinate reader" for a bare PSF
-            warnings.simplefilter("ignore", UserWarning)
-            u = mda.Universe(str(args.cg_topology))
-        n = len(u.atoms)
-        names = [str(t) for t in u.atoms.types]
-        masses = np.asarray(u.atoms.masses, dtype=float)
-        bonds = u.bonds.indices if hasattr(u, "bonds") else np.zeros((0, 2), int)
-        angles = u.angles.indices if hasattr(u, "angles") else np.zeros((0, 3), int)
-        dih = u.dihedrals.indices if hasattr(u, "dihedrals") else np.zeros((0, 4), int)
-        excl = Topology.from_bonds(n, bonds, exclude=args.exclude).exclusions
-        top = Topology(n_particles=n, bonds=bonds, angles=angles, dihedrals=dih, exclusions=excl)
+        from ..trajectory import read_cg_atoms, read_cg_system
+        type_names, species, masses, top = read_cg_system(args.cg_topology, exclude=args.exclude)
+        names = [type_names[k] for k in species]
         sl = slice(args.start, args.stop, args.step)
 
         def frames():

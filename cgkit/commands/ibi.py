@@ -42,38 +42,14 @@ def register(subparsers):
 
 
 def _run(args) -> int:
-    import warnings
-
-    import MDAnalysis as mda
-    import numpy as np
-
-    from ..errors import InputError
     from ..forcematch.ibi import IterativeBoltzmannInversion
     from ..forcematch.tabulated import write_table_files
-    from ..topology import Topology
-    from ..trajectory import read_cg_atoms
+    from ..trajectory import read_cg_reference
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        u = mda.Universe(str(args.cg_topology))
-    n = len(u.atoms)
-    names = [str(t) for t in u.atoms.types]
-    tn = sorted(set(names))
-    species = np.array([tn.index(t) for t in names])
-    bonds = u.bonds.indices if hasattr(u, "bonds") else np.zeros((0, 2), int)
-    top = Topology(n_particles=n, bonds=bonds,
-                   angles=u.angles.indices if hasattr(u, "angles") else None,
-                   dihedrals=u.dihedrals.indices if hasattr(u, "dihedrals") else None,
-                   exclusions=Topology.from_bonds(n, bonds, exclude=args.exclude).exclusions)
-    frames = list(read_cg_atoms(args.cg_topology, args.cg_trajectory))
-    if not frames:
-        raise InputError(f"{args.cg_trajectory} holds no frames")
-    if not frames[0].pbc.all():
-        raise InputError("IBI needs a periodic box in the reference trajectory")
-    pos = np.array([a.positions for a in frames])
-    boxes = np.array([a.cell.array for a in frames])
+    tn, species, masses, top, pos, boxes = read_cg_reference(args.cg_topology, args.cg_trajectory,
+                                                             exclude=args.exclude, needed_by="IBI")
     ibi = IterativeBoltzmannInversion(
-        tn, species, top, np.asarray(u.atoms.masses, float), pos, boxes, pos[-1], boxes[-1],
+        tn, species, top, masses, pos, boxes, pos[-1], boxes[-1],
         temperature=args.temperature, pair_cutoff=args.pair_cutoff, bins=args.bins,
         kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()), alpha=args.alpha,
         md_steps=args.md_steps, equilibration=args.equilibration, timestep=args.timestep,
@@ -86,7 +62,7 @@ def _run(args) -> int:
         print(f"iteration {rec['iteration']}: JS {js}"
               + (f"; P = {rec['pressure_GPa']:.4f} GPa" if rec["pressure_GPa"] is not None else ""))
         ibi.to_json(out / "summary.json")
-    ibi.potential.save(out / "cg_potential.pt", metadata={"masses": np.asarray(u.atoms.masses, float).tolist()})
+    ibi.potential.save(out / "cg_potential.pt", metadata={"masses": masses.tolist()})
     write_table_files(ibi.potential.tables, out / "tables")
     (out / "summary.json").write_text(json.dumps(ibi.summary(), indent=1))
     print(f"wrote {out}/")
