@@ -20,6 +20,15 @@ installed or run, the reason is printed and the benchmark continues. Times are t
 over ``--repeat`` calls after a warm-up, measured as CPU time of the (single-threaded)
 process, which is robust to other jobs on a shared machine. Hessians (cgkit 'small',
 float64 and float32) are timed for Si64 (and Si216 with ``--hessian-216``).
+
+Deployment export: the 'small' model is also exported to TorchScript (``cgkit model export``:
+traced atomic energies + scripted gradient wrapper, runnable with torch alone) and timed
+on the same graphs in the same worker ("cgkit small exported" rows, ratio = eager time /
+exported time); ``--no-export`` skips it. The exported module is warmed up with three calls
+per system first (TorchScript's profiling executor optimises after its first runs).
+Measured (``--quick``, load average ~10 on the 2 cores): eager/exported time 1.09, 1.06,
+0.93, 0.74 (E+F) and 1.11, 1.18, 1.09, 0.95 (E+F+S) on Si64, Si216, Si512, Cu500 — the
+export runs at the eager speed within the noise; its use is deployment without Python/cgkit.
 """
 from __future__ import annotations
 
@@ -90,6 +99,8 @@ def _worker_cgkit(spec: dict) -> dict:
         efs = _time(lambda: model.compute(g, forces=True, stress=True), spec["repeat"])
         out[name] = dict(n_atoms=len(atoms), n_edges=g.n_edges, ef=ef, efs=efs,
                          n_params=sum(p.numel() for p in model.parameters()))
+        if spec.get("export"):
+            out[f"exported_{name}"] = _time_exported(model, g, spec["repeat"])
     for name in spec.get("hessian", []):
         atoms = _atoms(name)
         for dt in ("float64", "float32"):
@@ -100,6 +111,25 @@ def _worker_cgkit(spec: dict) -> dict:
             out[f"hessian_{name}_{dt}"] = dict(seconds=time.perf_counter() - t0,
                                                cpu_seconds=time.process_time() - c0, shape=list(H.shape))
     return out
+
+
+def _time_exported(model, g, repeat: int) -> dict:
+    """E+F and E+F+S CPU seconds of the TorchScript export of ``model`` on graph ``g``."""
+    import tempfile
+
+    import torch
+
+    from cgkit.nn.export import export_torchscript
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model_ts.pt"
+        export_torchscript(model, path)
+        ts = torch.jit.load(str(path))
+    args = (g.positions, g.cell[0], g.species, g.edge_index, g.cell_shifts)
+    for _ in range(3):  # profiling runs of the TorchScript executor
+        ts(*args, False)
+        ts(*args, True)
+    return dict(n_atoms=g.n_atoms, n_edges=g.n_edges, ef=_time(lambda: ts(*args, False), repeat),
+                efs=_time(lambda: ts(*args, True), repeat))
 
 
 def _worker_mace(spec: dict) -> dict:
@@ -232,6 +262,7 @@ def main():
     ap.add_argument("--skip-external", action="store_true", help="do not install/run MACE and NequIP")
     ap.add_argument("--hessian-216", action="store_true", help="also time the 216-atom Hessian")
     ap.add_argument("--repeat", type=int, default=None, help="timed calls per case (default 5, --quick 2)")
+    ap.add_argument("--no-export", action="store_true", help="do not time the TorchScript export of 'small'")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per subprocess")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("spec", nargs="?", help=argparse.SUPPRESS)
@@ -246,13 +277,20 @@ def main():
     hess = ["Si64"] + (["Si216"] if args.hessian_216 else [])
     for preset in ("small", "medium"):
         spec = {"systems": list(SYSTEMS), "config": {"preset": preset}, "repeat": repeat,
-                "hessian": hess if preset == "small" else []}
+                "hessian": hess if preset == "small" else [],
+                "export": preset == "small" and not args.no_export}
         res, why = _run("cgkit", spec, args.timeout)
         if res is None:
             print(f"cgkit {preset}: {why}")
             continue
         for name in SYSTEMS:
             _row(f"cgkit {preset}", name, res)
+        for name in SYSTEMS:
+            if f"exported_{name}" in res:
+                e, x = res[name], res[f"exported_{name}"]
+                _row(f"cgkit {preset} exported", name, {name: x})
+                print(f"{'':22s} eager/exported time: E+F {e['ef'] / x['ef']:.2f}, "
+                      f"E+F+S {e['efs'] / x['efs']:.2f}", flush=True)
         for key, v in res.items():
             if key.startswith("hessian_"):
                 print(f"Hessian (cgkit small, {key.split('_')[2]}) {key.split('_')[1]}: "

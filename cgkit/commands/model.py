@@ -1,5 +1,16 @@
-"""``cgkit model init``: write an untrained ENNP model file (config + weights + metadata)."""
+"""``cgkit model init|info|export``: ENNP model files.
+
+* ``init`` writes an untrained ENNP model file (config + weights + metadata);
+* ``info`` prints a file's config and metadata;
+* ``export --format torchscript MODEL OUT`` writes a TorchScript file for deployment that
+  needs only ``torch`` (no cgkit, no e3nn) to run — see :func:`cgkit.nn.export.export_torchscript`.
+
+The export itself lives in :mod:`cgkit.nn.export`.
+"""
 from __future__ import annotations
+
+#: export formats of ``cgkit model export`` (implemented in :mod:`cgkit.nn.export`)
+EXPORT_FORMATS = ("torchscript",)
 
 
 def register(subparsers) -> None:
@@ -31,6 +42,21 @@ def register(subparsers) -> None:
     info = sub.add_parser("info", help="print the config and metadata of a model file")
     info.add_argument("path", help="model file")
     info.set_defaults(func=_info)
+
+    exp = sub.add_parser("export", help="write a deployable TorchScript file of a model",
+                         description="Export an ENNP model file for deployment. The TorchScript file "
+                                     "runs with torch alone (torch.jit.load): "
+                                     "forward(positions (n,3) Å, cell (3,3) Å, species (n,) int64, "
+                                     "edge_index (2,E) int64, cell_shifts (E,3), compute_stress) → "
+                                     "(energy eV, forces (n,3) eV/Å, stress (3,3) eV/Å³ or zeros). "
+                                     "Edges: all ordered pairs (i, j) with |r_j − r_i + shifts·cell| < "
+                                     "cutoff (both directions); cutoff, species names and dtype are "
+                                     "attributes of the module and in the file's cgkit_metadata.json.")
+    exp.add_argument("model", help="cgkit ENNP model file (.pt), e.g. from cgkit train or cgkit model init")
+    exp.add_argument("out", help="output file (.pt)")
+    exp.add_argument("--format", default="torchscript", choices=list(EXPORT_FORMATS),
+                     help="export format (default: torchscript)")
+    exp.set_defaults(func=_export)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -62,4 +88,17 @@ def _info(args) -> int:
     cfg = pot.get_config() if hasattr(pot, "get_config") else {}
     print(json.dumps({"class": type(pot).__name__, "config": cfg,
                       "metadata": getattr(pot, "metadata", {})}, indent=2, default=str))
+    return 0
+
+
+def _export(args) -> int:
+    from ..io_potential import load_potential
+    from ..nn.export import export_torchscript
+
+    pot = load_potential(args.model)
+    report = export_torchscript(pot, args.out)
+    print(f"wrote {args.out}: TorchScript {report['dtype']} model for {report['type_names']}, "
+          f"cutoff {report['cutoff']} Å; checked against the eager model on a "
+          f"{report['check_atoms']}-atom structure: max |ΔE|/|E| = {report['energy_rel_error']:.1e}, "
+          f"max |ΔF| = {report['forces_max_error']:.1e} eV/Å")
     return 0

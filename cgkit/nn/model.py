@@ -165,11 +165,14 @@ class _RadialMLP(torch.nn.Module):
             [torch.nn.Parameter(torch.randn(a, b)) for a, b in zip(dims[:-1], dims[1:])])
         self.out = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(dims[-1], s)) for s in out_sizes])
         self.act = normalize2mom(torch.nn.functional.silu)
+        # 1/sqrt(fan-in) as Python floats fixed here: the same numbers as w.shape[0] ** -0.5, but
+        # a traced export (cgkit model export) would compute those from a traced size in float32
+        self.norms = [float(d) ** -0.5 for d in dims]
 
     def forward(self, x: torch.Tensor) -> list:
-        for w in self.hidden:
-            x = self.act(x @ (w * w.shape[0] ** -0.5))
-        return [x @ (w * w.shape[0] ** -0.5) for w in self.out]
+        for w, c in zip(self.hidden, self.norms):
+            x = self.act(x @ (w * c))
+        return [x @ (w * self.norms[-1]) for w in self.out]
 
 
 class _ChannelProduct(torch.nn.Module):

@@ -2,8 +2,10 @@
 
 Targets read per structure: ``energy`` (eV), ``forces`` (eV/Å), ``stress`` (eV/Å³, ASE
 sign convention) from the ASE calculator results or ``info``/``arrays``; optional per-structure
-vectors (e.g. a dipole, e·Å) from ``atoms.info[vector_key]``. Every structure also carries a
-``weight`` (from its data source) used in the loss.
+vectors (e.g. a dipole, e·Å) from ``atoms.info[vector_key]`` and symmetric traceless 3×3
+tensors (l = 2, e.g. a traceless quadrupole, e·Å²) from ``atoms.info[tensor_key]`` (a 3×3
+array or 9 numbers, row-major). Both are sums over atoms of the model's per-atom heads. Every
+structure also carries a ``weight`` (from its data source) used in the loss.
 """
 from __future__ import annotations
 
@@ -16,7 +18,38 @@ import torch
 from ..data import AtomicGraph
 from ..errors import InputError, TrainingError
 
-__all__ = ["load_structures", "graphs_from_atoms", "split_indices", "fit_statistics"]
+__all__ = ["load_structures", "graphs_from_atoms", "split_indices", "fit_statistics",
+           "symmetric_traceless_target"]
+
+#: relative tolerance of the symmetric/traceless check of tensor targets (round-off of text files)
+TENSOR_TOLERANCE = 1e-6
+
+
+def symmetric_traceless_target(value, *, where: str = "a structure") -> np.ndarray:
+    """(3, 3) float64 array from a 3×3 array or 9 numbers (row-major) that must be symmetric
+    and traceless (within :data:`TENSOR_TOLERANCE` of its largest component).
+
+    The returned tensor is the exact symmetric traceless part (removes text round-off).
+    Anything else raises :class:`InputError`: an l = 2 head can only represent the symmetric
+    traceless part, so a silent projection would hide a mislabelled property.
+    """
+    t = np.asarray(value, dtype=np.float64)
+    if t.size != 9:
+        raise InputError(f"the tensor target of {where} has {t.size} numbers; give a 3×3 matrix "
+                         "(or 9 numbers, row-major)")
+    t = t.reshape(3, 3)
+    if not np.isfinite(t).all():
+        raise InputError(f"the tensor target of {where} is not finite")
+    sym = 0.5 * (t + t.T)
+    proj = sym - np.trace(sym) / 3.0 * np.eye(3)
+    tol = TENSOR_TOLERANCE * max(float(np.abs(t).max()), 1e-300)
+    asym, trace = float(np.abs(t - t.T).max()), abs(float(np.trace(t)))
+    if asym > tol or trace > tol:
+        raise InputError(f"the tensor target of {where} is not symmetric and traceless "
+                         f"(max |T − Tᵀ| = {asym:.3g}, |tr T| = {trace:.3g}); the l = 2 head learns "
+                         "symmetric traceless tensors only: store (T + Tᵀ)/2 − tr(T)/3·I "
+                         "(e.g. the traceless quadrupole) and, if needed, the trace as a separate label")
+    return proj
 
 
 def load_structures(path) -> list:
@@ -36,8 +69,12 @@ def load_structures(path) -> list:
 
 def graphs_from_atoms(frames: Iterable, type_names: Sequence[str], cutoff: float, *,
                       dtype=torch.float64, weight: float = 1.0, vector_key: str | None = None,
-                      source: str = "") -> list[AtomicGraph]:
-    """One AtomicGraph with targets per frame (every frame must have an energy)."""
+                      tensor_key: str | None = None, source: str = "") -> list[AtomicGraph]:
+    """One AtomicGraph with targets per frame (every frame must have an energy).
+
+    Targets: ``energy`` (1,), ``forces`` (n, 3), ``stress`` (1, 3, 3), ``vectors`` (1, 3) from
+    ``info[vector_key]``, ``tensors`` (1, 3, 3) symmetric traceless from ``info[tensor_key]``
+    (see :func:`symmetric_traceless_target`), ``weight`` (1,)."""
     out = []
     for k, atoms in enumerate(frames):
         g = AtomicGraph.from_atoms(atoms, cutoff, type_names=type_names, dtype=dtype, read_targets=True)
@@ -50,6 +87,10 @@ def graphs_from_atoms(frames: Iterable, type_names: Sequence[str], cutoff: float
         if vector_key and vector_key in atoms.info:
             vec = np.asarray(atoms.info[vector_key], dtype=np.float64).reshape(1, 3)
             g.targets["vectors"] = torch.as_tensor(vec, dtype=dtype)
+        if tensor_key and tensor_key in atoms.info:
+            ten = symmetric_traceless_target(atoms.info[tensor_key],
+                                             where=f"structure {k} of {source or 'the data'}")
+            g.targets["tensors"] = torch.as_tensor(ten, dtype=dtype).unsqueeze(0)
         g.targets["weight"] = torch.tensor([float(weight)], dtype=dtype)
         out.append(g)
     return out

@@ -1,4 +1,4 @@
-"""Training of cgkit potentials (ENNP) on energies, forces, stresses (and vectors).
+"""Training of cgkit potentials (ENNP) on energies, forces, stresses (and vectors/tensors).
 
 ``Trainer(config).run()`` — config is a dict (``cgkit train CONFIG.yaml`` reads it from YAML)::
 
@@ -10,8 +10,11 @@
       train: [{path: teacher.xyz, weight: 1.0}, {path: dft.xyz, weight: 10.0}]   # or one path
       val: null                     # a file, or null → random split of train
       val_fraction: 0.1
-      vector_key: null              # atoms.info key of per-structure vectors (e.g. dipole)
-    loss: {energy: 1.0, forces: 10.0, stress: 0.0, vectors: 0.0}
+      vector_key: null              # atoms.info key of per-structure vectors (e.g. dipole, e·Å)
+      tensor_key: null              # atoms.info key of per-structure symmetric traceless 3×3
+                                    # tensors (e.g. traceless quadrupole, e·Å²); needs
+                                    # model.tensor_head: true (vectors: model.vector_head: true)
+    loss: {energy: 1.0, forces: 10.0, stress: 0.0, vectors: 0.0, tensors: 0.0}
     optimizer: {name: adamw, lr: 0.01, weight_decay: 0.0, amsgrad: false}
     scheduler: {factor: 0.5, patience: 10, min_lr: 1.0e-6}    # ReduceLROnPlateau on val loss
     ema_decay: 0.99                 # 0 disables the exponential moving average of weights
@@ -28,6 +31,10 @@ Loss (per optimizer step over the global batch B, structure weights w_g)::
 
     L = w_E · Σ_g w_g (ΔE_g/n_g)² / |B|  +  w_F · Σ_i w_g(i) |ΔF_i|² / (3 n_B)
       + w_S · Σ_g w_g |Δσ_g|² / (9 |B|)  +  w_V · Σ_g w_g |Δv_g|² / (3 |B|)
+      + w_T · Σ_g w_g ‖ΔT_g‖²_F / (9 |B|)
+
+with v_g = Σ_{i∈g} v_i and T_g = Σ_{i∈g} T_i the sums of the per-atom equivariant heads (l = 1
+vectors, l = 2 symmetric traceless tensors, :meth:`cgkit.nn.ENNP.equivariant_outputs`).
 
 Exact resume: training restarts from ``checkpoint.pt`` in the output folder; the batch order
 of every epoch is a function of (seed, epoch), so a run killed and resumed ends with the same
@@ -60,8 +67,8 @@ DEFAULT_CONFIG = {
     "output": "train_out",
     "seed": 0,
     "model": {"preset": "small"},
-    "data": {"train": None, "val": None, "val_fraction": 0.1, "vector_key": None},
-    "loss": {"energy": 1.0, "forces": 10.0, "stress": 0.0, "vectors": 0.0},
+    "data": {"train": None, "val": None, "val_fraction": 0.1, "vector_key": None, "tensor_key": None},
+    "loss": {"energy": 1.0, "forces": 10.0, "stress": 0.0, "vectors": 0.0, "tensors": 0.0},
     "optimizer": {"name": "adamw", "lr": 1e-2, "weight_decay": 0.0, "amsgrad": False},
     "scheduler": {"factor": 0.5, "patience": 10, "min_lr": 1e-6},
     "ema_decay": 0.99,
@@ -128,23 +135,48 @@ def _loss_terms(model, batch, weights: dict, *, create_graph: bool):
         sums["forces"] = (w[batch.batch][:, None] * (out["forces"] - t["forces"]) ** 2).sum()
     if want_s:
         sums["stress"] = (w[:, None, None] * (out["stress"] - t["stress"]) ** 2).sum()
-    if weights.get("vectors", 0) > 0 and "vectors" in t:
-        v = model.equivariant_outputs(batch)["vectors"]
-        pred = scatter_sum(v, batch.batch, batch.n_graphs)
-        sums["vectors"] = (w[:, None] * (pred - t["vectors"]) ** 2).sum()
+    heads = [k for k in _HEADS if weights.get(k, 0) > 0 and k in t]
+    if heads:
+        pred = structure_heads(model, batch, heads)
+        for k in heads:
+            err2 = ((pred[k] - t[k]) ** 2).reshape(len(w), -1).sum(1)
+            sums[k] = (w * err2).sum()
     return sums, out
+
+
+#: per-structure equivariant targets (sums of the per-atom heads ``<name>_head``) and their
+#: Cartesian components per structure (the loss averages over those)
+_HEADS = {"vectors": 3, "tensors": 9}
+
+
+def structure_heads(model, batch, keys) -> dict:
+    """Per-structure sums of the per-atom equivariant heads: ``vectors`` (G, 3) and/or
+    ``tensors`` (G, 3, 3) (symmetric traceless), from one forward pass."""
+    out = model.equivariant_outputs(batch)
+    res = {}
+    for k in keys:
+        if k not in out:
+            raise InputError(f"the model has no {k[:-1]} head; create it with model."
+                             f"{k[:-1]}_head: true to train on or evaluate {k}")
+        res[k] = scatter_sum(out[k], batch.batch, batch.n_graphs)
+    return res
 
 
 def _counts(graphs) -> dict:
     G = len(graphs)
     n = sum(g.n_atoms for g in graphs)
-    return {"energy": G, "forces": 3 * n, "stress": 9 * G, "vectors": 3 * G}
+    return {"energy": G, "forces": 3 * n, "stress": 9 * G, **{k: c * G for k, c in _HEADS.items()}}
 
 
 def evaluate(model, graphs, batch_size: int = 8) -> dict:
     """Validation metrics: MAE/RMSE of energy per atom (eV/atom), forces (eV/Å) and stress
-    (eV/Å³) over ``graphs`` (unweighted), plus force RMS of the references."""
-    acc = {k: [0.0, 0.0, 0] for k in ("energy", "forces", "stress")}
+    (eV/Å³) over ``graphs`` (unweighted), plus force RMS of the references; for structures
+    with ``vectors``/``tensors`` targets and a model with the matching head, their MAE/RMSE
+    over Cartesian components (units of the data) and the RMS of the references
+    (``vectors_ref_rms``, ``tensors_ref_rms``: the error of predicting zero)."""
+    acc = {k: [0.0, 0.0, 0] for k in ("energy", "forces", "stress", *_HEADS)}
+    ref2 = {k: 0.0 for k in _HEADS}
+    has_head = getattr(model, "equivariant_outputs", None) is not None
     ref_f2 = 0.0
     for s in range(0, len(graphs), batch_size):
         batch = batch_graphs(graphs[s:s + batch_size])
@@ -157,6 +189,14 @@ def evaluate(model, graphs, batch_size: int = 8) -> dict:
             ref_f2 += float((t["forces"] ** 2).sum())
         if "stress" in out:
             errs["stress"] = out["stress"] - t["stress"]
+        heads = [k for k in _HEADS if k in t and has_head
+                 and getattr(model, f"{k[:-1]}_head", None) is not None]
+        if heads:
+            with torch.no_grad():
+                pred = structure_heads(model, batch, heads)
+            for k in heads:
+                errs[k] = pred[k] - t[k]
+                ref2[k] += float((t[k].double() ** 2).sum())
         for k, e in errs.items():
             e = e.detach().double()
             acc[k][0] += float(e.abs().sum())
@@ -169,6 +209,9 @@ def evaluate(model, graphs, batch_size: int = 8) -> dict:
             res[f"{k}_rmse"] = math.sqrt(s2 / c)
     if acc["forces"][2]:
         res["forces_ref_rms"] = math.sqrt(ref_f2 / acc["forces"][2])
+    for k in _HEADS:
+        if acc[k][2]:
+            res[f"{k}_ref_rms"] = math.sqrt(ref2[k] / acc[k][2])
     return res
 
 
@@ -212,21 +255,28 @@ class Trainer:
             frames = load_structures(src["path"])
             graphs += graphs_from_atoms(frames, model.type_names, model.cutoff, dtype=model.dtype,
                                         weight=float(src.get("weight", 1.0)),
-                                        vector_key=dc.get("vector_key"), source=str(src["path"]))
+                                        vector_key=dc.get("vector_key"), tensor_key=dc.get("tensor_key"),
+                                        source=str(src["path"]))
         if dc.get("val"):
             val = graphs_from_atoms(load_structures(dc["val"]), model.type_names, model.cutoff,
-                                    dtype=model.dtype, vector_key=dc.get("vector_key"), source=str(dc["val"]))
+                                    dtype=model.dtype, vector_key=dc.get("vector_key"),
+                                    tensor_key=dc.get("tensor_key"), source=str(dc["val"]))
             tr = graphs
         else:
             ti, vi = split_indices(len(graphs), float(dc["val_fraction"]), int(self.config["seed"]))
             tr, val = [graphs[i] for i in ti], [graphs[i] for i in vi]
         w = self.config["loss"]
-        for name, key in (("forces", "forces"), ("stress", "stress"), ("vectors", "vectors")):
+        for name in ("forces", "stress", *_HEADS):
             if float(w.get(name, 0)) > 0:
-                missing = sum(key not in g.targets for g in tr)
+                missing = sum(name not in g.targets for g in tr)
                 if missing:
+                    hint = (f" (and data.{name[:-1]}_key, the atoms.info key holding them)"
+                            if name in _HEADS else "")
                     raise TrainingError(f"loss weight '{name}' > 0 but {missing} training structures have no "
-                                        f"{key}; set loss.{name}: 0 or add the labels")
+                                        f"{name}; set loss.{name}: 0 or add the labels{hint}")
+                if name in _HEADS and getattr(model, f"{name[:-1]}_head", None) is None:
+                    raise InputError(f"loss weight '{name}' > 0 but the model has no {name[:-1]} head; "
+                                     f"set model.{name[:-1]}_head: true")
         return tr, val
 
     def _optimizer(self, model):
@@ -438,6 +488,9 @@ class Trainer:
                 "forces_ref_rms_eV_per_A": metrics.get("forces_ref_rms"),
                 "stress_mae_GPa": metrics["stress_mae"] * EV_PER_A3_TO_GPA if "stress_mae" in metrics else None,
                 "stress_rmse_GPa": metrics["stress_rmse"] * EV_PER_A3_TO_GPA if "stress_rmse" in metrics else None,
+                # per-structure equivariant targets, in the units of the data (e.g. e·Å, e·Å²)
+                **{f"{k}_{m}": metrics.get(f"{k}_{m}") for k in _HEADS for m in ("mae", "rmse", "ref_rms")
+                   if f"{k}_{m}" in metrics},
             },
             "statistics": stats,
             "files": {"model": "model.pt", "log": "log.csv", "curve": "learning_curve.png"},
