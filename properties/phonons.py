@@ -86,21 +86,34 @@ def _supercell_matrix(supercell):
 
 
 # ---------------------------------------------------------------------- analytic Hessian
-def analytic_force_constants(potential, phonon) -> np.ndarray:
+def analytic_force_constants(potential, phonon, *, use_symmetry: bool = True) -> np.ndarray:
     """Full-layout force constants (n_sc, n_sc, 3, 3) eV/Å² of ``phonon.supercell``.
 
-    Only the Hessian rows of the primitive-cell atoms are computed; phonopy maps them to all
-    atoms with the lattice translations of the supercell.
+    Only the Hessian rows of the symmetry-independent atoms of the supercell are computed
+    (``use_symmetry``; phonopy's space-group operations and atom permutations fill the other
+    rows, as phonopy does with its displaced-supercell forces); without symmetry, the rows of
+    the primitive-cell atoms, mapped to all atoms by the lattice translations.
     """
-    from phonopy.harmonic.force_constants import compact_fc_to_full_fc
+    from phonopy.harmonic.force_constants import compact_fc_to_full_fc, distribute_force_constants
     sc = phonopy_to_ase(phonon.supercell)
     graph = potential.graph(sc, dtype=torch.float64)
-    p2s = np.asarray(phonon.primitive.p2s_map)
-    rows = (3 * p2s[:, None] + np.arange(3)[None, :]).reshape(-1)
-    R = potential.hessian(graph, rows=rows).numpy()                   # (3 n_p, 3 n_s)
-    n_p, n_s = len(p2s), len(sc)
-    compact = R.reshape(n_p, 3, n_s, 3).transpose(0, 2, 1, 3).copy()  # (n_p, n_s, 3, 3)
-    return compact_fc_to_full_fc(phonon.primitive, compact)
+    n_s = len(sc)
+    if use_symmetry:
+        sym = phonon.symmetry
+        atoms = np.asarray(sym.get_independent_atoms(), dtype=np.int64)
+    else:
+        atoms = np.asarray(phonon.primitive.p2s_map, dtype=np.int64)
+    rows = (3 * atoms[:, None] + np.arange(3)[None, :]).reshape(-1)
+    R = potential.hessian(graph, rows=rows).numpy()                   # (3 n_a, 3 n_s)
+    block = R.reshape(len(atoms), 3, n_s, 3).transpose(0, 2, 1, 3)    # (n_a, n_s, 3, 3)
+    if not use_symmetry:
+        return compact_fc_to_full_fc(phonon.primitive, block.copy())
+    fc = np.zeros((n_s, n_s, 3, 3), dtype=np.double, order="C")
+    fc[atoms] = block
+    distribute_force_constants(fc, atoms, np.asarray(phonon.supercell.cell, dtype=np.double).T.copy(),
+                               np.asarray(sym.symmetry_operations["rotations"], dtype=np.int64),
+                               np.asarray(sym.atomic_permutations, dtype=np.int64))
+    return fc
 
 
 def _asr_drift(fc: np.ndarray) -> float:

@@ -148,3 +148,19 @@ def test_cli_phonons_writes_summary_plot_and_phonopy_files(tmp_path):
         assert (out / name).is_file()
     assert main(["phonons", "--structure", str(tmp_path / "nope.xyz"), "--potential", "cgkit:sw",
                  "--out", str(out)]) == 1
+
+
+def test_symmetry_reduced_analytic_force_constants_equal_the_translation_only_ones():
+    """Rows of the symmetry-independent atoms + phonopy's distribution by the space group
+    give the force constants of the primitive-row route (SW diamond Si, 3×3×3)."""
+    from phonopy import Phonopy
+
+    from cgkit.potentials.stillinger_weber import StillingerWeber
+    from properties.phonons import analytic_force_constants, ase_to_phonopy
+    pot = StillingerWeber().to(torch.float64)
+    ph = Phonopy(ase_to_phonopy(bulk("Si", "diamond", 5.43095)), supercell_matrix=np.eye(3) * 3,
+                 primitive_matrix="auto")
+    assert len(ph.symmetry.get_independent_atoms()) == 1  # one row block instead of two
+    full = analytic_force_constants(pot, ph, use_symmetry=False)
+    sym = analytic_force_constants(pot, ph, use_symmetry=True)
+    assert np.abs(full - sym).max() < 1e-12 * np.abs(full).max()
