@@ -214,11 +214,15 @@ def main(argv=None) -> int:
                                          "early_stopping_patience": 4}).run()
             held = np.setdiff1d(np.arange(len(P)), k)[:: max(1, (len(P) - len(k)) // 20)]
             X, sps_nn = cg_md(nn.potential, P, B, masses, sp, tn, n_eq // 4, n_prod // 4, store_every=50, seed=3)
+            # the prior alone with the same MD length, stride and seed: JS divergences carry a
+            # finite-sample bias (~ bins / samples), so only equal-length runs compare fairly
+            X_prior, _ = cg_md(final, P, B, masses, sp, tn, n_eq // 4, n_prod // 4, store_every=50, seed=3)
             res["neural"] = {"training_frames": int(len(k)),
                              "residual_prior_heldout": residuals(final, P[held], F[held], B[held], tn, sp),
                              "residual_prior_plus_nn_heldout": residuals(nn.potential, P[held], F[held], B[held],
                                                                          tn, sp),
                              "validation": validate(P, B, X, box, tn, sp, top, out / "neural"),
+                             "prior_same_md_validation": validate(P, B, X_prior, box, tn, sp, top),
                              "md_steps": n_prod // 4, "md_steps_per_s": sps_nn}
         print("neural:", json.dumps(res["neural"]["validation"]))
 
