@@ -66,7 +66,7 @@ from ..topology import Topology
 from .geometry import KINDS, type_label
 from .ibi import IterativeBoltzmannInversion
 from .mscg import SparseSamplingWarning, SplineForceMatching, _boxes, _to_user, _unit
-from .tabulated import Table
+from .tabulated import Table, write_table_files
 
 __all__ = ["RelativeEntropyMinimisation", "relative_entropy_derivatives", "basis_values",
            "mean_covariance"]
@@ -526,17 +526,7 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
 
     def write_tables(self, directory) -> list[Path]:
         """Every table of the current potential: x (Å or deg), U (eV), f = -dU/dx."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        out = []
-        for t in self.potential.tables:
-            x = _to_user(t.kind, t.x)
-            p = d / f"{t.kind}_{'-'.join(t.types)}.dat"
-            fu = "eV/rad" if t.kind in ("angle", "dihedral") else "eV/Å"
-            np.savetxt(p, np.column_stack([x, t.U, t.force]),
-                       header=f"{t.label}: x ({_unit(t.kind)}), U (eV), f = -dU/dx ({fu})")
-            out.append(p)
-        return out
+        return write_table_files(self.potential.tables, directory)
 
     def write_iteration(self, directory) -> Path:
         d = Path(directory)
