@@ -46,7 +46,7 @@ _DEFAULT = {
     "atomistic": {"timestep": 1.0, "n_steps": 3000, "store_every": 10, "friction": 0.01},
     "forcematch": {"pair": [2.5, 8.0, 0.25], "bond": [3.0, 7.0, 0.1], "angle": [40.0, 180.0, 5.0],
                    "dihedral": 30.0, "force_map": "optimized", "bonded": "boltzmann",
-                   "ibi_iterations": 4, "ibi_steps": 3000, "ibi_equilibration": 400, "ibi_alpha": 0.7,
+                   "ibi_iterations": 6, "ibi_steps": 3000, "pairs_from": "mscg", "ibi_equilibration": 400, "ibi_alpha": 0.7,
                    "neural_cg": False, "neural_minutes": 1.0, "neural_epochs": 20, "neural_r_cut": 6.0},
     "cg": {"timestep": 5.0, "n_steps": 20000, "store_every": 20, "friction": 0.01,
            "n_replicas": 1},
