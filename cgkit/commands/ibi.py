@@ -23,22 +23,32 @@ def register(subparsers):
     p = subparsers.add_parser("ibi", help="iterative Boltzmann inversion with cgkit CG MD",
                               description=__doc__, epilog=_EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_iteration_arguments(p, iterations_help="IBI iterations (default 5)", kinds_verb="iterate",
+                            alpha=0.5, alpha_help="update damping α in (0, 1] (default 0.5)",
+                            bins_help="histogram bins per distribution")
+    p.add_argument("--out", default="ibi_out", help="output folder")
+    p.set_defaults(func=_run)
+
+
+def add_iteration_arguments(p, *, iterations_help: str, kinds_verb: str, alpha: float, alpha_help: str,
+                            bins_help: str) -> None:
+    """Options shared by the iterative CG methods (``cgkit ibi``, ``cgkit relent``): the mapped
+    reference, the interactions, and the CG MD of every iteration (Å, K, fs, 1/ps, GPa)."""
     p.add_argument("--cg-trajectory", required=True, help="mapped reference CG trajectory (trr or extxyz)")
     p.add_argument("--cg-topology", required=True, help="CG PSF from `cgkit map`")
     p.add_argument("--exclude", type=int, default=2, help="exclude pairs up to this many bonds apart (default 2)")
     p.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
-    p.add_argument("--iterations", type=int, default=5, help="IBI iterations (default 5)")
-    p.add_argument("--kinds", default="pair", help="comma-separated interactions to iterate: pair,bond,angle,dihedral")
-    p.add_argument("--alpha", type=float, default=0.5, help="update damping α in (0, 1] (default 0.5)")
+    p.add_argument("--iterations", type=int, default=5, help=iterations_help)
+    p.add_argument("--kinds", default="pair",
+                   help=f"comma-separated interactions to {kinds_verb}: pair,bond,angle,dihedral")
+    p.add_argument("--alpha", type=float, default=alpha, help=alpha_help)
     p.add_argument("--pair-cutoff", type=float, default=10.0, help="Å (default 10; at most half the box)")
-    p.add_argument("--bins", type=int, default=100, help="histogram bins per distribution")
+    p.add_argument("--bins", type=int, default=100, help=bins_help)
     p.add_argument("--md-steps", type=int, default=10000, help="sampling steps per iteration")
     p.add_argument("--equilibration", type=int, default=2000, help="equilibration steps per iteration")
     p.add_argument("--timestep", type=float, default=5.0, help="fs")
     p.add_argument("--friction", type=float, default=10.0, help="Langevin friction, 1/ps")
     p.add_argument("--pressure", type=float, default=None, help="target pressure, GPa (enables the correction)")
-    p.add_argument("--out", default="ibi_out", help="output folder")
-    p.set_defaults(func=_run)
 
 
 def _run(args) -> int:

@@ -21,20 +21,16 @@ _EPILOG = """example:
 Units: Å, deg (angle/dihedral grids), K, fs, GPa; energies eV."""
 
 
+from .ibi import add_iteration_arguments
+
+
 def register(subparsers):
     p = subparsers.add_parser("relent", help="relative-entropy minimisation with cgkit CG MD",
                               description=__doc__, epilog=_EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cg-trajectory", required=True, help="mapped reference CG trajectory (trr or extxyz)")
-    p.add_argument("--cg-topology", required=True, help="CG PSF from `cgkit map`")
-    p.add_argument("--exclude", type=int, default=2, help="exclude pairs up to this many bonds apart (default 2)")
-    p.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
-    p.add_argument("--iterations", type=int, default=5, help="Newton iterations (default 5)")
-    p.add_argument("--kinds", default="pair",
-                   help="comma-separated interactions to optimise: pair,bond,angle,dihedral")
-    p.add_argument("--alpha", type=float, default=0.7, help="Newton step damping α in (0, 1] (default 0.7)")
-    p.add_argument("--pair-cutoff", type=float, default=10.0, help="Å (default 10; at most half the box)")
-    p.add_argument("--bins", type=int, default=100, help="histogram bins per distribution (scores, start)")
+    add_iteration_arguments(p, iterations_help="Newton iterations (default 5)", kinds_verb="optimise",
+                            alpha=0.7, alpha_help="Newton step damping α in (0, 1] (default 0.7)",
+                            bins_help="histogram bins per distribution (scores, start)")
     p.add_argument("--grid", action="append", default=[], metavar="LABEL=MIN:MAX[:SPACING]",
                    help="energy-basis grid of one interaction (as in `cgkit fm`), e.g. 'pair A-B=3:10:0.25' "
                         "(Å) or 'angle A-B-A=60:180:5' (deg) or 'dihedral A-B-B-A=20' (spacing, deg); repeatable")
@@ -53,12 +49,7 @@ def register(subparsers):
                    help="largest potential change per interaction and iteration, in kT (default 2)")
     p.add_argument("--min-samples", type=int, default=20,
                    help="reference samples a basis function needs to be optimised (default 20)")
-    p.add_argument("--md-steps", type=int, default=10000, help="sampling steps per iteration")
-    p.add_argument("--equilibration", type=int, default=2000, help="equilibration steps per iteration")
     p.add_argument("--sample-every", type=int, default=50, help="steps between CG samples (default 50)")
-    p.add_argument("--timestep", type=float, default=5.0, help="fs")
-    p.add_argument("--friction", type=float, default=10.0, help="Langevin friction, 1/ps")
-    p.add_argument("--pressure", type=float, default=None, help="target pressure, GPa (enables the correction)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the CG MD")
     p.add_argument("--out", default="relent_out", help="output folder")
     p.set_defaults(func=_run)
