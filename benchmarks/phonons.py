@@ -38,7 +38,7 @@ from cgkit.calculator import CgkitCalculator
 from cgkit.potentials.polyethylene import (AMU_PER_A3_TO_G_CM3, build_pe_crystal,
                                            pe_crystal_potential, pe_crystal_unit_cell)
 from cgkit.potentials.stillinger_weber import StillingerWeber
-from properties.phonons import Phonons, ase_to_phonopy, phonopy_to_ase
+from cgkit.properties.phonons import Phonons, ase_to_phonopy, phonopy_to_ase
 
 
 def run(atoms, pot, supercell, primitive, label):

@@ -41,7 +41,7 @@ def main():
     u = build(nf)
     C, L = 200, 100
     print(f"system: {u.atoms.n_atoms} atoms, {C} chains x {L} beads, {nf} frames, box 62 Å")
-    from properties.polymer import PolymerAnalysis
+    from cgkit.properties.polymer import PolymerAnalysis
 
     t_ours_norDF, _ = timed(lambda: PolymerAnalysis(u.atoms, rdf=False, msd="all").run())
     t_ours_all, pa = timed(lambda: PolymerAnalysis(u.atoms, rdf_range=(0, 10.0), msd="all").run())

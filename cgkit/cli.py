@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -28,7 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{commands.__name__}.{mod}")
         if hasattr(module, "register"):
             module.register(sub)
+    _use_formatter(parser)
     return parser
+
+
+def _use_formatter(parser: argparse.ArgumentParser):
+    """Every (sub-)parser shows its defaults (:class:`cgkit.options.HelpFormatter`)."""
+    from .options import HelpFormatter, RawHelpFormatter
+    raw = issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter)
+    parser.formatter_class = RawHelpFormatter if raw else HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _use_formatter(child)
 
 
 def main(argv=None) -> int:
@@ -40,9 +53,37 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except CgkitError as exc:
-        print(f"cgkit {args.command}: error: {exc}", file=sys.stderr)
+        _print_error(f"cgkit {args.command}: error: {exc}")
         return 1
+    except KeyboardInterrupt:
+        _print_error(f"cgkit {args.command}: interrupted; no output was written")
+        return 130
+    except BrokenPipeError:
+        # output piped into e.g. `head`, which closed early: not an error of the command
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence, never a silent pass
+        if os.environ.get("CGKIT_DEBUG"):
+            raise
+        _print_error(f"cgkit {args.command}: internal error (a bug in cgkit, please report it with "
+                     f"the command line; CGKIT_DEBUG=1 shows the traceback): "
+                     f"{type(exc).__name__}: {exc}")
+        return INTERNAL_ERROR
 
 
-if __name__ == "__main__":
+#: exit code of an unexpected exception (a bug): distinct from 1, a refused input
+INTERNAL_ERROR = 3
+
+
+def _print_error(text: str):
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

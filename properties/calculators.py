@@ -19,14 +19,10 @@ A property calculation (phonons, elastic constants, stable time step) accepts ei
 from __future__ import annotations
 
 import importlib
-import json
-
-import numpy as np
-
-from cgkit.jsonutil import jsonable
 import torch
 
 from cgkit.errors import InputError
+from cgkit.results import Results  # noqa: F401  (re-exported; one results protocol)
 
 __all__ = ["load_model", "load_calculator", "resolve_model", "Results", "ASE_CALCULATORS"]
 
@@ -104,26 +100,3 @@ def resolve_model(model, dtype: torch.dtype = torch.float64):
         return None, model
     raise InputError(f"expected a cgkit Potential, an ASE calculator or a spec string, got "
                      f"{type(model).__name__}")
-
-
-
-
-class Results(dict):
-    """A dict with attribute access (MDAnalysis-style ``.results.key``)."""
-
-    def __getattr__(self, key):
-        try:
-            return self[key]
-        except KeyError as exc:
-            raise AttributeError(key) from exc
-
-    def __setattr__(self, key, value):
-        self[key] = value
-
-    def to_json(self, path=None, keys=None) -> str:
-        data = {k: v for k, v in self.items() if keys is None or k in keys}
-        text = json.dumps(jsonable(data), indent=2, ensure_ascii=False)
-        if path is not None:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-        return text

@@ -155,7 +155,7 @@ class Phonons:
     structure : ASE Atoms or any ASE-readable file — the unit cell, periodic in 3D
     model : cgkit Potential / CgkitCalculator (analytic Hessian), any ASE calculator (phonopy
         finite displacements) or a ``--potential`` spec string (see
-        :func:`properties.calculators.load_model`)
+        :func:`cgkit.properties.calculators.load_model`)
     supercell : 3 repetitions or a 3×3 integer matrix of the unit cell
     primitive_matrix : phonopy's (``"auto"``: found by symmetry; ``None``: the unit cell)
     method : ``"auto"`` (analytic for cgkit potentials), ``"analytic"`` or ``"finite_displacement"``

@@ -1,7 +1,7 @@
 """Polymer behaviour of atomistic and coarse-grained trajectories: size, shape, stiffness,
 scaling, local structure and dynamics, per chain species, with block-average error bars.
 
->>> from properties.polymer import PolymerAnalysis
+>>> from cgkit.properties.polymer import PolymerAnalysis
 >>> pa = PolymerAnalysis(u.select_atoms("type C"), n_blocks=5).run(step=10)
 >>> pa.results.groups["PE:N100"]["rg"]          # {'value': .., 'error': .., 'unit': 'Å'}
 >>> pa.to_json("summary.json"); pa.plot("plots/")

@@ -1,4 +1,4 @@
-"""Figures for :class:`properties.polymer.PolymerAnalysis` (from its JSON summary)."""
+"""Figures for :class:`cgkit.properties.polymer.PolymerAnalysis` (from its JSON summary)."""
 from __future__ import annotations
 
 from pathlib import Path

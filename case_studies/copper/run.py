@@ -14,15 +14,15 @@ Steps (every number goes to ``results/results.json``; the README quotes them):
 3. The trained model is cast to float64 and, beside EMT, gives
    (a) validation and test energy/force/stress errors;
    (e) the equilibrium lattice constant (cell relaxation, FrechetCellFilter + BFGS);
-   (b) phonons (:class:`properties.phonons.Phonons`; EMT by phonopy finite displacements,
+   (b) phonons (:class:`cgkit.properties.phonons.Phonons`; EMT by phonopy finite displacements,
        the ENNP by its analytic Hessian) in a 3×3×3 conventional supercell (108 atoms) at
        each model's own a0: band structure along the fcc path, DOS, max |Δν| along the path;
    (c) harmonic thermal properties (free energy, entropy, C_v, 0–1000 K) from the phonon DOS;
-   (d) elastic constants (:class:`properties.elastic.ElasticConstants`; EMT by stress–strain
+   (d) elastic constants (:class:`cgkit.properties.elastic.ElasticConstants`; EMT by stress–strain
        fits, the ENNP analytically and by stress–strain fits), clamped and relaxed ion, with
        Hill bulk and shear moduli; EMT's reference from issue 6 (a0 = 3.5898 Å: C11 = 172.6,
        C12 = 115.4, C44 = 89.9 GPa);
-   (f) the stable velocity-Verlet time step (:class:`properties.timestep.StableTimestep`) of
+   (f) the stable velocity-Verlet time step (:class:`cgkit.properties.timestep.StableTimestep`) of
        the 108-atom cell.
 
 Everything runs on one thread. ``--quick`` is a smoke test (less data, 1.5 min of training,
@@ -168,7 +168,7 @@ def relax_lattice(calc) -> dict:
 def phonons(model, a0: float, p: dict):
     from ase.build import bulk
 
-    from properties.phonons import Phonons
+    from cgkit.properties.phonons import Phonons
     n = p["supercell"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -180,7 +180,7 @@ def phonons(model, a0: float, p: dict):
 def elastic(model, a0: float) -> dict:
     from ase.build import bulk
 
-    from properties.elastic import ElasticConstants
+    from cgkit.properties.elastic import ElasticConstants
     el = ElasticConstants(bulk("Cu", "fcc", a0, cubic=True), model, relax_ions=True).run()
     r = el.results
     sym = r["symmetry"]
@@ -201,7 +201,7 @@ def elastic(model, a0: float) -> dict:
 def timestep(model, a0: float, n: int) -> dict:
     from ase.build import bulk
 
-    from properties.timestep import StableTimestep
+    from cgkit.properties.timestep import StableTimestep
     r = StableTimestep(bulk("Cu", "fcc", a0, cubic=True), model, supercell=(n, n, n)).run().results
     return {k: r[k] for k in ("n_atoms", "method", "nu_max", "omega_max", "dt_max", "dt_recommended",
                               "lambda_min")}

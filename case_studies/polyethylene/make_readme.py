@@ -163,7 +163,7 @@ def render(res: dict) -> str:
     add(f"   frames every {st['cg_store_ps']:g} ps. " + _join(f"C{n}" for n in aa_n)
         + " start from the last mapped atomistic frame in its box; "
         + _join(f"C{n}" for n in st["cg_only"]) + f" from new builder melts at the C{max(aa_n)} NPT density, mapped.")
-    add("6. **Analysis.** `properties.polymer.PolymerAnalysis` on the mapped atomistic beads, on the")
+    add("6. **Analysis.** `cgkit.properties.polymer.PolymerAnalysis` on the mapped atomistic beads, on the")
     add("   united atoms and on the CG beads; error bars are standard errors over blocks of chains")
     add("   (`error_method=\"chains\"`), because no chain decorrelates in time. ν from a weighted")
     add("   least-squares fit of log R_g against log N (error inflated by √χ²_red when above 1).")

@@ -24,7 +24,7 @@ Steps
    case study.
 5. CG MD (cgkit Langevin, 5 fs) of C24, C48, C96 (from the last mapped atomistic frame) and
    C192, C384 (new melts built at the C96 density and mapped), analysed with
-   :class:`properties.polymer.PolymerAnalysis`.
+   :class:`cgkit.properties.polymer.PolymerAnalysis`.
 6. R_g, R_ee vs N, Flory exponent ν, characteristic ratio C_N and its N → ∞ extrapolation,
    persistence length, density, bond/angle JS (CG vs mapped), and speed: CG cgkit MD vs LAMMPS
    and vs cgkit's torch TraPPE-UA MD of the same C48 melt, simulated time per wall second on
@@ -361,7 +361,7 @@ def cg_md(pot, m, start, box, n_equil, n_prod, store_every, seed):
 def analyse(positions, box, masses, topo, n_blocks=4):
     """PolymerAnalysis summary of a trajectory (positions (F, n, 3) Å, cubic box lengths)."""
     from cgkit.demo.cgmd import bead_universe
-    from properties.polymer import PolymerAnalysis
+    from cgkit.properties.polymer import PolymerAnalysis
     cell = np.diag(box)
     u = bead_universe(positions, cell, masses, topo.bonds, topo.molecule)
     pa = PolymerAnalysis(u.atoms, n_blocks=n_blocks, error_method="chains", msd=None, rdf=False, bins=60)
@@ -387,7 +387,7 @@ def _js_ref_range(ref, cand, n_bins: int, unit: str):
     """JS divergence (bits) of two sample sets on ``n_bins`` bins over the reference range
     (min to max of ``ref``); candidate samples outside are counted in the end bins, so an outlier
     is penalised without coarsening the bins for everything else."""
-    from properties.compare import Distribution, js_divergence
+    from cgkit.properties.compare import Distribution, js_divergence
     edges = np.linspace(ref.min(), ref.max() + 1e-9, n_bins + 1)
     c = np.clip(cand, edges[0], edges[-1] - 1e-12)
     p = Distribution(edges, np.histogram(ref, edges)[0].astype(float), unit)

@@ -264,9 +264,9 @@ def crystal_properties(model, p: dict) -> tuple[dict, object]:
 
     from cgkit.calculator import CgkitCalculator
     from cgkit.units import EV_PER_A3_TO_GPA
-    from properties.elastic import ElasticConstants
-    from properties.phonons import Phonons
-    from properties.timestep import StableTimestep
+    from cgkit.properties.elastic import ElasticConstants
+    from cgkit.properties.phonons import Phonons
+    from cgkit.properties.timestep import StableTimestep
     m = copy.deepcopy(model).to(torch.float64)
     prim = bulk("Si", "diamond", A0)
     cubic = bulk("Si", "diamond", A0, cubic=True)

@@ -36,8 +36,8 @@ def run(args) -> int:
 
     import numpy as np
 
-    from properties.calculators import Results, load_model
-    from properties.elastic import ElasticConstants
+    from cgkit.properties.calculators import Results, load_model
+    from cgkit.properties.elastic import ElasticConstants
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,8 @@ def run(args) -> int:
     import numpy as np
 
     from cgkit.errors import InputError
-    from properties.calculators import load_model
-    from properties.phonons import Phonons
+    from cgkit.properties.calculators import load_model
+    from cgkit.properties.phonons import Phonons
 
     sc = args.supercell
     if len(sc) == 3:
@@ -67,7 +67,7 @@ def run(args) -> int:
                            if w.category.__name__ in ("ImaginaryModeWarning",)]
     for msg in summary["warnings"]:
         print(f"warning: {msg}")
-    from properties.calculators import Results
+    from cgkit.properties.calculators import Results
     Results(summary).to_json(out / "summary.json")
     ph.plot(out / "band_dos.png")
     ph.write_data(out)

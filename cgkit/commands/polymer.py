@@ -57,8 +57,8 @@ def run(args) -> int:
     import MDAnalysis as mda
 
     from cgkit.errors import InputError
-    from properties.compare import Comparison
-    from properties.polymer import PolymerAnalysis
+    from cgkit.properties.compare import Comparison
+    from cgkit.properties.polymer import PolymerAnalysis
 
     for f in [args.topology, *args.trajectory]:
         if not Path(f).exists():

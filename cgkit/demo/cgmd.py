@@ -4,8 +4,8 @@ CG Langevin MD (BAOAB, :class:`cgkit.md.MolecularDynamics`, one thread like the 
 b) starts from the first mapped frame. Compared with the mapped atomistic (ENNP) trajectory:
 
 * bond-length and bond-angle distributions — Jensen–Shannon divergence (bits, common bins);
-* R_g, R_ee, persistence length (bond autocorrelation), RDF — :class:`properties.polymer.
-  PolymerAnalysis` on both trajectories, :class:`properties.compare.Comparison`;
+* R_g, R_ee, persistence length (bond autocorrelation), RDF — :class:`cgkit.properties.polymer.
+  PolymerAnalysis` on both trajectories, :class:`cgkit.properties.compare.Comparison`;
 * mass density (both runs are NVT in the same box, so equal by construction: reported as such);
 * speed-up: simulated time per wall second of CG MD over ENNP atomistic MD on the same cores.
 """
@@ -65,7 +65,7 @@ def bonded_samples(positions, cell, bonds, angles):
 
 def _js_counts(a, b) -> float:
     """JS divergence (bits) of two histograms given as counts on the same bins."""
-    from properties.compare import Distribution, js_divergence
+    from cgkit.properties.compare import Distribution, js_divergence
     edges = np.arange(len(a) + 1, dtype=float)
     if a.sum() <= 0 or b.sum() <= 0:
         return 1.0
@@ -73,7 +73,7 @@ def _js_counts(a, b) -> float:
 
 
 def _js(ref, cand, n_bins: int, unit: str):
-    from properties.compare import Distribution, js_divergence
+    from cgkit.properties.compare import Distribution, js_divergence
     lo = min(ref.min(), cand.min())
     hi = max(ref.max(), cand.max())
     edges = np.linspace(lo, hi + 1e-9, n_bins + 1)
@@ -85,8 +85,8 @@ def _js(ref, cand, n_bins: int, unit: str):
 def run(ctx) -> dict:
     from ase import Atoms
 
-    from properties.compare import Comparison, polymer_comparables
-    from properties.polymer import PolymerAnalysis
+    from cgkit.properties.compare import Comparison, polymer_comparables
+    from cgkit.properties.polymer import PolymerAnalysis
 
     from ..io_potential import load_potential
     from ..md import MolecularDynamics

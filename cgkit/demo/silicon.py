@@ -3,10 +3,10 @@
 Both models are evaluated in float64 at SW's lattice constant (5.431 Å) so that the
 comparison is of the force constants alone; the ENNP's residual pressure there is reported.
 
-* Phonons (:class:`properties.phonons.Phonons`, analytic Hessians, phonopy): band structure
+* Phonons (:class:`cgkit.properties.phonons.Phonons`, analytic Hessians, phonopy): band structure
   along the standard fcc path and DOS; the figure of merit is max |ν_ENNP − ν_SW| over every
   branch and q-point of the path (THz).
-* Elastic constants (:class:`properties.elastic.ElasticConstants`, analytic Born term plus
+* Elastic constants (:class:`cgkit.properties.elastic.ElasticConstants`, analytic Born term plus
   internal relaxation) of the 8-atom cubic cell: relaxed-ion C11, C12, C44 (GPa) and
   max |ΔC_ij| over the 6×6 tensor.
 """
@@ -28,8 +28,8 @@ def run(ctx) -> dict:
     import torch
     from ase.build import bulk
 
-    from properties.elastic import ElasticConstants
-    from properties.phonons import Phonons
+    from cgkit.properties.elastic import ElasticConstants
+    from cgkit.properties.phonons import Phonons
 
     from ..calculator import CgkitCalculator
     from ..io_potential import load_potential

@@ -100,7 +100,7 @@ def optimized_force_map(mapping, frames, *, constraints: str = "none", support: 
         n = g["atoms"].shape[1]
         g["C"] = np.zeros((n, n))
     nfr = 0
-    for fr in progress_bar(frames, desc="force-map statistics", unit="frame", disable=progress):
+    for fr in progress_bar(frames, desc="force-map statistics", unit="frame", disable=None if progress else True):
         f = _forces_of(fr)
         if f.shape != (mapping.n_atoms, 3):
             raise InputError(f"forces have shape {f.shape}, expected ({mapping.n_atoms}, 3)")
@@ -197,7 +197,7 @@ class MappedForceNoise:
         diff = {(a, b): np.zeros(len(tnames)) for a in labels for b in labels if a != b}
         cnt = np.bincount(tidx, minlength=len(tnames)).astype(float)
         n = 0
-        for fr in progress_bar(self.frames, desc="force noise", unit="frame", disable=self.progress):
+        for fr in progress_bar(self.frames, desc="force noise", unit="frame", disable=None if self.progress else True):
             f = _forces_of(fr)
             F = {k: D @ f for k, D in Ds.items()}
             for k in labels:

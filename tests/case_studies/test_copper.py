@@ -121,7 +121,7 @@ def test_rerun_reproduces_readme_numbers_and_meets_acceptance(tmp_path):
     for m, tol in (("EMT", 0.5), ("ENNP", 3.5)):
         lw, el = new[m]["phonons"]["long_wave"], new[m]["elastic"]["relaxed"]
         assert _close(lw["C11_GPa"], el["C11"], tol) and _close(lw["C44_GPa"], el["C44"], tol), (m, lw, el)
-        # the phonon Γ-point time step and properties.timestep's agree (same 108-atom cell)
+        # the phonon Γ-point time step and cgkit.properties.timestep's agree (same 108-atom cell)
         assert _close(new[m]["phonons"]["dt_max_supercell_gamma_fs"], new[m]["timestep"]["dt_max"], 0.05)
     # the distilled ENNP against EMT: acceptance tolerances
     c = new["comparison"]

@@ -131,7 +131,7 @@ def test_relaxed_crystal_is_at_zero_force_and_stress_with_trappe_geometry(relaxe
 def test_relaxed_crystal_phonons_analytic_match_phonopy_fd_with_no_imaginary_modes(relaxed_unit):
     from phonopy import Phonopy
 
-    from properties.phonons import Phonons, ase_to_phonopy, phonopy_to_ase
+    from cgkit.properties.phonons import Phonons, ase_to_phonopy, phonopy_to_ase
     # 3 cells along b: with only 2 (9.9 Å, less than twice the 10 Å cutoff) the folded force
     # constants bend the acoustic branch near Γ along b below zero (an interpolation artefact)
     sc = (1, 3, 4)

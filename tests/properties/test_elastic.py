@@ -10,8 +10,8 @@ from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 
 from cgkit.errors import CgkitError, InputError, NotSupportedError, StructureError
-from properties.calculators import load_calculator, load_model
-from properties.elastic import (ElasticConstants, RelaxationError, born_stability, moduli,
+from cgkit.properties.calculators import load_calculator, load_model
+from cgkit.properties.elastic import (ElasticConstants, RelaxationError, born_stability, moduli,
                                 symmetrize_voigt, crystal_symmetry)
 
 

@@ -11,7 +11,7 @@ from ase.build import bulk
 
 from cgkit.calculator import CgkitCalculator
 from cgkit.errors import InputError, StructureError
-from properties.phonons import ImaginaryModeWarning, Phonons
+from cgkit.properties.phonons import ImaginaryModeWarning, Phonons
 
 SW_A = 5.43095
 
@@ -156,7 +156,7 @@ def test_symmetry_reduced_analytic_force_constants_equal_the_translation_only_on
     from phonopy import Phonopy
 
     from cgkit.potentials.stillinger_weber import StillingerWeber
-    from properties.phonons import analytic_force_constants, ase_to_phonopy
+    from cgkit.properties.phonons import analytic_force_constants, ase_to_phonopy
     pot = StillingerWeber().to(torch.float64)
     ph = Phonopy(ase_to_phonopy(bulk("Si", "diamond", 5.43095)), supercell_matrix=np.eye(3) * 3,
                  primitive_matrix="auto")

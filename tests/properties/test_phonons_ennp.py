@@ -7,7 +7,7 @@ import torch
 from ase.build import bulk
 
 from cgkit.calculator import CgkitCalculator
-from properties.phonons import Phonons
+from cgkit.properties.phonons import Phonons
 
 SW_A = 5.43095
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from properties.polymer import PolymerAnalysis
+from cgkit.properties.polymer import PolymerAnalysis
 from tests.properties.test_polymer_generators import (fjc, frc, make_universe, rod, saw_pivot, wlc,
                                                       wlc_mean_cos)
 

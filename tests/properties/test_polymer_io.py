@@ -9,8 +9,8 @@ import pytest
 import MDAnalysis as mda
 from cgkit.cli import main
 from cgkit.errors import InputError
-from properties.compare import Comparison, Curve, Distribution, js_divergence, ratio
-from properties.polymer import PolymerAnalysis
+from cgkit.properties.compare import Comparison, Curve, Distribution, js_divergence, ratio
+from cgkit.properties.polymer import PolymerAnalysis
 from tests.properties.test_polymer_generators import fjc, frc, make_universe
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import MDAnalysis as mda
-from properties.polymer import PolymerAnalysis
+from cgkit.properties.polymer import PolymerAnalysis
 from tests.properties.test_polymer_generators import fjc, frc, make_universe, wlc
 
 

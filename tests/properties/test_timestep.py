@@ -10,7 +10,7 @@ from ase.build import bulk
 
 from cgkit.calculator import CgkitCalculator
 from cgkit.errors import InputError
-from properties.timestep import StableTimestep, timestep_from_frequency, timestep_gain
+from cgkit.properties.timestep import StableTimestep, timestep_from_frequency, timestep_gain
 
 
 @pytest.fixture(scope="module")
