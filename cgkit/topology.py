@@ -15,7 +15,7 @@ import torch
 
 from .errors import InputError
 
-__all__ = ["Topology", "bonded_vectors"]
+__all__ = ["Topology", "bonded_vectors", "UnwrapPlan"]
 
 
 def _as_idx(a, width: int, name: str) -> np.ndarray:
@@ -25,6 +25,59 @@ def _as_idx(a, width: int, name: str) -> np.ndarray:
     if a.ndim != 2 or a.shape[1] != width:
         raise InputError(f"{name} must have shape (n, {width}), got {a.shape}")
     return a
+
+
+class UnwrapPlan:
+    """How to make molecules whole: the one chain/molecule unwrapper of cgkit.
+
+    Built once from the bonds (a breadth-first walk from the first particle of every
+    connected component), then applied to any number of frames: every bonded particle is
+    placed at the minimum image of its parent along the walk, so each molecule becomes
+    continuous and keeps its first particle where it was. Bond vectors must be shorter than
+    half the box (always true for a physical bond in a valid box).
+
+    bonds: (nb, 2) particle indices; n_particles: number of particles.
+    """
+
+    def __init__(self, n_particles: int, bonds):
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import breadth_first_order, connected_components
+        bonds = _as_idx(bonds, 2, "bonds")
+        n = int(n_particles)
+        self.n_particles = n
+        depth = np.zeros(n, dtype=np.int64)
+        parent = np.full(n, -1, dtype=np.int64)
+        if len(bonds):
+            g = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n)).tocsr()
+            _, comp = connected_components(g, directed=False)
+            roots = np.unique(comp, return_index=True)[1]
+            for r in roots:
+                order, pred = breadth_first_order(g, int(r), directed=False, return_predecessors=True)
+                for v in order[1:]:  # BFS order: a parent's depth is known before its children's
+                    parent[v] = pred[v]
+                    depth[v] = depth[pred[v]] + 1
+        #: per BFS level: (children, parents) index arrays
+        self.levels = [(np.flatnonzero(depth == d), parent[depth == d]) for d in range(1, int(depth.max(initial=0)) + 1)]
+
+    def apply(self, positions, cell, pbc=True) -> np.ndarray:
+        """Whole molecules: positions (..., n, 3) Å (any number of leading frame axes), cell
+        (3, 3) Å rows (or (..., 3, 3) per frame), pbc bool or (3,) bools. Returns a new float64
+        array; with no periodic direction (or a zero cell) the positions are returned as given."""
+        x = np.array(positions, dtype=np.float64, copy=True)
+        if x.shape[-2] != self.n_particles:
+            raise InputError(f"positions hold {x.shape[-2]} particles, the bonds {self.n_particles}")
+        cell = np.asarray(cell, dtype=np.float64)
+        pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+        if not pbc.any() or not np.any(cell):
+            return x
+        inv = np.linalg.inv(cell)
+        out = x.copy()
+        for child, par in self.levels:
+            d = x[..., child, :] - x[..., par, :]
+            f = d @ inv
+            f = f - np.round(f) * pbc
+            out[..., child, :] = out[..., par, :] + f @ cell
+        return out
 
 
 @dataclass(frozen=True)
@@ -124,6 +177,11 @@ class Topology:
             return np.arange(n, dtype=np.int64)
         m = coo_matrix((np.ones(len(self.bonds)), (self.bonds[:, 0], self.bonds[:, 1])), shape=(n, n))
         return connected_components(m, directed=False)[1].astype(np.int64)
+
+    def unwrap(self, positions, cell, pbc=True) -> np.ndarray:
+        """Molecules made whole along the bonds (:class:`UnwrapPlan`): positions (..., n, 3) Å,
+        cell (3, 3) Å rows. For many frames build the plan once and call ``plan.apply``."""
+        return UnwrapPlan(self.n_particles, self.bonds).apply(positions, cell, pbc)
 
     # ------------------------------------------------------------------ types
     @staticmethod

@@ -28,57 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from cgkit.errors import InputError
+from cgkit.stats import Distribution, js_divergence, rebin  # noqa: F401  (one home: cgkit.stats)
 
 __all__ = ["Distribution", "Curve", "js_divergence", "rebin", "ratio", "Comparison"]
-
-
-@dataclass
-class Distribution:
-    """Histogram of an observable: edges (n+1,) in ``unit``; density (n,) normalised so that
-    Σ density·width = 1."""
-
-    edges: np.ndarray
-    density: np.ndarray
-    unit: str = ""
-    label: str = ""
-
-    def __post_init__(self):
-        self.edges = np.asarray(self.edges, dtype=float)
-        d = np.asarray(self.density, dtype=float)
-        if self.edges.ndim != 1 or d.ndim != 1 or len(self.edges) != len(d) + 1:
-            raise InputError(f"a Distribution needs edges of length n+1 and density of length n; "
-                             f"got {self.edges.shape} and {d.shape}")
-        if np.any(np.diff(self.edges) <= 0):
-            raise InputError("Distribution edges must increase strictly")
-        if np.any(d < 0) or not np.all(np.isfinite(d)):
-            raise InputError("Distribution density must be finite and non-negative")
-        mass = (d * np.diff(self.edges)).sum()
-        if mass <= 0:
-            raise InputError("Distribution is empty (zero total probability)")
-        self.density = d / mass
-
-    @classmethod
-    def from_samples(cls, samples, bins=100, range=None, unit="", label=""):
-        """Histogram of 1-D samples."""
-        counts, edges = np.histogram(np.ravel(samples), bins=bins, range=range)
-        return cls(edges, counts / np.diff(edges), unit, label)
-
-    @classmethod
-    def from_counts(cls, edges, counts, unit="", label=""):
-        """From raw bin counts (any normalisation)."""
-        edges = np.asarray(edges, dtype=float)
-        return cls(edges, np.asarray(counts, dtype=float) / np.diff(edges), unit, label)
-
-    @property
-    def probabilities(self) -> np.ndarray:
-        return self.density * np.diff(self.edges)
-
-    @property
-    def centres(self) -> np.ndarray:
-        return 0.5 * (self.edges[1:] + self.edges[:-1])
-
-    def mean(self) -> float:
-        return float((self.probabilities * self.centres).sum())
 
 
 @dataclass
@@ -99,31 +51,6 @@ class Curve:
             raise InputError(f"a Curve needs 1-D x and y of equal length; got {self.x.shape}, {self.y.shape}")
         if self.yerr is not None:
             self.yerr = np.asarray(self.yerr, dtype=float)
-
-
-def rebin(dist: Distribution, edges) -> np.ndarray:
-    """Probability of ``dist`` in each bin of ``edges`` (exact for its piecewise-constant density)."""
-    edges = np.asarray(edges, dtype=float)
-    cdf_x = dist.edges
-    cdf_y = np.concatenate([[0.0], np.cumsum(dist.probabilities)])
-    return np.diff(np.interp(edges, cdf_x, cdf_y, left=0.0, right=1.0))
-
-
-def js_divergence(p: Distribution, q: Distribution) -> float:
-    """Jensen–Shannon divergence (bits, 0 = identical, 1 = disjoint supports) of two histograms."""
-    if len(p.edges) == len(q.edges) and np.allclose(p.edges, q.edges):
-        a, b = p.probabilities, q.probabilities
-    else:
-        edges = np.union1d(p.edges, q.edges)
-        a, b = rebin(p, edges), rebin(q, edges)
-    a = a / a.sum()
-    b = b / b.sum()
-    m = 0.5 * (a + b)
-
-    def kl(x):
-        nz = x > 0
-        return float((x[nz] * np.log2(x[nz] / m[nz])).sum())
-    return float(min(1.0, max(0.0, 0.5 * kl(a) + 0.5 * kl(b))))
 
 
 def _scalar(v):

@@ -158,6 +158,8 @@ class Chains:
             else:
                 self.labels.append(f"N{len(backbone)}")
         self.n_chains = len(self.backbones)
+        self.n_selected = n
+        self._unwrap_plan = None
         self.n_dropped_atoms = int(n - sum(len(a) for a in self.atoms))
 
         # flat backbone arrays for vectorised unwrapping
@@ -166,9 +168,6 @@ class Chains:
         self.bb_order = np.concatenate(self.backbones)
         self.bb_start = np.concatenate([[0], np.cumsum(lens)[:-1]])
         self.bb_chain = np.repeat(np.arange(self.n_chains), lens)
-        is_start = np.zeros(len(self.bb_order), dtype=bool)
-        is_start[self.bb_start] = True
-        self._bond_slot = np.flatnonzero(~is_start)           # positions in bb_order that end a bond
         # side atoms grouped by depth from the backbone
         self.side_levels: list[tuple[np.ndarray, np.ndarray]] = []
         if side_atoms:
@@ -197,17 +196,16 @@ class Chains:
         bonds (atoms outside any chain are returned unchanged). Each chain keeps the position
         of its first backbone bead.
         """
-        x = np.asarray(positions, dtype=np.float64)
-        out = x.copy()
-        xb = x[self.bb_order]
-        d = xb[1:] - xb[:-1]
-        inc = np.zeros_like(xb)
-        inc[self._bond_slot] = minimum_image(d[self._bond_slot - 1], box)
-        cs = np.cumsum(inc, axis=0)
-        out[self.bb_order] = cs - cs[self.bb_start][self.bb_chain] + xb[self.bb_start][self.bb_chain]
-        for atoms, parents in self.side_levels:
-            out[atoms] = out[parents] + minimum_image(x[atoms] - x[parents], box)
-        return out
+        from cgkit.topology import UnwrapPlan
+        from cgkit.trajectory import dimensions_to_cell
+        if self._unwrap_plan is None:
+            bb = [np.stack([b[:-1], b[1:]], axis=1) for b in self.backbones if len(b) > 1]
+            side = [np.stack([a, p], axis=1) for a, p in self.side_levels]
+            bonds = np.concatenate(bb + side) if bb or side else np.zeros((0, 2), dtype=np.int64)
+            self._unwrap_plan = UnwrapPlan(self.n_selected, bonds)
+        if not has_box(box):
+            return np.asarray(positions, dtype=np.float64).copy()
+        return self._unwrap_plan.apply(positions, dimensions_to_cell(box))
 
 
 def find_chains(atomgroup, **kw) -> Chains:

@@ -373,12 +373,13 @@ def analyse(positions, box, masses, topo, n_blocks=4):
 
 def ree_autocorrelation(positions, box, topo) -> float:
     """⟨R_ee(0)·R_ee(t_end)⟩/⟨R_ee²⟩ between the first and last stored frame (1 = frozen)."""
-    from cgkit.demo.common import unwrap_consecutive
+    from cgkit.topology import UnwrapPlan
     mol = np.asarray(topo.molecule)
     starts = np.nonzero(np.r_[True, mol[1:] != mol[:-1]])[0]
     ends = np.r_[starts[1:], len(mol)] - 1
-    x0 = unwrap_consecutive(positions[0], np.diag(box), starts)
-    x1 = unwrap_consecutive(positions[-1], np.diag(box), starts)
+    plan = UnwrapPlan(topo.n_particles, topo.bonds)
+    x0 = plan.apply(positions[0], np.diag(box))
+    x1 = plan.apply(positions[-1], np.diag(box))
     r0, r1 = x0[ends] - x0[starts], x1[ends] - x1[starts]
     return float((r0 * r1).sum(-1).mean() / (0.5 * ((r0 * r0).sum(-1) + (r1 * r1).sum(-1))).mean())
 
@@ -387,7 +388,7 @@ def _js_ref_range(ref, cand, n_bins: int, unit: str):
     """JS divergence (bits) of two sample sets on ``n_bins`` bins over the reference range
     (min to max of ``ref``); candidate samples outside are counted in the end bins, so an outlier
     is penalised without coarsening the bins for everything else."""
-    from cgkit.properties.compare import Distribution, js_divergence
+    from cgkit.stats import Distribution, js_divergence
     edges = np.linspace(ref.min(), ref.max() + 1e-9, n_bins + 1)
     c = np.clip(cand, edges[0], edges[-1] - 1e-12)
     p = Distribution(edges, np.histogram(ref, edges)[0].astype(float), unit)

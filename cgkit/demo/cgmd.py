@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from .common import plt, run_md_budget, savefig, unwrap_consecutive
+from .common import plt, run_md_budget, savefig
 
 __all__ = ["run", "bead_universe", "bonded_samples"]
 
@@ -27,11 +27,11 @@ def bead_universe(positions, cell, masses, bonds, molecule, resname: str = "PE")
     import MDAnalysis as mda
     from MDAnalysis.coordinates.memory import MemoryReader
 
+    from ..topology import Topology
     from ..trajectory import cell_to_dimensions
     pos = np.asarray(positions, dtype=np.float64)
     molecule = np.asarray(molecule)
-    starts = np.nonzero(np.r_[True, molecule[1:] != molecule[:-1]])[0]
-    pos = unwrap_consecutive(pos, cell, starts)
+    pos = Topology(len(molecule), bonds=bonds, molecule=molecule).unwrap(pos, cell)
     n = pos.shape[1]
     n_res = int(molecule.max()) + 1
     with warnings.catch_warnings():
@@ -65,7 +65,7 @@ def bonded_samples(positions, cell, bonds, angles):
 
 def _js_counts(a, b) -> float:
     """JS divergence (bits) of two histograms given as counts on the same bins."""
-    from cgkit.properties.compare import Distribution, js_divergence
+    from cgkit.stats import Distribution, js_divergence
     edges = np.arange(len(a) + 1, dtype=float)
     if a.sum() <= 0 or b.sum() <= 0:
         return 1.0
@@ -73,7 +73,7 @@ def _js_counts(a, b) -> float:
 
 
 def _js(ref, cand, n_bins: int, unit: str):
-    from cgkit.properties.compare import Distribution, js_divergence
+    from cgkit.stats import Distribution, js_divergence
     lo = min(ref.min(), cand.min())
     hi = max(ref.max(), cand.max())
     edges = np.linspace(lo, hi + 1e-9, n_bins + 1)

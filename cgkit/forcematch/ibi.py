@@ -239,7 +239,7 @@ class IterativeBoltzmannInversion:
         return pos, pressure
 
     def _scores(self, dists) -> dict:
-        from cgkit.properties.compare import Distribution, js_divergence
+        from cgkit.stats import Distribution, js_divergence
         sc = {}
         for key, (x, target) in self.targets.items():
             cur = dists.get(key)

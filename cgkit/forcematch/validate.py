@@ -3,7 +3,7 @@
 For every bond, angle and dihedral type the distributions of the internal coordinate, and for
 every bead-type pair the radial distribution function g(r) (non-excluded pairs only), are
 histogrammed for both trajectories; the summary gives the Jensen–Shannon divergence (base 2,
-0 = identical, 1 = disjoint; :func:`cgkit.properties.compare.js_divergence`) of every distribution,
+0 = identical, 1 = disjoint; :func:`cgkit.stats.js_divergence`) of every distribution,
 the JS divergence of the pair-distance distributions r² g(r) and the RMS deviation of g(r),
 plus the bead number densities. :meth:`StructuralValidation.plot` writes overlay PNGs.
 
@@ -127,7 +127,7 @@ class StructuralValidation:
         self.results: dict = {}
 
     def run(self) -> "StructuralValidation":
-        from cgkit.properties.compare import Distribution, js_divergence
+        from cgkit.stats import Distribution, js_divergence
         res = {"distributions": {}, "rdf": {}, "density": {}}
         for kind in ("bond", "angle", "dihedral"):
             a = bonded_samples(kind, *self.ref, self.names, self.topology)

@@ -256,36 +256,10 @@ def chain_topology(atoms) -> Topology:
 
 
 def unwrap_chains(atoms, topology: Topology | None = None) -> np.ndarray:
-    """(n, 3) Å positions with every chain made whole (consecutive sites joined by their
-    minimum-image bond vectors, the first site of each chain kept in place)."""
+    """(n, 3) Å positions with every chain made whole (:meth:`cgkit.topology.Topology.unwrap`;
+    the first site of each chain kept in place)."""
     topology = topology if topology is not None else chain_topology(atoms)
-    pos = atoms.get_positions().copy()
-    cell = atoms.cell.array
-    inv = np.linalg.inv(cell)
-    # breadth-first walk over the bond graph
-    adj = [[] for _ in range(len(pos))]
-    for a, b in topology.bonds:
-        adj[a].append(b)
-        adj[b].append(a)
-    done = np.zeros(len(pos), bool)
-    out = pos.copy()
-    for s in range(len(pos)):
-        if done[s]:
-            continue
-        done[s] = True
-        stack = [s]
-        while stack:
-            u = stack.pop()
-            for v in adj[u]:
-                if done[v]:
-                    continue
-                d = pos[v] - pos[u]
-                f = d @ inv
-                d = (f - np.round(f) * atoms.pbc) @ cell
-                out[v] = out[u] + d
-                done[v] = True
-                stack.append(v)
-    return out
+    return topology.unwrap(atoms.get_positions(), atoms.cell.array, atoms.pbc)
 
 
 def _lammps_frame(cell: np.ndarray):

@@ -15,7 +15,6 @@ import pytest
 
 from cgkit.demo import STAGES, StageMissing, make_config, run_demo
 from cgkit.demo.cgmd import bonded_samples
-from cgkit.demo.common import unwrap_consecutive
 from cgkit.demo.report import summary_rows
 from cgkit.errors import InputError
 
@@ -109,19 +108,6 @@ def test_steps_scale_the_md_step_counts_only():
 
 
 # ---------------------------------------------------------------------------- helpers vs references
-def test_unwrapped_chains_have_the_minimum_image_bond_vectors_and_no_jumps(rng):
-    cell = np.diag([7.0, 8.0, 9.0])
-    steps = rng.normal(scale=1.5, size=(2, 10, 3))
-    whole = np.cumsum(steps, axis=1).reshape(2 * 10, 3) + 3.0
-    wrapped = whole - np.floor(whole / np.diag(cell)) * np.diag(cell)
-    x = unwrap_consecutive(wrapped, cell, [0, 10])
-    # each chain is the original up to one lattice translation
-    for s in (0, 10):
-        shift = x[s] - whole[s]
-        np.testing.assert_allclose(x[s:s + 10], whole[s:s + 10] + shift, atol=1e-12)
-        np.testing.assert_allclose(np.round(shift / np.diag(cell)) * np.diag(cell), shift, atol=1e-12)
-
-
 def test_bonded_samples_match_mdanalysis_distances_and_angles(rng):
     from MDAnalysis.lib.distances import calc_angles, calc_bonds
     cell = np.diag([10.0, 11.0, 12.0])

@@ -141,7 +141,7 @@ def test_hexane_boltzmann_bonded_tables_reproduce_mapped_bond_and_angle_in_cg_md
     """On the GROMACS hexane data: CG MD with the inverted bond/angle tables (intramolecular
     1-2/1-3 pairs excluded, no other interactions) gives the mapped distributions, JS < 0.01."""
     from cgkit.forcematch.validate import bonded_samples
-    from cgkit.properties.compare import Distribution, js_divergence
+    from cgkit.stats import Distribution, js_divergence
     P, box, sp, masses, bonds, angles = _hexane()
     top = _topology(len(sp), bonds, angles)
     tabs = boltzmann_bonded_tables(["A", "B"], sp, top, P, box, temperature=300.0)
