@@ -42,8 +42,10 @@ from cgkit.properties.phonons import Phonons, ase_to_phonopy, phonopy_to_ase
 
 
 def run(atoms, pot, supercell, primitive, label):
+    # both routes on the same supercell (a timing/consistency benchmark; some supercells are
+    # narrower than 2 × the interaction reach, which Phonons refuses unless allowed explicitly)
     kw = dict(supercell=supercell, primitive_matrix=primitive, mesh=(4, 4, 4), band_npoints=11,
-              temperatures=(0, 300, 300), progress=False)
+              temperatures=(0, 300, 300), progress=False, allow_small_supercell=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         an = Phonons(atoms, pot, **kw).run()

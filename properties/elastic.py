@@ -20,7 +20,22 @@ Definitions (Voigt order xx, yy, zz, yz, xz, xy; engineering shear strains η; G
 
 Derived: bulk K, shear G, Young's E moduli and Poisson ratio ν (Voigt, Reuss, Hill), the Born
 stability criteria of the crystal system, and the tensor averaged over the point group of the
-crystal (symmetry-averaged constants; named C11, C12, C44 … for cubic and hexagonal).
+crystal (symmetry-averaged constants; named C11, C12, C44 … by crystal system).
+
+Frames. The tensors are computed in the Cartesian frame of the structure as given (the *input
+frame*; a CIF file read by ASE puts a along x and b in the xy plane, so a primitive fcc cell
+read from CIF has its cubic axes along no Cartesian axis). Named constants, moduli and the Born
+criteria are evaluated in the **standard setting** of the detected space group: the tensor is
+rotated, ``C'_ijkl = R_ia R_jb R_kc R_ld C_abcd``, by spglib's ``std_rotation_matrix`` R
+(x_standard = R x_input), i.e. into the idealized conventional cell (cubic axes along x, y, z;
+hexagonal/trigonal/tetragonal c along z, a along x), as pymatgen and matscipy report them.
+Both are in :attr:`ElasticConstants.results` (``C_relaxed`` etc. in the input frame,
+``standard_setting`` in the standard setting) and labelled in :meth:`ElasticConstants.summary`.
+
+Residual stress. Without a cell relaxation, a reference stress above
+:data:`RESIDUAL_STRESS_WARNING_GPA` (max |σ_ij|, GPa) triggers a
+:class:`ResidualStressWarning` (also listed in ``results["warnings"]``): the constants then
+describe a pre-stressed state, not the equilibrium crystal.
 """
 from __future__ import annotations
 
@@ -30,20 +45,29 @@ import warnings
 import numpy as np
 import torch
 
-from cgkit.errors import CgkitError, InputError, NotSupportedError
+from cgkit.errors import CgkitError, InputError, NotSupportedError, StructureError
+from cgkit.results import Analysis
 from cgkit.units import EV_PER_A3_TO_GPA
 
 from .calculators import Results, resolve_model
-from .phonons import _check_periodic, _read_structure
+from .phonons import _check_periodic, _read_structure, check_overlaps
 
-__all__ = ["ElasticConstants", "RelaxationError", "moduli", "born_stability", "crystal_symmetry",
-           "symmetrize_voigt", "voigt_to_tensor", "tensor_to_voigt", "prestress_correction",
-           "VOIGT_PAIRS"]
+__all__ = ["ElasticConstants", "RelaxationError", "ResidualStressWarning", "moduli", "born_stability",
+           "crystal_symmetry", "standard_setting", "rotate_voigt", "symmetrize_voigt",
+           "voigt_to_tensor", "tensor_to_voigt", "prestress_correction", "named_constants",
+           "VOIGT_PAIRS", "RESIDUAL_STRESS_WARNING_GPA"]
 
 VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 from cgkit.errors import RelaxationError  # noqa: E402  (re-exported)
 
 _NAMES = ("xx", "yy", "zz", "yz", "xz", "xy")
+
+#: GPa; without a cell relaxation, a reference stress with max |σ_ij| above this is warned about
+RESIDUAL_STRESS_WARNING_GPA = 0.5
+
+
+class ResidualStressWarning(UserWarning):
+    """The reference structure is under a large residual stress (not relaxed)."""
 
 
 # ---------------------------------------------------------------------- tensor helpers
@@ -117,7 +141,8 @@ def moduli(C) -> dict:
 
 
 def crystal_symmetry(atoms, symprec: float = 1e-5) -> dict:
-    """Space group and crystal system (spglib) and the Cartesian point-group rotations."""
+    """Space group and crystal system (spglib) and the Cartesian point-group rotations in the
+    input frame (see :func:`standard_setting` for the standard frame)."""
     import spglib
     cell = (np.asarray(atoms.cell.array), atoms.get_scaled_positions(), atoms.get_atomic_numbers())
     ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
@@ -125,9 +150,7 @@ def crystal_symmetry(atoms, symprec: float = 1e-5) -> dict:
         return {"spacegroup": None, "number": 1, "crystal_system": "triclinic",
                 "rotations": np.eye(3)[None]}
     number = int(ds.number)
-    systems = [(2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"),
-               (167, "trigonal"), (194, "hexagonal"), (230, "cubic")]
-    system = next(name for top, name in systems if number <= top)
+    system = next(name for top, name in _SYSTEMS if number <= top)
     L = np.asarray(atoms.cell.array)
     rots = []
     for W in np.asarray(ds.rotations):
@@ -148,16 +171,75 @@ def symmetrize_voigt(C, rotations) -> np.ndarray:
     return tensor_to_voigt(acc / len(rotations))
 
 
+def rotate_voigt(C, R) -> np.ndarray:
+    """(6, 6) Voigt tensor in a frame rotated by the (3, 3) rotation ``R`` (x' = R x):
+    ``C'_ijkl = R_ia R_jb R_kc R_ld C_abcd`` through the full (3, 3, 3, 3) tensor."""
+    R = np.asarray(R, dtype=float)
+    T = voigt_to_tensor(C)
+    return tensor_to_voigt(np.einsum("ia,jb,kc,ld,abcd->ijkl", R, R, R, R, T, optimize=True))
+
+
+_SYSTEMS = [(2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"),
+            (167, "trigonal"), (194, "hexagonal"), (230, "cubic")]
+
+
+def standard_setting(atoms, symprec: float = 1e-5) -> dict:
+    """The standard (conventional, idealized) setting of the space group of ``atoms`` (spglib).
+
+    Returns ``spacegroup`` (international symbol), ``number``, ``crystal_system``,
+    ``rotation`` (3, 3) R with x_standard = R x_input (spglib's ``std_rotation_matrix``; the
+    identity when no symmetry is found), ``conventional_cell`` (3, 3) Å, rows, in the standard
+    frame, ``transformation_matrix`` (spglib's P: standard basis = input basis · P⁻¹) and
+    ``rotations`` (n, 3, 3), the Cartesian point-group operations in the **standard** frame.
+    """
+    import spglib
+    cell = (np.asarray(atoms.cell.array), atoms.get_scaled_positions(), atoms.get_atomic_numbers())
+    try:
+        ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    except Exception as exc:  # noqa: BLE001 - spglib raises its own error class on bad cells
+        raise StructureError(f"spglib cannot analyse the structure ({exc}); check for overlapping "
+                             "atoms or a degenerate cell") from exc
+    if ds is None:
+        return {"spacegroup": None, "number": 1, "crystal_system": "triclinic",
+                "rotation": np.eye(3), "conventional_cell": np.asarray(atoms.cell.array),
+                "transformation_matrix": np.eye(3), "rotations": np.eye(3)[None]}
+    number = int(ds.number)
+    system = next(name for top, name in _SYSTEMS if number <= top)
+    R = np.asarray(ds.std_rotation_matrix, dtype=float)
+    L = np.asarray(atoms.cell.array)
+    rots = []
+    for W in np.asarray(ds.rotations):
+        Rin = L.T @ W @ np.linalg.inv(L.T)  # input-frame Cartesian operation
+        Rs = R @ Rin @ R.T                    # the same operation in the standard frame
+        key = tuple(np.round(Rs, 6).ravel())
+        if key not in {tuple(np.round(x, 6).ravel()) for x in rots}:
+            rots.append(Rs)
+    return {"spacegroup": str(ds.international), "number": number, "crystal_system": system,
+            "rotation": R, "conventional_cell": np.asarray(ds.std_lattice, dtype=float),
+            "transformation_matrix": np.asarray(ds.transformation_matrix, dtype=float),
+            "rotations": np.array(rots)}
+
+
+#: independent constants named per crystal system, in the standard setting (Voigt indices, 1-based)
+_NAMED = {
+    "cubic": ("11", "12", "44"),
+    "hexagonal": ("11", "12", "13", "33", "44", "66"),
+    "trigonal": ("11", "12", "13", "14", "15", "33", "44", "66"),
+    "tetragonal": ("11", "12", "13", "16", "33", "44", "66"),
+    "orthorhombic": ("11", "22", "33", "12", "13", "23", "44", "55", "66"),
+}
+
+
 def named_constants(C, system: str) -> dict:
-    """C11, C12, C44 (cubic) or C11, C12, C13, C33, C44, C66 (hexagonal, c along z) of a
-    symmetry-averaged tensor in the standard orientation."""
-    C = np.asarray(C)
-    if system == "cubic":
-        return {"C11": C[0, 0], "C12": C[0, 1], "C44": C[3, 3]}
-    if system == "hexagonal":
-        return {"C11": C[0, 0], "C12": C[0, 1], "C13": C[0, 2], "C33": C[2, 2], "C44": C[3, 3],
-                "C66": C[5, 5]}
-    return {}
+    """Named constants of a symmetry-averaged (6, 6) tensor **in the standard setting**
+    (:func:`standard_setting`): C11, C12, C44 (cubic); C11, C12, C13, C33, C44, C66
+    (hexagonal, c along z); C11 … C66 with C14, C15 (trigonal) or C16 (tetragonal) as the
+    Laue class allows; nine for orthorhombic; all 21 Cij (i ≤ j) for monoclinic and triclinic."""
+    C = np.asarray(C, dtype=float)
+    keys = _NAMED.get(system)
+    if keys is None:
+        keys = tuple(f"{i}{j}" for i in range(1, 7) for j in range(i, 7))
+    return {f"C{k}": float(C[int(k[0]) - 1, int(k[1]) - 1]) for k in keys}
 
 
 def born_stability(C, crystal_system: str = "triclinic", tol: float = 0.0) -> dict:
@@ -184,7 +266,7 @@ def born_stability(C, crystal_system: str = "triclinic", tol: float = 0.0) -> di
 
 
 # ---------------------------------------------------------------------- the calculation
-class ElasticConstants:
+class ElasticConstants(Analysis):
     """Full 6×6 elastic tensor (GPa), clamped- and relaxed-ion.
 
     Parameters
@@ -200,20 +282,27 @@ class ElasticConstants:
     fmax : eV/Å, force tolerance of the internal relaxations; ``cell_fmax`` for ``relax_cell``
     max_steps : optimizer steps before :class:`RelaxationError`
     symprec : Å, symmetry tolerance for the crystal system and the averaged tensor
+    stress_warning : GPa; without ``relax_cell``, a reference stress with max |σ_ij| above it
+        is warned about (:class:`ResidualStressWarning`, listed in ``results["warnings"]``)
 
-    Results (``self.results``, GPa): ``C_clamped``, ``C_relaxed`` (analytic when available,
-    else finite strain), ``analytic`` and ``finite_strain`` route details (fits, rms residuals,
-    intercepts), ``route_difference`` (max |analytic − finite strain|), ``reference_stress``,
-    ``moduli`` {clamped, relaxed}, ``symmetry`` (space group, crystal system,
-    ``C_relaxed_symmetrized``, named constants), ``stability``, ``timings`` s.
+    Results (``self.results``, GPa). In the **input frame** (Cartesian axes of the structure as
+    given; unchanged by ``relax_cell``, see ``relaxation_rotation_deg``): ``C_clamped``,
+    ``C_relaxed`` (analytic when available, else finite strain), ``analytic`` and
+    ``finite_strain`` route details (fits, rms residuals, intercepts), ``route_difference``
+    (max |analytic − finite strain|), ``reference_stress``, ``cell``. In the **standard
+    setting** of the space group: ``standard_setting`` {rotation R (x_std = R x_input),
+    conventional_cell, C_clamped, C_relaxed}, ``symmetry`` (space group, crystal system,
+    ``C_*_symmetrized`` and ``named_*`` constants), ``moduli`` {clamped, relaxed},
+    ``stability``. Also ``warnings`` (list of str) and ``timings`` s.
     """
 
     def __init__(self, structure, model, *, strains=(-0.01, -0.005, 0.005, 0.01),
                  method: str = "auto", relax_ions: bool = True, relax_cell: bool = False,
                  fmax: float = 1e-5, cell_fmax: float = 1e-4, max_steps: int = 500,
-                 symprec: float = 1e-5):
+                 symprec: float = 1e-5, stress_warning: float = RESIDUAL_STRESS_WARNING_GPA):
         self.atoms = _read_structure(structure)
         _check_periodic(self.atoms, "an elastic-constant calculation")
+        check_overlaps(self.atoms)
         strains = np.asarray(strains, dtype=float).reshape(-1)
         if len(strains) < 1 or np.any(strains == 0) or np.any(np.abs(strains) > 0.1):
             raise InputError("strains must be non-zero engineering strains with |η| ≤ 0.1 "
@@ -229,6 +318,9 @@ class ElasticConstants:
         self.cell_fmax = float(cell_fmax)
         self.max_steps = int(max_steps)
         self.symprec = float(symprec)
+        if not stress_warning > 0:
+            raise InputError(f"stress_warning must be > 0 GPa, got {stress_warning}")
+        self.stress_warning = float(stress_warning)
         self.results = Results()
 
     # ------------------------------------------------------------------ pieces
@@ -346,15 +438,34 @@ class ElasticConstants:
                              "use method='finite_strain'")
         if potential is None:
             self._stress(self.atoms.copy(), calc)  # fail early without stress
+        input_cell = np.asarray(self.atoms.cell.array).copy()
         if self.relax_cell:
             a = self.atoms.copy()
             self._relax_cell(a, calc)
             self.atoms = a.copy()
         ref = self.atoms.copy()
+        if not np.all(np.isfinite(ref.get_positions())) or not np.all(np.isfinite(ref.cell.array)):
+            raise StructureError("the structure has non-finite positions or cell "
+                                 "(after relaxation, if --relax): check the structure and potential")
         res = Results(n_atoms=len(ref), cell=np.asarray(ref.cell.array).tolist(),
-                      volume=abs(ref.cell.volume), strains=self.strains.tolist())
+                      volume=abs(ref.cell.volume), strains=self.strains.tolist(),
+                      relax_cell=bool(self.relax_cell))
+        if self.relax_cell:
+            res["input_cell"] = input_cell.tolist()
+            res["relaxation_rotation_deg"] = _rotation_angle_deg(input_cell, np.asarray(ref.cell.array))
+        warn_msgs = []
         ref_stress = self._stress(ref, calc)
         res["reference_stress"] = (ref_stress * EV_PER_A3_TO_GPA).tolist()
+        smax = float(np.abs(ref_stress).max() * EV_PER_A3_TO_GPA)
+        res["reference_stress_max_abs"] = smax
+        res["residual_stress_threshold"] = self.stress_warning
+        if not self.relax_cell and smax > self.stress_warning:
+            msg = (f"the structure is under a residual stress of up to {smax:.3g} GPa (max |σ_ij| "
+                   f"> {self.stress_warning:g} GPa): the constants describe this pre-stressed state, "
+                   "not the equilibrium crystal; relax cell and atoms first (--relax, "
+                   "relax_cell=True)")
+            warn_msgs.append(msg)
+            warnings.warn(msg, ResidualStressWarning, stacklevel=2)
         ref.calc = calc
         res["reference_max_force"] = float(np.abs(ref.get_forces()).max())
         timings = {}
@@ -378,6 +489,11 @@ class ElasticConstants:
             res["C_clamped"] = fs["clamped"]["C"]
             res["C_relaxed"] = fs["relaxed"]["C"] if "relaxed" in fs else None
             res["route"] = "finite_strain"
+        for kind in ("clamped", "relaxed"):
+            C = res[f"C_{kind}"]
+            if C is not None and not np.all(np.isfinite(C)):
+                raise NotSupportedError(f"the {kind}-ion elastic tensor has non-finite entries: the "
+                                        "potential returned no finite stress/Hessian for this structure")
         if "analytic" in res and "finite_strain" in res:
             diff = {"clamped": float(np.abs(res["analytic"]["C_clamped"]
                                             - res["finite_strain"]["clamped"]["C"]).max())}
@@ -385,60 +501,105 @@ class ElasticConstants:
                 diff["relaxed"] = float(np.abs(res["analytic"]["C_relaxed"]
                                                - res["finite_strain"]["relaxed"]["C"]).max())
             res["route_difference"] = diff
-        sym = crystal_symmetry(ref, self.symprec)
-        rots = sym.pop("rotations")
-        sym["n_rotations"] = len(rots)
+        # named constants, moduli and stability in the standard setting of the space group
+        std = standard_setting(ref, self.symprec)
+        rots = std.pop("rotations")
+        R = std["rotation"]
+        sym = {"spacegroup": std["spacegroup"], "number": std["number"],
+               "crystal_system": std["crystal_system"], "n_rotations": len(rots),
+               "frame": "standard setting"}
+        stdres = {"rotation": R, "conventional_cell": std["conventional_cell"],
+                  "transformation_matrix": std["transformation_matrix"]}
         res["moduli"] = {}
         for kind in ("clamped", "relaxed"):
             C = res[f"C_{kind}"]
             if C is None:
                 continue
-            Cs = symmetrize_voigt(C, rots)
+            Cstd = rotate_voigt(C, R)
+            stdres[f"C_{kind}"] = Cstd
+            Cs = symmetrize_voigt(Cstd, rots)
             sym[f"C_{kind}_symmetrized"] = Cs
             sym[f"named_{kind}"] = named_constants(Cs, sym["crystal_system"])
-            sym[f"symmetrization_change_{kind}"] = float(np.abs(Cs - C).max())
-            res["moduli"][kind] = moduli(C)
+            sym[f"symmetrization_change_{kind}"] = float(np.abs(Cs - Cstd).max())
+            res["moduli"][kind] = moduli(Cstd)
+        res["standard_setting"] = stdres
         res["symmetry"] = sym
-        main = res["C_relaxed"] if res["C_relaxed"] is not None else res["C_clamped"]
-        res["stability"] = born_stability(main, sym["crystal_system"])
+        kind = "relaxed" if res["C_relaxed"] is not None else "clamped"
+        res["stability"] = born_stability(sym[f"C_{kind}_symmetrized"], sym["crystal_system"])
+        res["stability"]["tensor"] = f"{kind}-ion, standard setting, symmetry-averaged"
         if not res["stability"]["stable"]:
-            warnings.warn("the elastic tensor violates the Born stability criteria: the "
-                          "structure is mechanically unstable with this potential",
-                          RuntimeWarning, stacklevel=2)
+            msg = ("the elastic tensor violates the Born stability criteria: the structure is "
+                   "mechanically unstable with this potential")
+            warn_msgs.append(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        res["warnings"] = warn_msgs
         timings["total"] = time.perf_counter() - t0
         res["timings"] = timings
-        res["units"] = {"C": "GPa", "stress": "GPa", "force": "eV/Å", "volume": "Å³", "time": "s"}
+        res["units"] = {"C": "GPa", "stress": "GPa", "force": "eV/Å", "volume": "Å³", "time": "s",
+                        "cell": "Å", "angle": "degree"}
         self.results = res
         return self
 
     # ------------------------------------------------------------------ output
     def summary(self) -> dict:
+        """JSON-ready digest; every tensor key says its frame (``input_frame`` or
+        ``standard_setting``)."""
         if not self.results:
             raise InputError("call run() first")
         r = self.results
-        keys = ["route", "n_atoms", "volume", "strains", "reference_stress", "reference_max_force",
-                "C_clamped", "C_relaxed", "route_difference", "moduli", "symmetry", "stability",
-                "timings", "units"]
-        out = {k: r[k] for k in keys if k in r}
+        sym = r["symmetry"]
+        out = {k: r[k] for k in ("route", "n_atoms", "volume", "strains", "relax_cell",
+                                 "relaxation_rotation_deg", "reference_stress_max_abs",
+                                 "residual_stress_threshold", "reference_max_force",
+                                 "route_difference", "warnings") if k in r}
+        out["frames"] = {
+            "input_frame": "Cartesian axes of the structure as read" + (
+                " (kept by the cell relaxation)" if r.get("relax_cell") else ""),
+            "standard_setting": f"conventional standard setting of {sym['spacegroup'] or 'P1'} "
+                                "(spglib, idealized: x_standard = rotation · x_input)"}
+        out["standard_setting"] = {
+            "spacegroup": sym["spacegroup"], "number": sym["number"],
+            "crystal_system": sym["crystal_system"],
+            "rotation": r["standard_setting"]["rotation"],
+            "conventional_cell": r["standard_setting"]["conventional_cell"],
+            **{f"named_{k}": sym[f"named_{k}"] for k in ("relaxed", "clamped") if f"named_{k}" in sym},
+            **{f"C_{k}_symmetrized": sym[f"C_{k}_symmetrized"]
+               for k in ("relaxed", "clamped") if f"C_{k}_symmetrized" in sym},
+            **{f"C_{k}": r["standard_setting"][f"C_{k}"]
+               for k in ("relaxed", "clamped") if f"C_{k}" in r["standard_setting"]},
+            "moduli": r["moduli"], "stability": r["stability"]}
+        out["input_frame"] = {"cell": r["cell"], "reference_stress": r["reference_stress"],
+                              "C_clamped": r["C_clamped"], "C_relaxed": r["C_relaxed"]}
+        if "input_cell" in r:
+            out["input_frame"]["cell_before_relaxation"] = r["input_cell"]
         if "finite_strain" in r:
-            out["finite_strain"] = {k: {"C": v["C"], "max_rms_residual": v["max_rms_residual"]}
-                                    for k, v in r["finite_strain"].items()}
+            out["input_frame"]["finite_strain"] = {
+                k: {"C": v["C"], "max_rms_residual": v["max_rms_residual"]}
+                for k, v in r["finite_strain"].items()}
+        out["timings"] = r["timings"]
+        out["units"] = r["units"]
         return out
 
     def to_json(self, path=None, full: bool = False) -> str:
+        """Strict JSON of :meth:`summary` (``full=True``: every result), atomically to ``path``."""
+        if not self.results:
+            raise InputError("call run() first")
         data = Results(self.results) if full else Results(self.summary())
         return data.to_json(path)
 
-    def plot(self, path=None):
+    def plot(self, directory) -> list:
         """Stress–strain data and fitted lines for the six strain components (finite-strain
-        route); returns the figure (saved if ``path``)."""
+        route, input frame) as ``stress_strain.png`` in ``directory``; returns the paths (none
+        for the analytic route alone). A path ending in an image suffix is written as given."""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        if not self.results:
+            raise InputError("call run() first")
         r = self.results
         if "finite_strain" not in r:
-            raise InputError("plot() shows the finite-strain fits; run with method='auto' or "
-                             "'finite_strain'")
+            return []
+        target = _figure_path(directory, "stress_strain.png")
         fig, axes = plt.subplots(2, 3, figsize=(11, 6.5), sharex=True)
         for J, ax in enumerate(axes.ravel()):
             for kind, style in (("clamped", "o"), ("relaxed", "s")):
@@ -454,11 +615,31 @@ class ElasticConstants:
                                    label=f"σ_{_NAMES[I]} {kind}")[0]
                     x = np.linspace(eta.min(), eta.max(), 2)
                     ax.plot(100 * x, s[0, I] + fs["C"][I, J] * x, "-", color=line.get_color(), lw=0.8)
-            ax.set_title(f"strain η_{_NAMES[J]}")
+            ax.set_title(f"strain η_{_NAMES[J]} (input frame)")
             ax.set_xlabel("strain (%)")
             ax.set_ylabel("stress (GPa)")
             ax.legend(fontsize=6)
         fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=110)
-        return fig
+        fig.savefig(target, dpi=110)
+        plt.close(fig)
+        return [target]
+
+
+def _figure_path(directory, default_name: str):
+    """``directory/default_name``, or ``directory`` itself when it names an image file."""
+    from pathlib import Path
+    p = Path(directory)
+    if p.suffix.lower() in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+    p.mkdir(parents=True, exist_ok=True)
+    return p / default_name
+
+
+def _rotation_angle_deg(cell_before, cell_after) -> float:
+    """Angle (degrees) of the rigid rotation in the deformation that maps ``cell_before`` onto
+    ``cell_after`` (rows): the orthogonal factor of its polar decomposition."""
+    F = np.linalg.solve(np.asarray(cell_before, dtype=float), np.asarray(cell_after, dtype=float))
+    U, _, Vt = np.linalg.svd(F)
+    Q = U @ Vt
+    return float(np.degrees(np.arccos(np.clip((np.trace(Q) - 1.0) / 2.0, -1.0, 1.0))))

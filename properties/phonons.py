@@ -14,6 +14,22 @@ lattice, from ASE's :meth:`~ase.cell.Cell.bandpath`), DOS, thermal properties, �
 frequencies with irreducible representations, the stable MD time step and phonopy's own
 files (``phonopy_params.yaml``, ``FORCE_CONSTANTS``) follow.
 
+Supercell size. Phonopy stores one force constant per pair of supercell atoms and gives it
+the shortest vector between them, so the result is right only if no atom interacts with two
+images of the same atom. cgkit refuses (:class:`SupercellTooSmallError`) a supercell whose
+perpendicular widths are not all ≥ 2 × the model's *reach* (the distance within which an
+atom's energy depends on other atoms: the cutoff of pair, three-body and embedded-atom
+potentials, n_layers × cutoff of a message-passing ENNP, ``rc_list`` of ASE's EMT, ``rc`` of
+ASE's LennardJones): then every atom's interaction sphere holds at most one image of every
+atom, and every interacting pair is represented by its unique shortest vector. The error names
+the smallest diagonal supercell that fits; ``allow_small_supercell=True``
+(``--allow-small-supercell``) computes anyway, with a :class:`SmallSupercellWarning` recorded in
+``results["warnings"]``. For a model whose reach is unknown (an arbitrary ASE calculator) the
+check is skipped with a warning. (In a many-body potential two atoms can also couple through a
+common neighbour, up to 2 × reach apart; these indirect couplings are weak, and with the
+criterion met the bands of SW silicon and of a two-layer ENNP agree with those of larger
+supercells to < 1e-4 THz along the whole path — see tests/properties/test_phonons_refusals.py.)
+
 Units: frequencies THz (imaginary modes as negative numbers), force constants eV/Å², masses
 amu, thermal properties as phonopy: free energy kJ/mol, entropy and heat capacity J/(K·mol)
 per mole of primitive cells.
@@ -27,17 +43,126 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cgkit.errors import InputError, StructureError
+from cgkit.errors import InputError, NotSupportedError, StructureError
+from cgkit.results import Analysis
 
 from .calculators import Results, resolve_model
 from .timestep import stability_from_hessian, timestep_from_frequency
 
-__all__ = ["Phonons", "ImaginaryModeWarning", "analytic_force_constants",
-           "ase_to_phonopy", "phonopy_to_ase"]
+__all__ = ["Phonons", "ImaginaryModeWarning", "SmallSupercellWarning", "SupercellTooSmallError",
+           "analytic_force_constants", "ase_to_phonopy", "phonopy_to_ase", "interaction_reach",
+           "perpendicular_widths", "check_supercell", "check_overlaps"]
+
+#: Å; atoms closer than this (periodic images included) are refused as overlapping
+MIN_DISTANCE = 0.5
 
 
 class ImaginaryModeWarning(UserWarning):
     """The structure has imaginary phonon frequencies (reported as negative numbers)."""
+
+
+class SmallSupercellWarning(UserWarning):
+    """The supercell is narrower than twice the interaction reach (computed on request) or its
+    reach cannot be checked."""
+
+
+class SupercellTooSmallError(InputError):
+    """The supercell is narrower than twice the interaction reach of the model."""
+
+
+# ---------------------------------------------------------------------- supercell check
+def interaction_reach(model, atoms=None):
+    """``(reach Å or None, how)``: the distance within which an atom's energy depends on other
+    atoms. cgkit potentials: ``cutoff`` (pair, three-body, embedded-atom), ``n_layers × cutoff``
+    for a message-passing :class:`~cgkit.nn.model.ENNP`, the largest term of a sum or ensemble;
+    ASE: EMT's ``rc_list`` (its neighbour-list cutoff, for ``atoms``), LennardJones' ``rc``;
+    ``None`` when unknown."""
+    from cgkit.calculator import CgkitCalculator
+    from cgkit.potential import Potential
+    if isinstance(model, CgkitCalculator):
+        model = model.potential
+    if isinstance(model, Potential):
+        return _potential_reach(model)
+    name = type(model).__name__
+    if name == "EMT" and atoms is not None and hasattr(model, "initialize"):
+        probe = type(model)(**dict(getattr(model, "parameters", {}) or {}))
+        probe.initialize(atoms)
+        return float(probe.rc_list), "EMT neighbour-list cutoff rc_list"
+    params = getattr(model, "parameters", None) or {}
+    if name == "LennardJones":
+        rc = params.get("rc")
+        if rc is None:
+            rc = 3.0 * float(params.get("sigma", 1.0))
+        return float(rc), "LennardJones cutoff rc"
+    return None, f"the reach of {name} is unknown"
+
+
+def _potential_reach(pot):
+    from cgkit.potential import SumPotential
+    terms = getattr(pot, "terms", None) if isinstance(pot, SumPotential) else None
+    members = getattr(pot, "members", None)
+    parts = list(terms) if terms is not None else (list(members) if members is not None else None)
+    if parts:
+        reaches = [_potential_reach(t) for t in parts]
+        if any(r is None for r, _ in reaches):
+            return None, "a term of unknown reach"
+        r, how = max(reaches, key=lambda x: x[0])
+        return r, how
+    try:
+        from cgkit.nn.model import ENNP
+    except ImportError:  # pragma: no cover
+        ENNP = ()
+    cutoff = float(getattr(pot, "cutoff", 0.0) or 0.0)
+    if not cutoff > 0:
+        return None, f"{type(pot).__name__} has no cutoff"
+    if ENNP and isinstance(pot, ENNP):
+        n = len(pot.layers)
+        return n * cutoff, f"{n} message-passing layers × cutoff {cutoff:g} Å"
+    return cutoff, f"{type(pot).__name__} cutoff"
+
+
+def perpendicular_widths(cell) -> np.ndarray:
+    """(3,) distances (Å) between opposite faces of the cell (rows: lattice vectors, Å)."""
+    L = np.asarray(cell, dtype=float)
+    V = abs(np.linalg.det(L))
+    return np.array([V / np.linalg.norm(np.cross(L[(i + 1) % 3], L[(i + 2) % 3])) for i in range(3)])
+
+
+def check_supercell(atoms, supercell_matrix, model) -> dict:
+    """The supercell criterion (module docstring): ``ok`` when every perpendicular width of the
+    supercell of ``atoms`` (``supercell_matrix`` 3×3, rows in units of ``atoms.cell``) is at
+    least ``2 × reach``. Returns ``ok`` (None when the reach is unknown), ``reach`` Å,
+    ``reach_from``, ``widths`` Å, ``needed_width`` Å and ``smallest_diagonal`` (the smallest
+    diagonal supercell of ``atoms`` that fits)."""
+    M = np.asarray(supercell_matrix, dtype=float)
+    unit = np.asarray(atoms.cell.array, dtype=float)
+    widths = perpendicular_widths(M @ unit)
+    reach, how = interaction_reach(model, atoms)
+    out = {"reach": reach, "reach_from": how, "widths": widths.tolist(), "criterion":
+           "every perpendicular width of the supercell ≥ 2 × reach"}
+    if reach is None:
+        out.update(ok=None, needed_width=None, smallest_diagonal=None)
+        return out
+    need = 2.0 * reach
+    w_unit = perpendicular_widths(unit)
+    smallest = [int(max(1, np.ceil(need / w - 1e-9))) for w in w_unit]
+    out.update(ok=bool(np.all(widths >= need - 1e-6)), needed_width=need, smallest_diagonal=smallest)
+    return out
+
+
+def check_overlaps(atoms, min_distance: float = MIN_DISTANCE):
+    """Refuse (StructureError) atoms closer than ``min_distance`` Å, periodic images included."""
+    from ase.neighborlist import neighbor_list
+    if not np.all(np.isfinite(atoms.get_positions())) or not np.all(np.isfinite(atoms.cell.array)):
+        bad = np.where(~np.all(np.isfinite(atoms.get_positions()), axis=1))[0]
+        raise StructureError(f"non-finite positions (atoms {bad[:10].tolist()}) or cell: fix the structure")
+    i, j, d = neighbor_list("ijd", atoms, min_distance)
+    if len(d):
+        k = int(np.argmin(d))
+        a, b = int(i[k]), int(j[k])
+        what = f"atoms {a} and {b}" if a != b else f"atom {a} and its own periodic image"
+        raise StructureError(f"{what} are {d[k]:.3g} Å apart (closer than {min_distance} Å): "
+                             "overlapping atoms; remove duplicates or fix the cell")
 
 
 # ---------------------------------------------------------------------- conversions
@@ -73,6 +198,11 @@ def _check_periodic(atoms, what: str):
         raise StructureError(f"{what} needs a crystal periodic in all three directions with a "
                              f"non-degenerate cell (got pbc={atoms.pbc.tolist()}, volume "
                              f"{abs(atoms.cell.volume):.3g} Å³); set atoms.pbc = True and a cell")
+    det = float(np.linalg.det(np.asarray(atoms.cell.array)))
+    if det < 0:
+        raise StructureError(f"the cell is left-handed (det = {det:.6g} Å³ < 0); swap two lattice "
+                             "vectors (and the matching fractional coordinates) or use "
+                             "atoms.cell.standard_form()")
 
 
 def _supercell_matrix(supercell):
@@ -146,7 +276,7 @@ def band_path(cell, npoints: int = 51):
     return pieces
 
 
-class Phonons:
+class Phonons(Analysis):
     """Harmonic phonons of a crystal (MDAnalysis-style: construct, :meth:`run`, read
     :attr:`results`).
 
@@ -167,6 +297,8 @@ class Phonons:
         ``symmetrize_force_constants``); the correction is reported either way
     imaginary_tol : THz; frequencies below ``-imaginary_tol`` count as imaginary (warned)
     symprec : symmetry tolerance (Å)
+    allow_small_supercell : compute even when the supercell is narrower than twice the model's
+        reach (see the module docstring); recorded in ``results["warnings"]`` and warned
 
     Results (``self.results``)
     --------------------------
@@ -177,15 +309,18 @@ class Phonons:
     ``max_frequency`` THz (band path and mesh) and ``timestep`` (λ_max eV/Å²/amu, ω_max rad/fs,
     dt_max fs, … of the supercell's Γ point, i.e. of an MD run in that supercell);
     ``asr`` {drift_before, drift_after, max_change} eV/Å²; ``imaginary`` {count, min_frequency};
-    ``timings`` s; ``method``.
+    ``timings`` s; ``method``; ``supercell_check`` (reach Å, widths Å, ok, smallest diagonal
+    supercell, override); ``warnings`` (list of str).
     """
 
     def __init__(self, structure, model, supercell=(3, 3, 3), *, primitive_matrix="auto",
                  method: str = "auto", displacement: float = 0.01, mesh=(20, 20, 20),
                  band_npoints: int = 51, temperatures=(0.0, 1000.0, 10.0), symmetrize: bool = True,
-                 imaginary_tol: float = 1e-2, symprec: float = 1e-5, progress: bool = True):
+                 imaginary_tol: float = 1e-2, symprec: float = 1e-5, progress: bool = True,
+                 allow_small_supercell: bool = False):
         self.atoms = _read_structure(structure)
         _check_periodic(self.atoms, "a phonon calculation")
+        check_overlaps(self.atoms)
         self.supercell_matrix = _supercell_matrix(supercell)
         if method not in ("auto", "analytic", "finite_displacement"):
             raise InputError(f"method must be 'auto', 'analytic' or 'finite_displacement', got '{method}'")
@@ -202,8 +337,52 @@ class Phonons:
         self.imaginary_tol = float(imaginary_tol)
         self.symprec = float(symprec)
         self.progress = progress
+        self.allow_small_supercell = bool(allow_small_supercell)
         self.phonopy = None
         self.results = Results()
+        self._model = None
+
+    def _resolved(self):
+        if self._model is None:
+            self._model = resolve_model(self.model)
+        return self._model
+
+    def check_supercell(self) -> dict:
+        """The supercell criterion of the module docstring, before any force calculation.
+
+        Raises :class:`SupercellTooSmallError` when the supercell is too narrow and
+        ``allow_small_supercell`` is False; otherwise returns the check (``ok``, ``reach``,
+        ``widths``, ``smallest_diagonal``, ``override``, ``warning``)."""
+        potential, calc = self._resolved()
+        chk = check_supercell(self.atoms, self.supercell_matrix,
+                              potential if potential is not None else calc)
+        chk["override"] = self.allow_small_supercell
+        chk["warning"] = None
+        M = self.supercell_matrix
+        label = ("×".join(str(int(x)) for x in np.diag(M)) if np.allclose(M, np.diag(np.diag(M)))
+                 else str(M.tolist()))
+        widths = ", ".join(f"{w:.2f}" for w in chk["widths"])
+        if chk["ok"] is None:
+            chk["warning"] = (f"the supercell cannot be checked against the interaction range: "
+                              f"{chk['reach_from']}; make sure its widths ({widths} Å) are at least "
+                              "twice the range of the potential")
+        elif not chk["ok"]:
+            n = chk["smallest_diagonal"]
+            n_atoms = len(self.atoms) * int(np.prod(n))
+            msg = (f"the {label} supercell is too small for this potential: its perpendicular "
+                   f"widths are {widths} Å, but every width must be at least 2 × the interaction "
+                   f"reach = {chk['needed_width']:.2f} Å ({chk['reach_from']}: "
+                   f"{chk['reach']:.3f} Å) so that no atom interacts with two images of another "
+                   f"(phonopy keeps one force constant per atom pair). The smallest diagonal "
+                   f"supercell that fits is {n[0]} {n[1]} {n[2]} ({n_atoms} atoms)")
+            if not self.allow_small_supercell:
+                raise SupercellTooSmallError(
+                    msg + f": use --supercell {n[0]} {n[1]} {n[2]} (supercell=({n[0]}, {n[1]}, "
+                    f"{n[2]})), or pass --allow-small-supercell (allow_small_supercell=True) to "
+                    "compute with folded force constants anyway")
+            chk["warning"] = msg + "; computed anyway on request (--allow-small-supercell): " \
+                                   "frequencies away from the supercell's commensurate q-points are wrong"
+        return chk
 
     # ------------------------------------------------------------------ force constants
     def _make_phonopy(self):
@@ -227,14 +406,26 @@ class Phonons:
 
     def run(self) -> "Phonons":
         t0 = time.perf_counter()
-        potential, calc = resolve_model(self.model)
+        potential, calc = self._resolved()
         method = self.method
         if method == "auto":
             method = "analytic" if potential is not None else "finite_displacement"
         if method == "analytic" and potential is None:
             raise InputError("the analytic route needs a cgkit potential; for an ASE calculator "
                              "use method='finite_displacement'")
-        phonon = self._make_phonopy()
+        check = self.check_supercell()
+        warn_msgs = []
+        if check["warning"]:
+            warn_msgs.append(check["warning"])
+            warnings.warn(check["warning"], SmallSupercellWarning, stacklevel=2)
+        try:
+            phonon = self._make_phonopy()
+        except Exception as exc:  # noqa: BLE001 - spglib/phonopy reject the cell with their own classes
+            if isinstance(exc, (InputError, NotSupportedError)):
+                raise
+            raise StructureError(f"phonopy cannot set up this structure ({type(exc).__name__}: "
+                                 f"{exc}); check for overlapping atoms, a degenerate cell, or "
+                                 "--primitive none") from exc
         self.phonopy = phonon
         timings = {"phonopy_setup": time.perf_counter() - t0}
         t_fc = time.perf_counter()
@@ -245,6 +436,9 @@ class Phonons:
             n_calls = self._fd_force_constants(phonon, calc)
         timings["force_constants"] = time.perf_counter() - t_fc
         fc = np.array(phonon.force_constants)
+        if not np.all(np.isfinite(fc)):
+            raise NotSupportedError("the force constants are not finite: the potential returned "
+                                    "NaN/inf forces or Hessian entries for this structure")
         asr = {"drift_before": _asr_drift(fc)}
         if self.symmetrize:
             phonon.symmetrize_force_constants(show_drift=False)
@@ -256,7 +450,8 @@ class Phonons:
                       n_atoms_unitcell=len(self.atoms), n_atoms_primitive=len(phonon.primitive),
                       n_atoms_supercell=len(phonon.supercell),
                       supercell_matrix=self.supercell_matrix.tolist(),
-                      displacement=self.displacement if method == "finite_displacement" else None)
+                      displacement=self.displacement if method == "finite_displacement" else None,
+                      supercell_check=check)
         t1 = time.perf_counter()
         self._band(phonon, res)
         self._mesh(phonon, res)
@@ -276,11 +471,18 @@ class Phonons:
         res["imaginary"] = {"count_on_band_path": n_imag, "min_frequency": float(fmin),
                             "tolerance": self.imaginary_tol}
         if fmin < -self.imaginary_tol:
-            warnings.warn(f"imaginary phonon frequencies down to {fmin:.4f} THz (reported as "
-                          "negative numbers): the structure is not at a minimum of this potential "
-                          "or the supercell is too small", ImaginaryModeWarning, stacklevel=2)
+            msg = (f"imaginary phonon frequencies down to {fmin:.4f} THz (reported as negative "
+                   "numbers): the structure is not at a minimum of this potential or the "
+                   "supercell is too small")
+            warn_msgs.append(msg)
+            warnings.warn(msg, ImaginaryModeWarning, stacklevel=2)
         del res["_mesh_min"]
         del res["band"]["frequencies_flat"]
+        for key in ("max_frequency", "max_frequency_band"):
+            if not np.isfinite(res[key]):
+                raise NotSupportedError("phonopy returned non-finite frequencies: check the "
+                                        "structure and potential")
+        res["warnings"] = warn_msgs
         timings["total"] = time.perf_counter() - t0
         res["timings"] = timings
         self.results = res
@@ -329,6 +531,14 @@ class Phonons:
     def _mesh(self, phonon, res):
         phonon.run_mesh(self.mesh, is_gamma_center=True)
         mf = np.asarray(phonon.mesh.frequencies)
+        if not np.all(np.isfinite(mf)):
+            raise NotSupportedError("phonopy returned non-finite frequencies on the mesh: check "
+                                    "the structure and potential")
+        if float(np.ptp(mf)) < 1e-6:
+            raise NotSupportedError(
+                f"every phonon frequency on the mesh is {float(mf.max()):.3g} THz: the force "
+                "constants vanish (e.g. a one-atom supercell, where every interaction is with the "
+                "atom's own images and the acoustic sum rule removes it); use a larger supercell")
         phonon.run_total_dos()
         dos = {"frequency_points": phonon.total_dos.frequency_points,
                "total_dos": phonon.total_dos.dos}
@@ -382,7 +592,7 @@ class Phonons:
         keys = ["method", "n_force_calls", "n_atoms_unitcell", "n_atoms_primitive",
                 "n_atoms_supercell", "supercell_matrix", "displacement", "labels_frequencies",
                 "max_frequency", "max_frequency_band", "max_frequency_qpoint", "gamma",
-                "timestep", "asr", "imaginary", "timings"]
+                "timestep", "asr", "imaginary", "supercell_check", "warnings", "timings"]
         out = {k: r[k] for k in keys if k in r}
         out["units"] = {"frequency": "THz", "lambda_max": "eV/Å²/amu", "omega_max": "rad/fs",
                         "dt": "fs", "force_constants": "eV/Å²", "time": "s"}
@@ -425,12 +635,16 @@ class Phonons:
                    header="T (K), free energy (kJ/mol), entropy (J/K/mol), heat capacity (J/K/mol)")
         return [str(d / n) for n in ("band.dat", "dos.dat", "thermal.dat")]
 
-    def plot(self, path=None, title: str | None = None):
-        """Band structure and DOS side by side; returns the figure (saved if ``path``)."""
+    def plot(self, directory, title: str | None = None) -> list:
+        """Band structure and DOS side by side as ``band_dos.png`` in ``directory``; returns
+        the paths. A path ending in an image suffix is written as given."""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+
+        from .elastic import _figure_path
         self._need()
+        target = _figure_path(directory, "band_dos.png")
         r = self.results
         fig, (ax, axd) = plt.subplots(1, 2, figsize=(9, 4.5), sharey=True,
                                       gridspec_kw={"width_ratios": [3, 1], "wspace": 0.05})
@@ -449,6 +663,6 @@ class Phonons:
         axd.set_xlabel("DOS (states/THz)")
         axd.set_xlim(left=0)
         fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.92)
-        if path is not None:
-            fig.savefig(path, dpi=120)
-        return fig
+        fig.savefig(target, dpi=120)
+        plt.close(fig)
+        return [target]

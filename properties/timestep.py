@@ -24,6 +24,7 @@ import torch
 from ase import units
 
 from cgkit.errors import InputError, StructureError
+from cgkit.results import Analysis
 
 from .calculators import Results, resolve_model
 
@@ -65,6 +66,9 @@ def stability_from_hessian(hessian, masses, points_per_period: float = 20.0) -> 
         raise InputError(f"Hessian of shape {H.shape} does not match {len(m)} masses")
     if np.any(m <= 0) or not np.all(np.isfinite(m)):
         raise InputError("masses must be positive and finite (amu)")
+    if not np.all(np.isfinite(H)):
+        raise StructureError("the Hessian has non-finite entries: the potential returned NaN/inf "
+                             "for this structure (overlapping atoms or a broken model?)")
     w = 1.0 / np.sqrt(np.repeat(m, 3))
     D = 0.5 * (H + H.T) * w[:, None] * w[None, :]
     n = D.shape[0]
@@ -105,7 +109,7 @@ def _fd_hessian(atoms, calc, delta: float = 1e-3) -> np.ndarray:
     return 0.5 * (H + H.T)
 
 
-class StableTimestep:
+class StableTimestep(Analysis):
     """Largest stable velocity-Verlet time step of a structure (atomistic or CG).
 
     Parameters
@@ -163,8 +167,14 @@ class StableTimestep:
         self.results = Results(res)
         return self
 
-    def to_json(self, path=None) -> str:
-        return self.results.to_json(path)
+    def summary(self) -> dict:
+        """The results (dt_max, dt_recommended fs, ...) with their units."""
+        if not self.results:
+            raise InputError("call run() first")
+        return {**dict(self.results), "units": {"lambda_max": "eV/Å²/amu", "lambda_min": "eV/Å²/amu",
+                                                 "omega_max": "rad/fs", "nu_max": "THz",
+                                                 "dt_max": "fs", "dt_recommended": "fs",
+                                                 "period_min": "fs"}}
 
 
 def timestep_gain(atomistic, coarse) -> dict:

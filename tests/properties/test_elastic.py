@@ -166,6 +166,8 @@ def test_cli_elastic_with_ase_emt(tmp_path):
                "--clamped-only", "--out", str(out)])
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["C_clamped"][0][0] == pytest.approx(172.6, abs=0.2)
-    assert s["moduli"]["clamped"]["hill"]["bulk"] == pytest.approx((172.6 + 2 * 115.4) / 3, abs=0.2)
+    assert s["input_frame"]["C_clamped"][0][0] == pytest.approx(172.6, abs=0.2)
+    assert s["standard_setting"]["named_clamped"]["C11"] == pytest.approx(172.6, abs=0.2)
+    assert s["standard_setting"]["moduli"]["clamped"]["hill"]["bulk"] == pytest.approx(
+        (172.6 + 2 * 115.4) / 3, abs=0.2)
     assert (out / "stress_strain.png").is_file()

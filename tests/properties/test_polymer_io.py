@@ -88,9 +88,10 @@ def test_summary_json_gives_every_quantity_with_unit_and_error_and_plots(tmp_pat
         assert set(g[k]) == {"value", "error", "unit"}, k
     assert g["error_method"] == "time"
     assert s["rdf"] is not None and s["msd"]["com"]["D"]["unit"] == "Å^2/fs"
-    figs = pa.plot(tmp_path / "plots")
+    figs = pa.plot(tmp_path / "plots")          # results protocol: list of the written paths
     for name in ("distributions", "scaling", "bond_acf", "timeseries", "msd", "rdf"):
-        assert name in figs and (tmp_path / "plots" / f"{name}.png").stat().st_size > 1000
+        path = tmp_path / "plots" / f"{name}.png"
+        assert path in figs and path.stat().st_size > 1000
 
 
 def _write_files(tmp_path, x, box, name):

@@ -100,3 +100,23 @@ def test_bad_timestep_inputs_are_rejected(lj):
     atoms = bulk("Ar", "fcc", 5.26)
     with pytest.raises(InputError, match="masses"):
         StableTimestep(atoms, lj, masses=[1.0, 2.0, 3.0])
+
+
+def test_stable_timestep_follows_the_results_protocol(tmp_path):
+    from cgkit.jsonutil import loads_strict
+    from cgkit.potentials.stillinger_weber import StillingerWeber
+    from cgkit.results import Analysis
+    ts = StableTimestep(bulk("Si", "diamond", 5.43095, cubic=True), StillingerWeber().to(torch.float64))
+    assert isinstance(ts, Analysis) and ts.run() is ts
+    s = loads_strict(ts.to_json(tmp_path / "ts.json"))
+    assert s["units"]["dt_max"] == "fs" and s["dt_max"] == pytest.approx(ts.results.dt_max)
+    assert ts.plot(tmp_path) == []
+
+
+def test_non_finite_hessian_is_a_structure_error():
+    from cgkit.errors import StructureError
+    from cgkit.properties.timestep import stability_from_hessian
+    H = np.eye(6)
+    H[0, 0] = np.nan
+    with pytest.raises(StructureError, match="non-finite"):
+        stability_from_hessian(H, [1.0, 1.0])
