@@ -5,12 +5,15 @@ phonopy and every ASE-based tool. Units are ASE's: eV, Å, eV/Å, eV/Å³.
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .data import AtomicGraph
+from .errors import InputError
 from .potential import Potential
 
 __all__ = ["CgkitCalculator"]
@@ -27,7 +30,8 @@ class CgkitCalculator(Calculator):
 
     ``implemented_properties``: energy, free_energy, energies, forces, stress. Stress is only
     computed for structures periodic in all three directions. :meth:`get_hessian` returns the
-    analytic (3n, 3n) Hessian in eV/Å².
+    analytic (3n, 3n) Hessian in eV/Å² of the structure the calculator is attached to
+    (``atoms.calc = calc; calc.get_hessian()``) or of the ``atoms`` passed.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -39,6 +43,17 @@ class CgkitCalculator(Calculator):
         if self.dtype != potential.dtype:
             import copy
             self.potential = copy.deepcopy(potential).to(self.dtype)  # never change the caller's
+        self._attached = None  # weak reference to the Atoms this calculator is attached to
+
+    def set_atoms(self, atoms) -> None:
+        """Called by ASE on ``atoms.calc = calc``: remember (weakly) the structure, so that
+        :meth:`get_hessian` works before any other calculation."""
+        self._attached = weakref.ref(atoms) if atoms is not None else None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_attached"] = None  # weak references do not pickle
+        return state
 
     def _graph(self, atoms) -> AtomicGraph:
         return self.potential.graph(atoms, dtype=self.dtype)
@@ -57,7 +72,16 @@ class CgkitCalculator(Calculator):
             self.results["stress"] = full_3x3_to_voigt_6_stress(out["stress"][0].cpu().numpy())
 
     def get_hessian(self, atoms=None, *, include_strain: bool = False) -> np.ndarray:
-        """(3n, 3n) Hessian ∂²E/∂r∂r, eV/Å², atom-major (x0, y0, z0, x1, ...)."""
-        atoms = atoms if atoms is not None else self.atoms
+        """(3n, 3n) Hessian ∂²E/∂r∂r, eV/Å², atom-major (x0, y0, z0, x1, ...); with
+        ``include_strain`` (3n+6, 3n+6) (see :meth:`cgkit.potential.Potential.hessian`).
+
+        ``atoms``: the structure (default: the Atoms this calculator is attached to, in its
+        current state; otherwise the last structure calculated)."""
+        if atoms is None:
+            attached = self._attached() if self._attached is not None else None
+            atoms = attached if attached is not None and attached.calc is self else self.atoms
+        if atoms is None:
+            raise InputError("get_hessian needs a structure: attach the calculator first "
+                             "(atoms.calc = calc) or pass it (calc.get_hessian(atoms))")
         H = self.potential.hessian(self._graph(atoms), include_strain=include_strain)
         return H.cpu().numpy()

@@ -16,7 +16,7 @@ import torch
 
 from .calculator import CgkitCalculator
 from .errors import InputError
-from .potential import Potential
+from .potential import Potential, build, describe
 
 __all__ = ["EnsemblePotential", "EnsembleCalculator"]
 
@@ -52,12 +52,10 @@ class EnsemblePotential(Potential):
         return res
 
     def get_config(self) -> dict:
-        from .io_potential import describe
         return {"members": [describe(m) for m in self.members]}
 
     @classmethod
     def from_config(cls, config: dict) -> "EnsemblePotential":
-        from .io_potential import build
         return cls([build(d) for d in config["members"]])
 
 

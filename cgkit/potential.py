@@ -14,6 +14,8 @@ Sums of potentials (a prior plus a network) are potentials too: ``p1 + p2``.
 """
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -21,7 +23,13 @@ import torch
 from .data import AtomicGraph
 from .errors import InputError, NotSupportedError
 
-__all__ = ["Potential", "SumPotential", "scatter_sum", "VOIGT_PAIRS"]
+__all__ = ["Potential", "SumPotential", "scatter_sum", "VOIGT_PAIRS", "describe", "build",
+           "save_potential", "FORMAT", "FORMAT_VERSION", "UNITS"]
+
+#: the potential file format (read by :func:`cgkit.io_potential.load_potential`)
+FORMAT = "cgkit-potential"
+FORMAT_VERSION = 1
+UNITS = {"energy": "eV", "length": "Å", "force": "eV/Å", "stress": "eV/Å³", "mass": "amu"}
 
 #: Voigt order of the independent strain components: xx, yy, zz, yz, xz, xy
 VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -76,7 +84,6 @@ class Potential(torch.nn.Module):
     def save(self, path, metadata: dict | None = None) -> None:
         """Write one file holding class, config, weights and metadata (see
         :func:`cgkit.io_potential.load_potential`)."""
-        from .io_potential import save_potential
         save_potential(self, path, metadata)
 
     # ------------------------------------------------------------------ to implement
@@ -274,10 +281,51 @@ class SumPotential(Potential):
         return total
 
     def get_config(self) -> dict:
-        from .io_potential import describe
         return {"terms": [describe(t) for t in self.terms]}
 
     @classmethod
     def from_config(cls, config: dict) -> "SumPotential":
-        from .io_potential import build
         return cls([build(d) for d in config["terms"]])
+
+
+# ---------------------------------------------------------------------- persistence (one file)
+def describe(potential: Potential) -> dict:
+    """{module, class, config} of a potential (config from its ``get_config``)."""
+    cls = type(potential)
+    return {"module": cls.__module__, "class": cls.__name__, "config": potential.get_config()}
+
+
+def build(description: dict) -> Potential:
+    """Instantiate a potential from :func:`describe` output (weights not loaded)."""
+    try:
+        cls = getattr(importlib.import_module(description["module"]), description["class"])
+    except (ImportError, AttributeError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot rebuild potential {description!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Potential)):
+        raise InputError(f"cannot rebuild potential {description!r}: not a cgkit Potential class")
+    config = description.get("config")
+    if not isinstance(config, dict):
+        raise InputError(f"cannot rebuild {cls.__name__}: its stored configuration is not a dict")
+    try:
+        return cls.from_config(config)
+    except (TypeError, KeyError) as exc:  # a configuration this version of the class cannot take
+        raise InputError(f"cannot rebuild {cls.__name__} from its stored configuration ({exc}); was "
+                         "the file written by another cgkit version?") from None
+
+
+def save_potential(potential: Potential, path, metadata: dict | None = None) -> None:
+    """Write ``potential`` as one file holding class, config, weights and metadata (atomic:
+    an interrupted save never leaves a half-written model). Layout: see
+    :mod:`cgkit.io_potential`."""
+    from .version import __version__
+    meta = {"type_names": list(potential.type_names) if potential.type_names else None,
+            "cutoff": float(potential.cutoff), "units": UNITS,
+            "dtype": str(potential.dtype).replace("torch.", "")}
+    meta.update(metadata or {})
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "cgkit_version": __version__,
+               "model": describe(potential), "state_dict": potential.state_dict(), "metadata": meta}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)

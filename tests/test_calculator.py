@@ -98,3 +98,59 @@ def test_molecule_in_vacuum_has_forces_but_no_stress():
     from ase.calculators.calculator import PropertyNotImplementedError
     with pytest.raises(PropertyNotImplementedError):
         atoms.get_stress()
+
+
+def _fd_hessian(atoms, delta=1e-4):
+    """Central finite differences of the calculator's forces, (3n, 3n) eV/Å² (independent route)."""
+    n = len(atoms)
+    H = np.zeros((3 * n, 3 * n))
+    for a in range(n):
+        for c in range(3):
+            f = []
+            for s in (+1, -1):
+                moved = atoms.copy()
+                moved.calc = atoms.calc
+                moved.positions[a, c] += s * delta
+                f.append(moved.get_forces().reshape(-1))
+            H[3 * a + c] = -(f[0] - f[1]) / (2 * delta)
+    return H
+
+
+def test_readme_quick_tour_hessian_before_any_calculation():
+    """README Quick tour, line by line: ``atoms.calc = CgkitCalculator(sw)`` then
+    ``atoms.calc.get_hessian()`` (used to raise AttributeError: no atoms yet)."""
+    from cgkit import load_potential
+
+    sw = load_potential("cgkit:sw")
+    atoms = bulk("Si", "diamond", a=5.43095, cubic=True)
+    atoms.calc = CgkitCalculator(sw)
+    H = atoms.calc.get_hessian()
+    assert H.shape == (3 * len(atoms), 3 * len(atoms))
+    graph = sw.graph(atoms)
+    out = sw.compute(graph, stress=True)
+    assert out["energy"].shape == (1,) and out["forces"].shape == (8, 3) and out["stress"].shape == (1, 3, 3)
+    # the Hessian is the one of the attached structure: compare with finite differences
+    atoms.rattle(0.05, seed=2)
+    H = atoms.calc.get_hessian()  # the current positions, not a stale copy
+    assert np.allclose(H, _fd_hessian(atoms), atol=2e-4)
+    assert np.allclose(atoms.calc.get_hessian(atoms), H)
+
+
+def test_get_hessian_of_a_calculator_without_structure_is_refused():
+    from cgkit.errors import InputError
+    with pytest.raises(InputError, match="attach the calculator"):
+        CgkitCalculator(StillingerWeber()).get_hessian()
+
+
+def test_get_hessian_follows_the_atoms_the_calculator_is_attached_to():
+    calc = CgkitCalculator(StillingerWeber())
+    a = bulk("Si", "diamond", a=5.43095, cubic=True)
+    b = a.copy()
+    b.rattle(0.1, seed=5)
+    a.calc = calc
+    a.get_potential_energy()
+    b.calc = calc  # re-attached: get_hessian() now describes b
+    H = calc.get_hessian()
+    assert np.allclose(H, calc.get_hessian(b)) and not np.allclose(H, calc.get_hessian(a))
+    import pickle
+    assert isinstance(pickle.loads(pickle.dumps(calc)), CgkitCalculator)  # picklable

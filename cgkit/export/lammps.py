@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import InputError, NotSupportedError
 from ..forcematch.geometry import type_key
+from ..io_lammps import lammps_box  # noqa: F401  (public here too: one implementation)
 from ..topology import Topology
 
 __all__ = ["write_lammps", "read_lammps_table", "lammps_special_bonds", "lammps_box"]
@@ -59,23 +60,6 @@ def _ensure_table_lengths(n: int) -> int:
     if n < 10:
         raise InputError("use at least 10 table points")
     return int(n)
-
-
-def lammps_box(cell):
-    """LAMMPS's frame for a cell: rotation Q (3, 3) and the lower-triangular cell (3, 3).
-
-    LAMMPS holds a triclinic box as a = (lx, 0, 0), b = (xy, ly, 0), c = (xz, yz, lz). For a
-    right-handed cell (rows, Å) the rotation Q with ``cell @ Q`` lower triangular comes from
-    the QR decomposition of cellᵀ; positions and forces go into LAMMPS as ``x @ Q`` and come
-    back as ``x_lammps @ Q.T``.
-    """
-    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
-    if np.linalg.det(cell) <= 0:
-        raise InputError("the cell must be right-handed with positive volume for LAMMPS")
-    q, r = np.linalg.qr(cell.T)
-    sign = np.sign(np.diag(r))
-    q, r = q * sign, (r.T * sign).T
-    return q, r.T
 
 
 def _tilts_ok(lower) -> bool:

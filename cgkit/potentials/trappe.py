@@ -52,9 +52,10 @@ from ..errors import InputError, NotSupportedError, UnknownSpeciesError
 from ..potential import Potential
 from ..topology import Topology, bonded_vectors
 from ..units import KB_EV
+from .pe_topology import chain_topology, crystal_chain_topology
 
-__all__ = ["TraPPEUA", "TRAPPE_TYPES", "TRAPPE_LJ", "TRAPPE_MASSES", "BOND_R0", "BOND_K",
-           "ANGLE_K", "torsion_energy_K"]
+__all__ = ["TraPPEUA", "PECrystalTraPPEUA", "pe_crystal_potential", "TRAPPE_TYPES", "TRAPPE_LJ",
+           "TRAPPE_MASSES", "BOND_R0", "BOND_K", "ANGLE_K", "torsion_energy_K"]
 
 #: site types in the order of ``graph.species``
 TRAPPE_TYPES = ("CH4", "CH3", "CH2", "CH")
@@ -208,7 +209,6 @@ class TraPPEUA(Potential):
             raise InputError("atoms.arrays['bead_types'] must name the TraPPE-UA site type "
                              "(CH3/CH2/...) of every atom")
         if topology is None:
-            from .polyethylene import chain_topology
             topology = chain_topology(atoms)
         return cls(types, topology, **kwargs)
 
@@ -316,3 +316,44 @@ class TraPPEUA(Potential):
         s = 1.0 - x ** 3 * (10.0 - 15.0 * x + 6.0 * x * x)
         e_atom = e_atom.index_add(0, i, 0.5 * u * s)
         return e_atom
+
+
+class PECrystalTraPPEUA(TraPPEUA):
+    """TraPPE-UA for an all-CH2 system whose structures may label sites by element only.
+
+    Identical to :class:`~cgkit.potentials.trappe.TraPPEUA`, except that a structure without
+    ``arrays['bead_types']`` whose atoms are all carbon is read as all-``CH2`` — as for the
+    supercells that phonopy builds from a PE crystal unit cell (phonopy keeps only element
+    symbols). Build it with :func:`pe_crystal_potential`.
+    """
+
+    def __init__(self, site_types=None, topology=None, **kwargs):
+        super().__init__(site_types, topology, **kwargs)
+        if set(self.site_types) != {"CH2"}:
+            raise InputError("PECrystalTraPPEUA is for systems of CH2 sites only (infinite "
+                             "chains); use TraPPEUA for chains with ends")
+
+    def graph(self, atoms, *, dtype=None, cutoff=None):
+        if atoms.arrays.get("bead_types") is not None:
+            return super().graph(atoms, dtype=dtype, cutoff=cutoff)
+        if set(atoms.get_chemical_symbols()) != {"C"}:
+            raise InputError("without arrays['bead_types'] every atom must be carbon (a CH2 site)")
+        from dataclasses import replace
+
+        from ..data import AtomicGraph
+        g = AtomicGraph.from_atoms(atoms, cutoff or self.cutoff, type_names=("C",),
+                                   dtype=dtype or self.dtype)
+        return replace(g, type_names=("CH2",))
+
+
+def pe_crystal_potential(atoms, topology: Topology | None = None, *, bond_cutoff: float = 1.9,
+                         **kwargs) -> PECrystalTraPPEUA:
+    """TraPPE-UA potential for a PE crystal in the site order of ``atoms``.
+
+    ``topology`` defaults to :func:`crystal_chain_topology` (bonds from distances, any site
+    order), so it works for phonopy's supercells of :func:`pe_crystal_unit_cell`:
+    ``pe_crystal_potential(phonopy_to_ase(phonon.supercell))``. ``kwargs`` go to
+    :class:`TraPPEUA` (``r_on``, ``r_cut``, ``bond_k``).
+    """
+    topology = topology if topology is not None else crystal_chain_topology(atoms, bond_cutoff)
+    return PECrystalTraPPEUA(["CH2"] * len(atoms), topology, **kwargs)
