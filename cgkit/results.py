@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .jsonutil import dumps, write_text_atomic
 
-__all__ = ["Results", "Analysis"]
+__all__ = ["Results", "Analysis", "figure_path"]
 
 
 class Results(dict):
@@ -69,3 +69,13 @@ class Analysis:
     def plot(self, directory) -> list[Path]:
         """Write figures into ``directory``; returns their paths (none by default)."""
         return []
+
+
+def figure_path(directory, default_name: str):
+    """``directory/default_name``, or ``directory`` itself when it names an image file."""
+    p = Path(directory)
+    if p.suffix.lower() in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+    p.mkdir(parents=True, exist_ok=True)
+    return p / default_name

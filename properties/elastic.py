@@ -50,7 +50,8 @@ from cgkit.results import Analysis
 from cgkit.units import EV_PER_A3_TO_GPA
 
 from .calculators import Results, resolve_model
-from .phonons import _check_periodic, _read_structure, check_overlaps
+from cgkit.results import figure_path
+from cgkit.structures import check_overlaps, check_periodic, read_structure
 
 __all__ = ["ElasticConstants", "RelaxationError", "ResidualStressWarning", "moduli", "born_stability",
            "crystal_symmetry", "standard_setting", "rotate_voigt", "symmetrize_voigt",
@@ -300,8 +301,8 @@ class ElasticConstants(Analysis):
                  method: str = "auto", relax_ions: bool = True, relax_cell: bool = False,
                  fmax: float = 1e-5, cell_fmax: float = 1e-4, max_steps: int = 500,
                  symprec: float = 1e-5, stress_warning: float = RESIDUAL_STRESS_WARNING_GPA):
-        self.atoms = _read_structure(structure)
-        _check_periodic(self.atoms, "an elastic-constant calculation")
+        self.atoms = read_structure(structure)
+        check_periodic(self.atoms, "an elastic-constant calculation")
         check_overlaps(self.atoms)
         strains = np.asarray(strains, dtype=float).reshape(-1)
         if len(strains) < 1 or np.any(strains == 0) or np.any(np.abs(strains) > 0.1):
@@ -599,7 +600,7 @@ class ElasticConstants(Analysis):
         r = self.results
         if "finite_strain" not in r:
             return []
-        target = _figure_path(directory, "stress_strain.png")
+        target = figure_path(directory, "stress_strain.png")
         fig, axes = plt.subplots(2, 3, figsize=(11, 6.5), sharex=True)
         for J, ax in enumerate(axes.ravel()):
             for kind, style in (("clamped", "o"), ("relaxed", "s")):
@@ -623,17 +624,6 @@ class ElasticConstants(Analysis):
         fig.savefig(target, dpi=110)
         plt.close(fig)
         return [target]
-
-
-def _figure_path(directory, default_name: str):
-    """``directory/default_name``, or ``directory`` itself when it names an image file."""
-    from pathlib import Path
-    p = Path(directory)
-    if p.suffix.lower() in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
-    p.mkdir(parents=True, exist_ok=True)
-    return p / default_name
 
 
 def _rotation_angle_deg(cell_before, cell_after) -> float:

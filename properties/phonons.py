@@ -46,6 +46,9 @@ import torch
 from cgkit.errors import InputError, NotSupportedError, StructureError
 from cgkit.results import Analysis
 
+from cgkit.results import figure_path
+from cgkit.structures import MIN_DISTANCE, check_overlaps, check_periodic, read_structure  # noqa: F401  (re-exported)
+
 from .calculators import Results, resolve_model
 from .timestep import stability_from_hessian, timestep_from_frequency
 
@@ -54,7 +57,6 @@ __all__ = ["Phonons", "ImaginaryModeWarning", "SmallSupercellWarning", "Supercel
            "perpendicular_widths", "check_supercell", "check_overlaps"]
 
 #: Å; atoms closer than this (periodic images included) are refused as overlapping
-MIN_DISTANCE = 0.5
 
 
 class ImaginaryModeWarning(UserWarning):
@@ -150,21 +152,6 @@ def check_supercell(atoms, supercell_matrix, model) -> dict:
     return out
 
 
-def check_overlaps(atoms, min_distance: float = MIN_DISTANCE):
-    """Refuse (StructureError) atoms closer than ``min_distance`` Å, periodic images included."""
-    from ase.neighborlist import neighbor_list
-    if not np.all(np.isfinite(atoms.get_positions())) or not np.all(np.isfinite(atoms.cell.array)):
-        bad = np.where(~np.all(np.isfinite(atoms.get_positions()), axis=1))[0]
-        raise StructureError(f"non-finite positions (atoms {bad[:10].tolist()}) or cell: fix the structure")
-    i, j, d = neighbor_list("ijd", atoms, min_distance)
-    if len(d):
-        k = int(np.argmin(d))
-        a, b = int(i[k]), int(j[k])
-        what = f"atoms {a} and {b}" if a != b else f"atom {a} and its own periodic image"
-        raise StructureError(f"{what} are {d[k]:.3g} Å apart (closer than {min_distance} Å): "
-                             "overlapping atoms; remove duplicates or fix the cell")
-
-
 # ---------------------------------------------------------------------- conversions
 def ase_to_phonopy(atoms):
     from phonopy.structure.atoms import PhonopyAtoms
@@ -177,32 +164,6 @@ def phonopy_to_ase(patoms):
     from ase import Atoms
     return Atoms(symbols=patoms.symbols, cell=patoms.cell, scaled_positions=patoms.scaled_positions,
                  masses=patoms.masses, pbc=True)
-
-
-def _read_structure(structure):
-    if isinstance(structure, (str, Path)):
-        from ase.io import read
-        try:
-            return read(str(structure))
-        except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
-            raise InputError(f"cannot read structure '{structure}': {exc}") from exc
-    if not hasattr(structure, "get_positions"):
-        raise InputError(f"expected ASE Atoms or a structure file, got {type(structure).__name__}")
-    return structure.copy()
-
-
-def _check_periodic(atoms, what: str):
-    if len(atoms) == 0:
-        raise StructureError(f"{what} needs at least one atom")
-    if not atoms.pbc.all() or abs(atoms.cell.volume) < 1e-6:
-        raise StructureError(f"{what} needs a crystal periodic in all three directions with a "
-                             f"non-degenerate cell (got pbc={atoms.pbc.tolist()}, volume "
-                             f"{abs(atoms.cell.volume):.3g} Å³); set atoms.pbc = True and a cell")
-    det = float(np.linalg.det(np.asarray(atoms.cell.array)))
-    if det < 0:
-        raise StructureError(f"the cell is left-handed (det = {det:.6g} Å³ < 0); swap two lattice "
-                             "vectors (and the matching fractional coordinates) or use "
-                             "atoms.cell.standard_form()")
 
 
 def _supercell_matrix(supercell):
@@ -318,8 +279,8 @@ class Phonons(Analysis):
                  band_npoints: int = 51, temperatures=(0.0, 1000.0, 10.0), symmetrize: bool = True,
                  imaginary_tol: float = 1e-2, symprec: float = 1e-5, progress: bool = True,
                  allow_small_supercell: bool = False):
-        self.atoms = _read_structure(structure)
-        _check_periodic(self.atoms, "a phonon calculation")
+        self.atoms = read_structure(structure)
+        check_periodic(self.atoms, "a phonon calculation")
         check_overlaps(self.atoms)
         self.supercell_matrix = _supercell_matrix(supercell)
         if method not in ("auto", "analytic", "finite_displacement"):
@@ -642,9 +603,8 @@ class Phonons(Analysis):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from .elastic import _figure_path
         self._need()
-        target = _figure_path(directory, "band_dos.png")
+        target = figure_path(directory, "band_dos.png")
         r = self.results
         fig, (ax, axd) = plt.subplots(1, 2, figsize=(9, 4.5), sharey=True,
                                       gridspec_kw={"width_ratios": [3, 1], "wspace": 0.05})
