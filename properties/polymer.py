@@ -34,7 +34,6 @@ chains into max(n_blocks, 20) groups (independent chains, few frames); ``'auto'`
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -43,7 +42,9 @@ import numpy as np
 from cgkit.jsonutil import jsonable
 from MDAnalysis.analysis.base import AnalysisBase
 
-from cgkit.errors import InputError
+from cgkit.errors import InputError, StructureError
+from cgkit.progress import progress_bar
+from cgkit.results import Analysis
 
 from .polymer_chains import Chains, has_box, minimum_image
 from .polymer_stats import (autocorrelation_sum, block_error, block_indices, diffusion_fit,
@@ -68,8 +69,15 @@ def _half_width(box) -> float:
     return 0.5 * min(widths)
 
 
-class PolymerAnalysis(AnalysisBase):
+class PolymerAnalysis(AnalysisBase, Analysis):
     """Everything a polymer (CG) modeller checks on a trajectory, per chain species.
+
+    An MDAnalysis ``AnalysisBase`` (``run(start, stop, step)``, ``.results``) that follows
+    cgkit's results protocol too: :meth:`summary`, :meth:`to_json` (strict JSON, atomic) and
+    :meth:`plot` ``(directory) -> list[Path]``. ``run(..., progress=True)`` reports progress
+    over frames (a bar on a terminal, one line with an ETA every 30 s otherwise). A frame with
+    NaN/inf positions or box is a :class:`~cgkit.errors.StructureError` naming the file, the
+    0-based frame and the atoms; an unreadable frame an :class:`~cgkit.errors.InputError`.
 
     Parameters
     ----------
@@ -119,10 +127,47 @@ class PolymerAnalysis(AnalysisBase):
         self._wa = self._w[ch.atom_order]
         self._wsum = np.add.reduceat(self._wa, ch.atom_start)
 
+    # ------------------------------------------------------------------ running
+    def run(self, start=None, stop=None, step=None, frames=None, verbose=None, *, progress: bool = False,
+            **kwargs) -> "PolymerAnalysis":
+        """Analyse the selected frames (MDAnalysis ``AnalysisBase.run`` arguments);
+        ``progress``: report progress over frames (cgkit's progress lines / bar)."""
+        self._progress = bool(progress)
+        self._bar = None
+        try:
+            super().run(start=start, stop=stop, step=step, frames=frames,
+                        verbose=False if progress else verbose, **kwargs)
+        except (OSError, EOFError) as exc:   # the trajectory reader, e.g. a file cut short
+            done = getattr(self, "_frame_index", -1) + 1
+            raise InputError(f"cannot read the trajectory {self._source()} after {done} analysed "
+                             f"frame(s): {type(exc).__name__}: {exc}; the file is cut short or "
+                             "corrupt: analyse fewer frames (--stop) or repair it") from None
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+        return self
+
+    def _source(self) -> str:
+        return str(getattr(self._trajectory, "filename", None) or "the trajectory")
+
+    def _check_finite(self, ts, pos):
+        if not np.isfinite(pos).all():
+            bad = np.asarray(self.atomgroup.indices)[~np.isfinite(pos).all(axis=1)]
+            shown = ", ".join(str(int(i)) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+            raise StructureError(
+                f"frame {ts.frame} of {self._source()}: positions of {len(bad)} atom(s) are NaN or "
+                f"inf (atoms {shown}, 0-based); the simulation blew up or the file is corrupt: "
+                f"analyse the frames before it (--stop {ts.frame}) or repair the file")
+        if ts.dimensions is not None and not np.isfinite(ts.dimensions).all():
+            raise StructureError(f"frame {ts.frame} of {self._source()}: the box is NaN or inf "
+                                 f"({list(ts.dimensions)}); the file is corrupt")
+
     # ------------------------------------------------------------------ per frame
     def _prepare(self):
         nf = self.n_frames
         ch = self.chains
+        if getattr(self, "_progress", False):
+            self._bar = progress_bar(total=nf, desc="polymer analysis", unit="frame")
         self._g = []
         for grp in ch.groups:
             C, L = len(grp.chain_ids), grp.n_beads
@@ -163,8 +208,9 @@ class PolymerAnalysis(AnalysisBase):
         f = self._frame_index
         ch = self.chains
         ts = self._ts
-        box = ts.dimensions if has_box(ts.dimensions) else None
         pos = self.atomgroup.positions.astype(np.float64)
+        self._check_finite(ts, pos)
+        box = ts.dimensions if has_box(ts.dimensions) else None
         u = ch.unwrap(pos, box)
         if box is not None:
             self._vol[f] = ts.volume
@@ -225,6 +271,8 @@ class PolymerAnalysis(AnalysisBase):
                 self._mono[f] = self._cum
         if self.do_rdf and box is not None:
             self._rdf_frame(pos[ch.atom_order], box)
+        if getattr(self, "_bar", None) is not None:
+            self._bar.update(1)
 
     def _rdf_frame(self, x, box):
         from MDAnalysis.lib.distances import self_capped_distance
@@ -437,17 +485,15 @@ class PolymerAnalysis(AnalysisBase):
                                              diffusion="Å^2/fs")))
 
     def to_json(self, path=None) -> str:
-        """The :meth:`summary` as JSON text; also written to ``path`` when given."""
-        text = json.dumps(self.summary(), indent=1)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+        """The :meth:`summary` as strict JSON text (NaN → null, ±inf → "inf"/"-inf"); also
+        written atomically to ``path`` when given."""
+        return Analysis.to_json(self, path)
 
-    def plot(self, outdir=None) -> dict:
-        """Figures (matplotlib) of distributions, R(|i−j|) scaling, bond ACF fits, time series,
-        MSD and RDF. Saved as PNG in ``outdir`` when given. Returns {name: Figure}."""
+    def plot(self, directory) -> list[Path]:
+        """PNG figures of distributions, R(|i−j|) scaling, bond ACF fits, time series, MSD and
+        RDF, written into ``directory``; returns their paths."""
         from .polymer_plots import plot_polymer
-        return plot_polymer(self.summary(), outdir)
+        return plot_polymer(self.summary(), directory)
 
 
 def flory_exponent_from_sizes(n_beads, rg2) -> tuple[float, float]:

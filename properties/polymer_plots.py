@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_polymer"]
+__all__ = ["plot_polymer", "polymer_figures"]
 
 
 def _arr(x):
@@ -17,11 +17,23 @@ def _val(q):
     return np.nan if v is None else (np.inf if v == "inf" else float(v))
 
 
-def plot_polymer(summary: dict, outdir=None) -> dict:
-    """Build the figures from a summary dict; save PNGs into ``outdir`` if given."""
+def plot_polymer(summary: dict, directory) -> list[Path]:
+    """Write the figures of a summary dict as PNGs into ``directory``; returns their paths."""
     import matplotlib
-    if outdir is not None:
-        matplotlib.use("Agg", force=False)
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, f in polymer_figures(summary).items():
+        paths.append(out / f"{name}.png")
+        f.savefig(paths[-1], dpi=110)
+        plt.close(f)
+    return paths
+
+
+def polymer_figures(summary: dict) -> dict:
+    """The figures of a summary dict: {name: matplotlib Figure} (not saved)."""
     import matplotlib.pyplot as plt
 
     figs = {}
@@ -131,11 +143,4 @@ def plot_polymer(summary: dict, outdir=None) -> dict:
         ax.legend()
         fig.tight_layout()
         figs["flory_sizes"] = fig
-
-    if outdir is not None:
-        out = Path(outdir)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, f in figs.items():
-            f.savefig(out / f"{name}.png", dpi=110)
-            plt.close(f)
     return figs

@@ -3,36 +3,50 @@ validates a definition against a topology; ``cgkit map convert`` turns VOTCA XML
 ``.map`` files into cgkit YAML."""
 from __future__ import annotations
 
-import json
+import sys
+import warnings
 from pathlib import Path
 
 _EPILOG = """examples:
   cgkit map --mapping mappings/hexane_3bead.yaml --topology topol.tpr --trajectory traj.trr --out cg/
-  cgkit map check mappings/hexane_3bead.yaml --topology conf.gro
+  cgkit map check --mapping mappings/hexane_3bead.yaml --topology conf.gro
   cgkit map convert hexane.xml hexane.yaml
+
+Output (one folder, written whole or not at all): cg.trr (or cg.extxyz), cg.psf, summary.json
+(and force_noise.json with --noise). A non-empty --out is refused unless --overwrite, which
+replaces the files of the earlier cgkit run there (e.g. a stale cg.trr after --format extxyz).
+
+Input checks: NaN/inf positions, forces or box in a frame, or a topology whose atom count
+differs from the trajectory's, stop the run with an error naming the file, the 0-based frame and
+the atoms. A trajectory that ends in an incomplete frame (a killed run) is mapped up to its last
+complete frame, with a WARNING naming that frame (recorded in summary.json). A trajectory
+without forces gives a positions-only CG trajectory: summary.json has "forces": null and a
+warning (force matching needs forces: GROMACS nstfout > 0, LAMMPS dump fx fy fz).
 
 Units: positions Å, forces eV/Å inside cgkit; the TRR output uses GROMACS units (nm, kJ/mol/nm),
 which MDAnalysis converts back to Å and kJ/(mol·Å) when reading."""
 
 
 def register(subparsers):
+    from ..options import add_output_options
     p = subparsers.add_parser("map", help="map atomistic trajectories (positions, forces) to CG beads",
                               description=__doc__, epilog=_EPILOG,
                               formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--mapping", help="mapping definition: cgkit YAML, VOTCA XML or Martini .map")
     p.add_argument("--topology", help="atomistic topology/structure (tpr, gro, pdb, psf, LAMMPS "
                                       "data, extxyz)")
-    p.add_argument("--trajectory", help="atomistic trajectory with forces (trr, LAMMPS dump, "
-                                        "extxyz); default: the topology's coordinates")
-    p.add_argument("--start", type=int, default=None, help="first frame index (default 0)")
-    p.add_argument("--stop", type=int, default=None, help="stop before this frame index")
-    p.add_argument("--step", type=int, default=None, help="use every STEP-th frame")
-    p.add_argument("--out", default="cg_out", help="output folder (default cg_out)")
+    p.add_argument("--trajectory", help="atomistic trajectory, with forces for force matching (trr, "
+                                        "LAMMPS dump, extxyz; without forces the CG trajectory holds "
+                                        "positions only); default: the topology's coordinates")
+    p.add_argument("--start", type=int, default=None, help="first frame index (0-based; default 0)")
+    p.add_argument("--stop", type=int, default=None, help="stop before this frame index (default: the end)")
+    p.add_argument("--step", type=int, default=None, help="use every STEP-th frame (default 1)")
+    add_output_options(p, default="cg_out")
     p.add_argument("--format", choices=("trr", "extxyz"), default="trr",
                    help="CG trajectory format (default trr)")
     p.add_argument("--force-map", choices=("basic", "weights", "optimized"), default=None,
                    help="override the definition's force_map; 'optimized' first estimates the "
-                        "map from --optimize-frames frames")
+                        "map from --optimize-frames frames (default: the definition's force_map)")
     p.add_argument("--optimize-frames", type=int, default=None,
                    help="frames used to estimate the optimized force map (default all)")
     p.add_argument("--lammps-units", choices=("real", "metal"), default="real",
@@ -44,8 +58,15 @@ def register(subparsers):
     p.set_defaults(func=_run)
     sub = p.add_subparsers(dest="map_action", metavar="ACTION")
     c = sub.add_parser("check", help="validate a mapping against a topology; list unmapped and "
-                                     "doubly-mapped atoms")
-    c.add_argument("definition", help="mapping definition (YAML, VOTCA XML, Martini .map)")
+                                     "doubly-mapped atoms",
+                       description="Validate a mapping definition against a topology: beads per "
+                                   "type, force-map consistency, unmapped and doubly-mapped atoms, "
+                                   "residues no template matches. Exit 1 with an error line when "
+                                   "the definition would be refused by `cgkit map`.")
+    c.add_argument("definition", nargs="?", default=None,
+                   help="mapping definition (YAML, VOTCA XML, Martini .map); same as --mapping")
+    c.add_argument("--mapping", dest="mapping_opt", default=None, metavar="MAPPING",
+                   help="mapping definition (YAML, VOTCA XML, Martini .map), as in `cgkit map`")
     c.add_argument("--topology", required=True, help="atomistic topology/structure file")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=_check)
@@ -55,16 +76,27 @@ def register(subparsers):
     v.set_defaults(func=_convert)
 
 
+def _warn(text: str) -> None:
+    print(f"cgkit map: warning: {text}", file=sys.stderr, flush=True)
+
+
 def _check(args) -> int:
+    from ..errors import InputError, MappingError
+    from ..jsonutil import dumps
     from ..mapping import Mapping, load_definition
-    defn = load_definition(args.definition)
+    if args.definition and args.mapping_opt and args.definition != args.mapping_opt:
+        raise InputError(f"two mapping definitions given ({args.definition} and --mapping "
+                         f"{args.mapping_opt}); give one")
+    path = args.mapping_opt or args.definition
+    if not path:
+        raise InputError("give the mapping definition: cgkit map check --mapping FILE --topology FILE")
+    defn = load_definition(path)
     m = Mapping.compile(defn, args.topology, unmapped="ignore")
     rep = m.check()
-    d = rep.to_dict()
     if args.json:
-        print(json.dumps(d, indent=2))
+        print(dumps(rep.to_dict()))
     else:
-        print(f"{args.definition}: {rep.n_atoms} atoms -> {rep.n_beads} beads {rep.beads_per_type}")
+        print(f"{path}: {rep.n_atoms} atoms -> {rep.n_beads} beads {rep.beads_per_type}")
         print(f"  force map: {m.force_map}, max |M·Dᵀ - I| = {rep.consistency_error:.2e}")
         print(f"  unmapped atoms: {len(rep.unmapped)}"
               + (f" (first: {', '.join(map(str, rep.unmapped[:10]))})" if len(rep.unmapped) else ""))
@@ -73,9 +105,23 @@ def _check(args) -> int:
         if rep.unmatched_residues:
             names = sorted({n for _, n in rep.unmatched_residues})
             print(f"  residues matched by no template: {len(rep.unmatched_residues)} ({', '.join(names[:10])})")
-    bad = (len(rep.unmapped) and defn.unmapped_atoms == "error") or \
-        (len(rep.shared) and not defn.shared_atoms)
-    return 1 if bad else 0
+    sys.stdout.flush()
+    problems = []
+    if len(rep.unmapped) and defn.unmapped_atoms == "error":
+        first = ", ".join(map(str, rep.unmapped[:10])) + (", ..." if len(rep.unmapped) > 10 else "")
+        problems.append(f"{len(rep.unmapped)} of {rep.n_atoms} atoms of {args.topology} are in no bead "
+                        f"(0-based atoms {first}): add them to beads, or set 'unmapped_atoms: warn' "
+                        "(or ignore) in the definition if leaving them out is intended")
+    if len(rep.shared) and not defn.shared_atoms:
+        first = ", ".join(map(str, rep.shared[:10])) + (", ..." if len(rep.shared) > 10 else "")
+        problems.append(f"{len(rep.shared)} atoms are in more than one bead (0-based atoms {first}): "
+                        "give each atom one bead, or set 'shared_atoms: true' in the definition")
+    if problems:
+        raise MappingError("; ".join(problems), file=str(path))
+    if len(rep.unmapped):
+        _warn(f"{len(rep.unmapped)} atoms are in no bead (allowed by unmapped_atoms: "
+              f"{defn.unmapped_atoms})")
+    return 0
 
 
 def _convert(args) -> int:
@@ -90,6 +136,22 @@ def _convert(args) -> int:
     return 0
 
 
+def _open(args, notes: list):
+    """The atomistic trajectory; truncation warnings are printed and kept in ``notes``."""
+    from ..trajectory import TruncatedTrajectoryWarning, open_trajectory
+    kw = dict(start=args.start, stop=args.stop, step=args.step, lammps_units=args.lammps_units)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TruncatedTrajectoryWarning)
+        traj = open_trajectory(args.topology, args.trajectory, **kw)
+    for w in caught:
+        if issubclass(w.category, TruncatedTrajectoryWarning):
+            notes.append(str(w.message))
+            _warn(str(w.message))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return traj
+
+
 def _run(args) -> int:
     from ..errors import InputError
     if not args.mapping or not args.topology:
@@ -98,64 +160,102 @@ def _run(args) -> int:
 
     import numpy as np
 
+    from ..jsonutil import write_json
     from ..mapping import Mapping, load_definition
     from ..mapping.forcemap import MappedForceNoise
+    from ..outputs import OutputFolder
     from ..progress import progress_bar
-    from ..trajectory import CGTrajectoryWriter, open_trajectory
+    from ..trajectory import CGTrajectoryWriter
 
     defn = load_definition(args.mapping)
     if args.force_map:
         defn = dataclasses.replace(defn, force_map=args.force_map)
-    kw = dict(start=args.start, stop=args.stop, step=args.step, lammps_units=args.lammps_units)
-    traj = open_trajectory(args.topology, args.trajectory, **kw)
+    notes: list[str] = []
+    traj = _open(args, notes)
+    if traj.n_frames == 0:
+        raise InputError(f"no frames selected from {traj.source} ({traj.n_frames} frames after "
+                         "--start/--stop/--step); check them against the trajectory length")
     mapping = Mapping.compile(defn, traj.topology, unmapped=args.unmapped)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if defn.force_map == "optimized" or args.noise:
+        first = next(iter(traj))
+        if first.forces is None:
+            what = "the optimized force map" if defn.force_map == "optimized" else "--noise"
+            raise InputError(f"{what} needs forces, but frame {first.index} of {traj.source} has none "
+                             "(GROMACS: nstfout > 0; LAMMPS dump: fx fy fz); map positions only "
+                             "with --force-map basic and without --noise")
     basic = mapping
     optimized = None
-    if defn.force_map == "optimized" or args.noise:
-        frames = (fr for k, fr in enumerate(traj) if args.optimize_frames is None or k < args.optimize_frames)
-        optimized = mapping.optimize_force_map(frames)
-        if defn.force_map == "optimized":
-            mapping = optimized
+
+    class Limited:
+        """The first --optimize-frames frames, with a length for progress ETAs."""
+
+        def __len__(self):
+            return traj.n_frames if args.optimize_frames is None else min(traj.n_frames, args.optimize_frames)
+
+        def __iter__(self):
+            for k, fr in enumerate(traj):
+                if k >= len(self):
+                    break
+                yield fr
+    limited = Limited
     ext = "trr" if args.format == "trr" else "extxyz"
     traj_name, top_name = f"cg.{ext}", "cg.psf"
-    n = 0
-    sum_f2 = np.zeros(len(mapping.type_names))
-    with CGTrajectoryWriter(out / traj_name, mapping, psf_path=out / top_name) as w:
-        for cg in progress_bar(mapping.iter_map(traj), desc="mapping", unit="frame",
-                               total=getattr(traj, "n_frames", None)):
-            w.write(cg)
-            if cg.forces is not None:
-                sum_f2 += np.bincount(mapping.species, weights=(cg.forces ** 2).sum(1),
-                                      minlength=len(mapping.type_names))
-            n += 1
-    if n == 0:
-        raise InputError("no frames selected; check --start/--stop/--step")
-    bpt = mapping.beads_per_type()
-    summary = {
-        "topology": top_name, "trajectory": traj_name, "format": args.format,
-        "mapping": str(args.mapping), "atomistic_topology": str(args.topology),
-        "atomistic_trajectory": str(args.trajectory) if args.trajectory else None,
-        "frames": n, "n_atoms": mapping.n_atoms, "n_beads": mapping.n_beads,
-        "beads_per_type": bpt, "force_map": mapping.force_map,
-        "force_consistency_error": mapping.consistency_error(),
-        "units": {"positions": "Å (file: nm for trr)", "forces": "eV/Å (file: kJ/mol/nm for trr)",
-                  "masses": "amu"},
-        "mapped_force_second_moment": {t: float(sum_f2[k] / (bpt[t] * n))
-                                       for k, t in enumerate(mapping.type_names)},
-        "mapped_force_second_moment_units": "(eV/Å)^2",
-    }
-    if optimized is not None:
-        frames = (fr for k, fr in enumerate(traj) if args.optimize_frames is None or k < args.optimize_frames)
-        rep = MappedForceNoise({"basic": basic, "optimized": optimized}, frames,
-                               reference="optimized").run()
-        rep.to_json(out / "force_noise.json")
-        summary["force_noise"] = {"excess_noise_vs_optimized": rep.results["excess_noise"],
-                                  "second_moment": rep.results["second_moment"],
-                                  "units": "(eV/Å)^2", "frames": rep.results["frames"],
-                                  "note": "noise(D) >= excess_noise(D); see cgkit.mapping.forcemap"}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"wrote {n} frames of {mapping.n_beads} beads to {out / traj_name} ({out / top_name}, "
-          f"{out / 'summary.json'})")
+    with OutputFolder(args.out, overwrite=args.overwrite, command="map") as out:
+        if defn.force_map == "optimized" or args.noise:
+            optimized = mapping.optimize_force_map(limited(), progress=True)
+            if defn.force_map == "optimized":
+                mapping = optimized
+        n = n_forces = 0
+        sum_f2 = np.zeros(len(mapping.type_names))
+        with CGTrajectoryWriter(out / traj_name, mapping, psf_path=out / top_name) as w:
+            for cg in progress_bar(mapping.iter_map(traj), desc="mapping", unit="frame",
+                                   total=traj.n_frames):
+                w.write(cg)
+                if cg.forces is not None:
+                    sum_f2 += np.bincount(mapping.species, weights=(cg.forces ** 2).sum(1),
+                                          minlength=len(mapping.type_names))
+                    n_forces += 1
+                n += 1
+        bpt = mapping.beads_per_type()
+        if n_forces == 0:
+            msg = (f"{traj.source} holds no forces: {traj_name} has bead positions only "
+                   "(\"forces\": null in summary.json); force matching needs forces (GROMACS "
+                   "nstfout > 0, LAMMPS dump fx fy fz, extxyz forces)")
+            notes.append(msg)
+            _warn(msg)
+        elif n_forces < n:
+            msg = (f"only {n_forces} of {n} frames of {traj.source} hold forces; the mapped-force "
+                   "second moment averages those frames")
+            notes.append(msg)
+            _warn(msg)
+        second = None if n_forces == 0 else {t: float(sum_f2[k] / (bpt[t] * n_forces))
+                                             for k, t in enumerate(mapping.type_names)}
+        summary = {
+            "topology": top_name, "trajectory": traj_name, "format": args.format,
+            "mapping": str(args.mapping), "atomistic_topology": str(args.topology),
+            "atomistic_trajectory": str(args.trajectory) if args.trajectory else None,
+            "frames": n, "n_atoms": mapping.n_atoms, "n_beads": mapping.n_beads,
+            "beads_per_type": bpt, "force_map": mapping.force_map,
+            "force_consistency_error": mapping.consistency_error(),
+            "forces": None if n_forces == 0 else {"frames_with_forces": n_forces, "units": "eV/Å (file: "
+                                                  "kJ/mol/nm for trr)"},
+            "units": {"positions": "Å (file: nm for trr)", "forces": "eV/Å (file: kJ/mol/nm for trr)",
+                      "masses": "amu"},
+            "mapped_force_second_moment": second,
+            "mapped_force_second_moment_units": "(eV/Å)^2",
+            "warnings": notes,
+        }
+        if optimized is not None:
+            rep = MappedForceNoise({"basic": basic, "optimized": optimized}, limited(),
+                                   reference="optimized", progress=True).run()
+            rep.to_json(out / "force_noise.json")
+            r = rep.results
+            summary["force_noise"] = {"excess_noise_vs_optimized": r["excess_noise"],
+                                      "second_moment": r["second_moment"],
+                                      "units": "(eV/Å)^2", "frames": r["frames"],
+                                      "note": "noise(D) >= excess_noise(D); see cgkit.mapping.forcemap"}
+        write_json(out / "summary.json", summary)
+    outp = Path(args.out)
+    print(f"wrote {n} frames of {mapping.n_beads} beads to {outp / traj_name} ({outp / top_name}, "
+          f"{outp / 'summary.json'})")
     return 0

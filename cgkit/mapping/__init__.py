@@ -12,7 +12,8 @@ files are read by :func:`load_definition` as well.
 """
 from .atoms import AtomTable, atom_table
 from .core import CGFrame, Mapping, MappingCheck, consistency_error
-from .definition import MappingDefinition, load_definition, parse_definition, SCHEMA_VERSION
+from .definition import MappingDefinition, parse_definition, SCHEMA_VERSION
+from .loader import load_definition
 from .writer import dump_yaml, definition_to_yaml
 
 __all__ = ["Mapping", "MappingDefinition", "MappingCheck", "CGFrame", "AtomTable", "atom_table",

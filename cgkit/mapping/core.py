@@ -19,7 +19,8 @@ import scipy.sparse as sp
 from ..errors import InputError, MappingError
 from ..topology import Topology
 from .atoms import AtomTable, atom_table
-from .definition import AtomRef, MappingDefinition, TemplateDef, load_definition
+from .definition import AtomRef, MappingDefinition, TemplateDef
+from .loader import load_definition
 
 __all__ = ["Mapping", "Instance", "CGFrame", "MappingCheck"]
 

@@ -4,7 +4,9 @@ A :class:`MappingDefinition` is topology-independent: molecule templates, beads 
 references, weights, the force-map choice and the CG bonded topology by bead names. It is
 compiled against a concrete atomistic topology into a :class:`cgkit.mapping.Mapping`.
 
-The YAML schema (version 1) is documented in ``mappings/README.md``.
+The YAML schema (version 1) is documented in ``mappings/README.md``. Reading files (YAML,
+VOTCA XML, Martini ``.map``) is :func:`cgkit.mapping.loader.load_definition`; this module
+imports neither the loader nor the importers, which build on it.
 
 Atom references inside a template
     ``"C1"``        atom named C1 in the template's first residue (offset 0)
@@ -22,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MappingError
-from .yamlio import LDict, LList, line_of, load_yaml
+from .yamlio import LDict, LList, line_of
 
-__all__ = ["AtomRef", "BeadDef", "TemplateDef", "MappingDefinition", "load_definition",
-           "parse_definition", "SCHEMA_VERSION"]
+__all__ = ["AtomRef", "BeadDef", "TemplateDef", "MappingDefinition", "parse_definition",
+           "check_bonded_names", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 FORCE_MAPS = ("basic", "weights", "optimized")
@@ -171,26 +173,6 @@ def _atom_str(a: AtomRef):
 
 
 # ---------------------------------------------------------------------------- parsing
-def load_definition(path) -> MappingDefinition:
-    """Read a mapping definition: cgkit YAML (``.yaml``/``.yml``), VOTCA XML (``.xml``) or a
-    Martini/backward ``.map`` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise MappingError(f"mapping file not found: {path}; give an existing file", file=str(path))
-    suffix = path.suffix.lower()
-    if suffix == ".xml":
-        from .importers import read_votca_xml
-        return read_votca_xml(path)
-    if suffix == ".map":
-        from .importers import read_martini_map
-        return read_martini_map(path)
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise MappingError("not a text file; give a YAML mapping definition", file=str(path)) from None
-    return parse_definition(load_yaml(text, file=str(path)), file=str(path))
-
-
 def _expect(cond, defn_file, msg, line, fld):
     if not cond:
         raise MappingError(msg, file=defn_file, line=line, field=fld)
@@ -324,7 +306,7 @@ def parse_definition(data, file: str | None = None) -> MappingDefinition:
     defn = MappingDefinition(templates=tuple(templates), name=name, description=desc, force_map=fm,
                              force_map_options=fm_opts, shared_atoms=shared, unmapped_atoms=unmapped,
                              bead_masses=bmass, file=file)
-    _check_bonded_names(defn)
+    check_bonded_names(defn)
     return defn
 
 
@@ -480,7 +462,7 @@ def _parse_template(mol: LDict, ti: int, file, force_map) -> TemplateDef:
                        **bonded)
 
 
-def _check_bonded_names(defn: MappingDefinition):
+def check_bonded_names(defn: MappingDefinition):
     all_names = defn.bead_names()
     for t in defn.templates:
         own = {b.name for b in t.beads}

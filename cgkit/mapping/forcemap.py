@@ -19,23 +19,32 @@ optimized map and a lower bound on noise(D) (exact identity on the frames D* was
 """
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InputError, MappingError
+from ..errors import InputError, MappingError, StructureError
 from ..progress import progress_bar
+from ..results import Analysis, Results
 
 __all__ = ["optimized_force_map", "MappedForceNoise"]
 
 
-def _forces_of(fr):
+def _forces_of(fr, k: int):
+    """Forces (N, 3) eV/Å of frame ``fr`` (k-th given; its file index when it has one)."""
     f = getattr(fr, "forces", fr)
+    idx = getattr(fr, "index", -1)
+    where = f"frame {idx if idx is not None and idx >= 0 else k}"
     if f is None:
-        raise InputError("the trajectory has no forces; the optimized force map and the noise "
+        raise InputError(f"{where} has no forces; the optimized force map and the noise "
                          "report need forces (GROMACS: nstfout > 0; LAMMPS dump: fx fy fz)")
-    return np.asarray(f, dtype=np.float64)
+    f = np.asarray(f, dtype=np.float64)
+    if not np.isfinite(f).all():
+        bad = np.flatnonzero(~np.isfinite(f).reshape(len(f), -1).all(axis=1))
+        raise StructureError(f"{where}: forces of atoms {bad[:10].tolist()} are NaN or inf; "
+                             "use frames with finite forces")
+    return f
 
 
 def _groups(mapping, constraints, atoms):
@@ -101,7 +110,7 @@ def optimized_force_map(mapping, frames, *, constraints: str = "none", support: 
         g["C"] = np.zeros((n, n))
     nfr = 0
     for fr in progress_bar(frames, desc="force-map statistics", unit="frame", disable=None if progress else True):
-        f = _forces_of(fr)
+        f = _forces_of(fr, nfr)
         if f.shape != (mapping.n_atoms, 3):
             raise InputError(f"forces have shape {f.shape}, expected ({mapping.n_atoms}, 3)")
         for g in groups.values():
@@ -163,7 +172,7 @@ def optimized_force_map(mapping, frames, *, constraints: str = "none", support: 
     return D
 
 
-class MappedForceNoise:
+class MappedForceNoise(Analysis):
     """Mapped-force statistics of several force maps on the same frames, per bead type.
 
     ``maps``: {label: Mapping} with identical position maps; ``frames``: iterable of frames with
@@ -184,7 +193,7 @@ class MappedForceNoise:
         self.frames = frames
         self.reference = reference
         self.progress = progress
-        self.results: dict = {}
+        self.results = Results()
 
     def run(self) -> "MappedForceNoise":
         labels = list(self.maps)
@@ -198,7 +207,7 @@ class MappedForceNoise:
         cnt = np.bincount(tidx, minlength=len(tnames)).astype(float)
         n = 0
         for fr in progress_bar(self.frames, desc="force noise", unit="frame", disable=None if self.progress else True):
-            f = _forces_of(fr)
+            f = _forces_of(fr, n)
             F = {k: D @ f for k, D in Ds.items()}
             for k in labels:
                 sm[k] += np.bincount(tidx, weights=(F[k] ** 2).sum(1), minlength=len(tnames))
@@ -212,7 +221,7 @@ class MappedForceNoise:
         second = {k: sm[k] / norm for k in labels}
         ref = self.reference or min(labels, key=lambda k: float(sm[k].sum()))
         excess = {k: (np.zeros(len(tnames)) if k == ref else diff[(k, ref)] / norm) for k in labels}
-        self.results = {
+        self.results = Results({
             "units": "(eV/Å)^2",
             "frames": n,
             "reference": ref,
@@ -221,21 +230,22 @@ class MappedForceNoise:
             "second_moment": {k: dict(zip(tnames, map(float, second[k]))) for k in labels},
             "second_moment_total": {k: float(sm[k].sum() / (cnt.sum() * n)) for k in labels},
             "excess_noise": {k: dict(zip(tnames, map(float, excess[k]))) for k in labels},
-            "noise_fraction": {k: dict(zip(tnames, map(float, excess[k] / np.maximum(second[k], 1e-300))))
+            # share of the mapped force no CG potential can explain; null for a type whose
+            # mapped force vanishes (0/0)
+            "noise_fraction": {k: {t: (float(e / s2) if s2 > 0 else None)
+                                   for t, e, s2 in zip(tnames, excess[k], second[k])}
                                for k in labels},
-        }
+        })
         return self
 
-    def to_json(self, path=None) -> str:
-        text = json.dumps(self.results, indent=2)
-        if path is not None:
-            from pathlib import Path
-            Path(path).write_text(text)
-        return text
+    def summary(self) -> dict:
+        """The results (strict JSON through :meth:`to_json`: NaN → null)."""
+        return dict(self.results)
 
-    def plot(self, path=None):
+    def plot(self, directory) -> list[Path]:
+        """Bar chart of ⟨|F_CG|²⟩ per bead type and force map: ``directory/force_noise.png``."""
         import matplotlib
-        matplotlib.use("Agg")
+        matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
         r = self.results
         labels = list(r["second_moment"])
@@ -250,7 +260,9 @@ class MappedForceNoise:
         ax.set_xlabel("bead type")
         ax.legend()
         fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
-        return fig
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "force_noise.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return [path]

@@ -20,7 +20,7 @@ from xml.parsers import expat
 
 from ..errors import MappingError
 from .definition import (AtomRef, BeadDef, BondedRef, MappingDefinition, TemplateDef,
-                         _check_bonded_names)
+                         check_bonded_names)
 
 __all__ = ["read_votca_xml", "read_martini_map"]
 
@@ -86,7 +86,7 @@ def read_votca_xml(path) -> MappingDefinition:
     defn = MappingDefinition(templates=tuple(templates), name=path.stem,
                              description=f"imported from VOTCA mapping {path.name}",
                              force_map="basic", file=f)
-    _check_bonded_names(defn)
+    check_bonded_names(defn)
     return defn
 
 
