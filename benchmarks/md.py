@@ -52,7 +52,7 @@ def main():
     bench("cgkit Verlet, 4 replicas (per replica-step)", n_replicas=4)
     a = atoms.copy()
     a.calc = CgkitCalculator(lj)
-    a.set_velocities(MolecularDynamics(lj, atoms, temperature=80, progress=False).velocities_A_per_fs[0] * units.fs)
+    a.set_velocities(MolecularDynamics(lj, atoms, temperature=80, progress=False).velocities_A_per_fs[0] / units.fs)
     dyn = VelocityVerlet(a, timestep=5.0 * units.fs)
     dyn.run(5)
     t = time.perf_counter()

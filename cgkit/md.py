@@ -14,16 +14,38 @@ since the last build (``skin=0`` rebuilds every step); positions are wrapped int
 every rebuild.
 
 Units: positions Å, time fs, masses amu, energies eV, temperature K, friction 1/fs.
-Velocities are stored in ASE's unit (Å / (Å·sqrt(amu/eV))) so that they can be handed to
-ASE ``Atoms.set_velocities`` unchanged; :attr:`MolecularDynamics.velocities_A_per_fs` gives Å/fs.
+Velocities are stored in ASE's unit (Å per ASE time unit Å·sqrt(amu/eV); 1 fs = ``ase.units.fs``
+of them) so that they can be handed to ASE ``Atoms.set_velocities`` unchanged;
+:attr:`MolecularDynamics.velocities_A_per_fs` gives Å/fs and the ``velocities`` argument takes Å/fs.
 
 Trajectories are written by file suffix: ``.xyz``/``.extxyz`` (ASE, extended XYZ with bead
 types and energies), ``.dcd``/``.xtc``/``.trr`` (MDAnalysis writers; a ``.pdb`` with bead
 names is written next to them so that ``MDAnalysis.Universe(pdb, traj)`` reads them back).
+
+Right or refused:
+
+* **Start structure.** Particles closer than ``min_distance`` (default 0.5 Å; only for
+  potentials with an interaction range) are refused with their indices and distance, and
+  non-finite start forces name the particles that carry them.
+* **Time step.** :meth:`MolecularDynamics.check_timestep` (on by default in ``cgkit md``,
+  ``check_timestep=True`` in Python) computes the stability limit ``dt_max = 2/ω_max`` of the
+  start structure (the full mass-weighted Hessian through
+  :class:`cgkit.properties.timestep.StableTimestep` up to ``exact_max_particles`` particles,
+  above that the largest eigenvalue by Lanczos iterations on autograd Hessian-vector products)
+  and refuses a larger step unless explicitly allowed; above the recommended step (1/20 of
+  the shortest period) it warns.
+* **Divergence.** Non-finite energies or forces (checked every step) or a particle jumping
+  more than 3 Å + skin between neighbor-list builds stop the run with a
+  :class:`~cgkit.errors.StructureError` naming the MD step, the particle and its closest
+  neighbors. In Python a trajectory file is closed and readable up to its last frame after
+  such an error; ``cgkit md`` writes into a staging folder, so a failed run leaves no output.
+* **Temperature.** ``results.summary()["temperature"]`` compares the achieved mean kinetic
+  temperature of a Langevin run with the thermostat's target (see
+  :meth:`MDResults.temperature_check`).
 """
 from __future__ import annotations
 
-import json
+import copy
 import math
 import time
 import warnings
@@ -34,10 +56,38 @@ import torch
 
 from .data import AtomicGraph, batch_graphs
 from .errors import InputError, StructureError
+from .jsonutil import dumps, write_text_atomic
 from .potential import Potential
+from .results import Analysis, Results
 from .units import FS_ASE, KB_EV
 
-__all__ = ["MolecularDynamics", "TrajectoryWriter", "kinetic_temperature"]
+__all__ = ["MolecularDynamics", "MDResults", "TrajectoryWriter", "TimestepWarning", "kinetic_temperature"]
+
+
+class TimestepWarning(UserWarning):
+    """The MD time step is above the recommended one (or above ``dt_max`` by explicit override)."""
+
+
+def close_pairs(positions, cell, pbc, cutoff: float, *, only=None, limit: int = 5) -> list:
+    """The closest pairs ``(distance Å, i, j)`` (i < j, sorted, at most ``limit``) closer than
+    ``cutoff`` Å; with ``only`` (indices) just the pairs that involve one of those particles.
+    ``positions`` (n, 3) Å, ``cell`` (3, 3) Å, ``pbc`` (3,)."""
+    from .neighbors import neighbor_list
+    positions = np.asarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    if cutoff <= 0 or len(positions) < 2:
+        return []
+    ei, shifts = neighbor_list(positions, cell, pbc, cutoff)
+    i, j = ei
+    keep = i < j
+    if only is not None:
+        sel = np.zeros(len(positions), dtype=bool)
+        sel[np.asarray(list(only), dtype=np.int64)] = True
+        keep &= sel[i] | sel[j]
+    i, j, shifts = i[keep], j[keep], shifts[keep]
+    d = np.linalg.norm(positions[j] - positions[i] + shifts @ cell, axis=1)
+    order = np.argsort(d, kind="stable")[:limit]
+    return [(float(d[k]), int(i[k]), int(j[k])) for k in order]
 
 _MDA_FORMATS = {".dcd", ".xtc", ".trr"}
 _ASE_FORMATS = {".xyz", ".extxyz"}
@@ -116,8 +166,12 @@ class TrajectoryWriter:
             self._writer = None
 
 
-class MolecularDynamics:
+class MolecularDynamics(Analysis):
     """MD of one system (optionally several replicas) with a cgkit Potential.
+
+    Follows the results protocol (:class:`cgkit.results.Analysis`): :meth:`run` integrates
+    and returns ``self``; ``results`` is an :class:`MDResults`; :meth:`summary`,
+    :meth:`to_json` and :meth:`plot` digest it.
 
     Parameters
     ----------
@@ -133,13 +187,20 @@ class MolecularDynamics:
     n_replicas : independent copies integrated together (different random velocities/noise)
     skin : Å, neighbor-list skin (0: rebuild every step)
     seed : random seed (velocities and noise)
+    velocities : (n, 3) or (R, n, 3) Å/fs initial velocities (default: the atoms' velocities if
+        set, else Maxwell–Boltzmann at ``temperature``)
     trajectory : output path (suffix selects the format); with several replicas one file per
         replica, ``name_r<k>.suffix``
     write_every, log_every, store_every : steps between trajectory frames, energy/temperature
         log entries and frames kept in memory (``results.positions``; 0 = none)
-    progress : show a progress bar (only on a terminal)
+    progress : show progress (a bar on a terminal, a line with ETA every 30 s otherwise)
     n_threads : torch threads during :meth:`run` (default: 1 below 20000 particles, where
         thread start-up costs more than it saves; restored afterwards)
+    min_distance : Å; particles closer than this in the start structure are refused as
+        overlapping (only for potentials with an interaction range, ``cutoff > 0``; 0 turns
+        the check off, e.g. for soft DPD-like potentials)
+    check_timestep : run :meth:`check_timestep` now (refuses ``timestep > dt_max``, warns
+        above the recommended step); ``allow_unstable_timestep`` turns the refusal into a warning
     """
 
     def __init__(self, potential: Potential, atoms=None, *, positions=None, cell=None, pbc=True,
@@ -148,7 +209,9 @@ class MolecularDynamics:
                  n_replicas: int = 1, skin: float = 1.0, seed: int = 0, velocities=None,
                  trajectory=None, write_every: int = 100, log_every: int = 10,
                  store_every: int = 0, progress: bool = True, dtype: torch.dtype | None = None,
-                 remove_com_momentum: bool = True, n_threads: int | None = None):
+                 remove_com_momentum: bool = True, n_threads: int | None = None,
+                 min_distance: float = 0.5, check_timestep: bool = False,
+                 allow_unstable_timestep: bool = False):
         if integrator not in ("langevin", "verlet"):
             raise InputError(f"integrator must be 'langevin' or 'verlet', got '{integrator}'")
         if not (timestep > 0 and math.isfinite(timestep)):
@@ -161,6 +224,8 @@ class MolecularDynamics:
             raise InputError("n_replicas must be ≥ 1")
         if skin < 0:
             raise InputError("skin must be ≥ 0 Å")
+        if not (min_distance >= 0 and math.isfinite(min_distance)):
+            raise InputError(f"min_distance must be ≥ 0 Å, got {min_distance}")
         self.potential = potential
         self.dtype = dtype or potential.dtype
         if atoms is not None:
@@ -177,7 +242,7 @@ class MolecularDynamics:
             type_names = tn
             self.atomic_numbers = atoms.get_atomic_numbers()
             if velocities is None and np.any(atoms.get_velocities() != 0):
-                velocities = atoms.get_velocities() / FS_ASE  # ASE units → Å/fs
+                velocities = atoms.get_velocities() * FS_ASE  # ASE units (Å per ASE time unit) → Å/fs
         else:
             if positions is None:
                 raise InputError("give an ASE Atoms or positions (n, 3) Å")
@@ -216,7 +281,7 @@ class MolecularDynamics:
         if velocities is not None:
             v = np.asarray(velocities, dtype=np.float64)
             v = np.broadcast_to(v.reshape(-1, n, 3) if v.ndim == 3 else v[None], (self.n_replicas, n, 3))
-            self.velocities = torch.as_tensor(v.reshape(-1, 3) * FS_ASE, dtype=self.dtype)
+            self.velocities = torch.as_tensor(v.reshape(-1, 3) / FS_ASE, dtype=self.dtype)  # Å/fs → ASE units
         else:
             self.velocities = self._maxwell_boltzmann(self.temperature)
         self.trajectory = trajectory
@@ -229,7 +294,15 @@ class MolecularDynamics:
         self._forces = None
         self._energy = None
         self._ref_positions = self.graph.positions.clone()
-        self.results = _Results()
+        self._prev_positions = self._ref_positions
+        self._ref_step = 0
+        self.min_distance = float(min_distance)
+        self._particle = "bead" if np.all(self.atomic_numbers == 0) else "atom"
+        self.results = MDResults()
+        self.timestep_limits: dict | None = None
+        self._check_start_structure()
+        if check_timestep:
+            self.check_timestep(allow_unstable=allow_unstable_timestep)
 
     # ------------------------------------------------------------------ state
     @property
@@ -240,7 +313,7 @@ class MolecularDynamics:
     @property
     def velocities_A_per_fs(self) -> np.ndarray:
         """(R, n, 3) Å/fs."""
-        return (self.velocities.cpu().numpy() / FS_ASE).reshape(self.n_replicas, self.n_particles, 3)
+        return (self.velocities.cpu().numpy() * FS_ASE).reshape(self.n_replicas, self.n_particles, 3)
 
     @property
     def cell(self) -> np.ndarray:
@@ -284,21 +357,212 @@ class MolecularDynamics:
         ke = 0.5 * self.masses[:, None].to(v.dtype) * v * v
         return ke.reshape(self.n_replicas, -1).sum(1)
 
+    # ------------------------------------------------------------------ checks
+    def _where(self, flat_index: int) -> tuple[int, int]:
+        """(replica, particle index in the structure) of a row of the batched graph."""
+        return divmod(int(flat_index), self.n_particles)
+
+    def _neighbors_text(self, positions: np.ndarray, particles, cutoff: float | None = None) -> str:
+        """``"; closest pairs: atoms 3 and 7 at 0.41 Å, ..."`` for the pairs that involve
+        ``particles`` at ``positions`` (n, 3) Å of one replica."""
+        cutoff = cutoff or max(float(self.potential.cutoff), 3.0)
+        if not np.all(np.isfinite(positions)):
+            return ""
+        pairs = close_pairs(positions, self.cell, self.pbc, cutoff, only=particles, limit=3)
+        if not pairs:
+            return f"; no other {self._particle} within {cutoff:.3g} Å"
+        return "; closest pairs: " + ", ".join(f"{self._particle}s {i} and {j} at {d:.3g} Å" for d, i, j in pairs)
+
+    def _check_start_structure(self) -> None:
+        """Refuse overlapping particles (closer than ``min_distance``) in the start structure."""
+        if self.min_distance <= 0 or float(self.potential.cutoff) <= 0:
+            return
+        # every replica starts from the same positions: replica 0 stands for all
+        pairs = close_pairs(self.positions[0], self.cell, self.pbc, self.min_distance, limit=5)
+        if pairs:
+            listing = ", ".join(f"{self._particle}s {i} and {j} at {d:.3g} Å" for d, i, j in pairs)
+            raise StructureError(
+                f"overlapping {self._particle}s in the start structure: {listing} "
+                f"(closer than min_distance = {self.min_distance:g} Å; indices are 0-based in "
+                "the structure); fix or relax the structure (remove duplicated particles), or "
+                "lower min_distance (--min-distance) if the potential is meant for such contacts")
+
+    def _check_finite(self, step: int) -> None:
+        """Non-finite energy or forces → StructureError naming the step and particles."""
+        if bool(torch.isfinite(self._forces).all()) and bool(torch.isfinite(self._energy).all()):
+            return
+        f_ok = torch.isfinite(self._forces).all(dim=1)
+        bad = torch.nonzero(~f_ok).reshape(-1).tolist()
+        if not bad:  # the energy only: name the replica
+            bad_rep = torch.nonzero(~torch.isfinite(self._energy)).reshape(-1).tolist()
+            who = (f"the energy of replica {bad_rep[0]}" if self.n_replicas > 1 else "the energy") + " is"
+            rep = bad_rep[0]
+            particles = []
+        else:
+            rep = self._where(bad[0])[0]
+            particles = [self._where(b)[1] for b in bad if self._where(b)[0] == rep]
+            shown = ", ".join(map(str, particles[:8])) + (" ..." if len(particles) > 8 else "")
+            who = (f"the forces on {self._particle}s {shown}"
+                   + (f" of replica {rep}" if self.n_replicas > 1 else "") + " are")
+        prev = self._prev_positions.detach().cpu().numpy().reshape(self.n_replicas, self.n_particles, 3)[rep]
+        near = self._neighbors_text(prev, particles) if particles else ""
+        if step == 0:
+            raise StructureError(
+                f"the potential gives non-finite values for the start structure (MD step 0): {who} "
+                f"NaN/inf{near}; check the structure for overlapping {self._particle}s and "
+                "the potential's range")
+        self._diverged(step, f"{who} NaN/inf{near}")
+
+    def _diverged(self, step: int, what: str) -> None:
+        lim = self.timestep_limits or {}
+        if lim.get("dt_max_fs"):
+            advice = (f"the timestep {self.timestep:g} fs is {self.timestep / lim['dt_max_fs']:.2g}× the "
+                      f"stability limit dt_max = {lim['dt_max_fs']:.3g} fs of the start structure; "
+                      "if the start structure is sound, lower the timestep")
+        else:
+            advice = ("lower the timestep (check_timestep() / cgkit md compute the stable one), "
+                      "relax the start structure or check the potential")
+        raise StructureError(f"the simulation diverged at MD step {step} (t = {step * self.timestep:g} fs): "
+                             f"{what}; {advice}")
+
+    def stability_limits(self, *, exact_max_particles: int = 128) -> dict:
+        """Stability limits of the current structure of replica 0 (velocity Verlet and BAOAB
+        need ω_max·dt < 2): ``dt_max_fs`` = 2/ω_max, ``dt_recommended_fs`` = shortest period /
+        20, ``nu_max_THz``, ``lambda_max`` (eV/Å²/amu, largest eigenvalue of the mass-weighted
+        Hessian), ``method``, ``status`` ("ok", or "skipped" with ``reason`` when the structure
+        has no vibrations, e.g. free particles).
+
+        Up to ``exact_max_particles`` particles the full Hessian is diagonalised by
+        :class:`cgkit.properties.timestep.StableTimestep`; larger systems use Lanczos iterations
+        (scipy ``eigsh``) on Hessian-vector products by double backpropagation (a few dozen
+        force-like evaluations instead of 3n). Both run on a float64 copy of the potential
+        (the caller's potential is not cast)."""
+        n = self.n_particles
+        pot = copy.deepcopy(self.potential).to(torch.float64)
+        masses = self.masses[:n].to(torch.float64).cpu().numpy()
+        if n <= exact_max_particles:
+            from cgkit.properties.timestep import StableTimestep
+            method = "full mass-weighted Hessian of the start structure (StableTimestep, autograd)"
+            try:
+                st = StableTimestep(self.atoms(0), pot, masses=masses).run()
+            except StructureError as exc:  # no positive eigenvalue: nothing vibrates
+                return {"status": "skipped", "reason": str(exc), "method": method, "n_particles": n}
+            res = st.results
+            lam = float(res["lambda_max"]) if "lambda_max" in res else (2.0 / float(res["dt_max"]) / FS_ASE) ** 2
+        else:
+            method = ("largest eigenvalue of the mass-weighted Hessian of the start structure by "
+                      "Lanczos iterations on autograd Hessian-vector products")
+            lam = self._lambda_max_lanczos(pot, masses)
+        if not lam > 0:
+            return {"status": "skipped", "reason": "the mass-weighted Hessian has no positive "
+                    "eigenvalue (no vibrations)", "method": method, "n_particles": n}
+        omega = math.sqrt(lam) * FS_ASE                                   # rad/fs
+        return {"status": "ok", "lambda_max": lam, "nu_max_THz": omega / (2 * math.pi) * 1e3,
+                "period_min_fs": 2 * math.pi / omega, "dt_max_fs": 2.0 / omega,
+                "dt_recommended_fs": 2 * math.pi / omega / 20.0, "method": method, "n_particles": n}
+
+    def _lambda_max_lanczos(self, pot: Potential, masses: np.ndarray) -> float:
+        from scipy.sparse.linalg import LinearOperator, eigsh
+        n = self.n_particles
+        g = AtomicGraph.from_arrays(self.positions[0], self.cell, self.pbc, max(float(pot.cutoff), 1e-3),
+                                    species=self.species, type_names=self.type_names,
+                                    atomic_numbers=self.atomic_numbers, masses=masses, dtype=torch.float64)
+        x = g.positions.detach().clone().requires_grad_(True)
+        energy = pot.atomic_energies(g, x, g.cell.to(torch.float64)).sum()
+        (grad,) = torch.autograd.grad(energy, x, create_graph=True, allow_unused=True)
+        if grad is None or not grad.requires_grad:
+            return 0.0
+        w = np.repeat(1.0 / np.sqrt(masses), 3)
+
+        def matvec(v):
+            u = torch.as_tensor(np.asarray(v).reshape(-1) * w, dtype=torch.float64).reshape(n, 3)
+            (hv,) = torch.autograd.grad(grad, x, grad_outputs=u, retain_graph=True, allow_unused=True)
+            hv = torch.zeros_like(u) if hv is None else hv
+            return hv.detach().numpy().reshape(-1) * w
+
+        op = LinearOperator((3 * n, 3 * n), matvec=matvec, dtype=np.float64)
+        v0 = np.random.default_rng(0).normal(size=3 * n)
+        return float(eigsh(op, k=1, which="LA", tol=1e-6, v0=v0, return_eigenvectors=False,
+                           ncv=min(3 * n, 40), maxiter=3000)[0])
+
+    def check_timestep(self, *, allow_unstable: bool = False, exact_max_particles: int = 128,
+                       warn: bool = True) -> dict:
+        """Compare the timestep with :meth:`stability_limits` of the current structure.
+
+        Above ``dt_max`` the run is refused (:class:`~cgkit.errors.InputError`) unless
+        ``allow_unstable``; above the recommended step a :class:`TimestepWarning` is issued
+        (``warn=False``: only returned in ``"warning"``). The record (``timestep_fs``,
+        ``dt_max_fs``, ``dt_recommended_fs``, ``nu_max_THz``, ``status``, ``allow_unstable``,
+        ``warning``) is also kept in ``results.timestep_check`` for :meth:`summary`."""
+        lim = self.stability_limits(exact_max_particles=exact_max_particles)
+        dt = self.timestep
+        rec = {"timestep_fs": dt, **lim, "allow_unstable": bool(allow_unstable), "warning": None}
+        if lim["status"] == "ok":
+            self.timestep_limits = lim
+            dt_max, dt_rec = lim["dt_max_fs"], lim["dt_recommended_fs"]
+            what = (f"the fastest vibration of the start structure is {lim['nu_max_THz']:.3g} THz "
+                    f"(period {lim['period_min_fs']:.3g} fs): dt_max = 2/ω_max = {dt_max:.3g} fs, "
+                    f"recommended {dt_rec:.3g} fs (1/20 of the period)")
+            if dt > dt_max:
+                if not allow_unstable:
+                    raise InputError(
+                        f"timestep {dt:g} fs is above the stability limit of this system: {what}; "
+                        f"velocity Verlet and Langevin (BAOAB) are unstable above dt_max. Use a "
+                        f"timestep ≤ {dt_rec:.3g} fs, or override explicitly "
+                        "(--allow-unstable-timestep; allow_unstable=True in Python)")
+                rec["status"] = "above_dt_max_allowed_by_override"
+                rec["warning"] = (f"timestep {dt:g} fs is above the stability limit ({what}); "
+                                  "running anyway because the override was given")
+            elif dt > dt_rec:
+                rec["status"] = "above_recommended"
+                rec["warning"] = (f"timestep {dt:g} fs is {dt / dt_rec:.2g}× the recommended step "
+                                  f"({what}); expect poor energy conservation and, with a thermostat, "
+                                  "a kinetic temperature away from the target")
+        self.results.timestep_check = rec
+        if warn and rec["warning"]:
+            warnings.warn(rec["warning"], TimestepWarning, stacklevel=2)
+        return rec
+
+    # ------------------------------------------------------------------ results protocol
+    def summary(self) -> dict:
+        """JSON-ready digest (see :meth:`MDResults.summary`)."""
+        return self.results.summary()
+
+    def to_json(self, path=None) -> str:
+        """Strict JSON of the summary and the energy/temperature log (see :meth:`MDResults.to_json`)."""
+        return self.results.to_json(path)
+
+    def plot(self, directory) -> list[Path]:
+        """Energies and temperature vs time → ``directory/md.png``; returns the paths."""
+        return self.results.plot(directory)
+
     # ------------------------------------------------------------------ neighbors and forces
-    def _maybe_rebuild(self, force: bool = False) -> None:
+    def _maybe_rebuild(self, force: bool = False, step: int = 0) -> None:
         pos = self.graph.positions
         if not force:
-            disp = float((pos - self._ref_positions).norm(dim=1).max())
+            moved = (pos - self._ref_positions).norm(dim=1)
+            disp = float(moved.max())
             if self.skin > 0 and disp <= 0.5 * self.skin:
                 return
-            if disp > 3.0 + self.skin:  # a jump of Å within one step: blown up
-                raise StructureError(
-                    f"a particle moved {disp:.3g} Å within one step at step {self.step}: the "
-                    "simulation diverged; use a smaller timestep, relax the start structure or "
-                    "check the potential")
+            if disp > 3.0 + self.skin:  # Å-sized jumps between neighbor-list builds: blown up
+                rep, k = self._where(int(torch.argmax(moved)))
+                prev = self._prev_positions.detach().cpu().numpy().reshape(
+                    self.n_replicas, self.n_particles, 3)[rep]
+                where = f" of replica {rep}" if self.n_replicas > 1 else ""
+                self._diverged(step, f"{self._particle} {k}{where} moved {disp:.3g} Å since the "
+                               f"neighbor list was built at step {self._ref_step} (force "
+                               f"{float(self._forces[rep * self.n_particles + k].norm()):.3g} eV/Å)"
+                               f"{self._neighbors_text(prev, [k])}")
         if not torch.isfinite(pos).all():
-            raise StructureError(f"positions became NaN/inf at step {self.step}: the simulation "
-                                 "diverged; use a smaller timestep or check the potential")
+            bad = torch.nonzero(~torch.isfinite(pos).all(dim=1)).reshape(-1).tolist()
+            rep = self._where(bad[0])[0]
+            ks = [self._where(b)[1] for b in bad if self._where(b)[0] == rep]
+            where = f" of replica {rep}" if self.n_replicas > 1 else ""
+            prev = self._prev_positions.detach().cpu().numpy().reshape(
+                self.n_replicas, self.n_particles, 3)[rep]
+            self._diverged(step, f"the positions of {self._particle}s "
+                           f"{', '.join(map(str, ks[:8]))}{' ...' if len(ks) > 8 else ''}{where} "
+                           f"became NaN/inf{self._neighbors_text(prev, ks[:8])}")
         if self.pbc.any():
             cell = self.graph.cell[0].to(pos.dtype)
             frac = torch.linalg.solve(cell.T, pos.T).T
@@ -307,13 +571,16 @@ class MolecularDynamics:
             pos = frac @ cell
         self.graph = self.graph.with_positions(pos.detach(), rebuild=True)
         self._ref_positions = self.graph.positions.clone()
+        self._ref_step = step
         self.n_rebuilds += 1
 
-    def _compute(self) -> None:
-        self._maybe_rebuild()
+    def _compute(self, step: int) -> None:
+        """Forces and energies at the current positions (``step``: the MD step they belong to)."""
+        self._maybe_rebuild(step=step)
         out = self.potential.compute(self.graph, forces=True)
         self._forces = out["forces"].to(self.dtype)
         self._energy = out["energy"].to(torch.float64)
+        self._check_finite(step)
 
     # ------------------------------------------------------------------ run
     def _open_writers(self) -> None:
@@ -327,7 +594,8 @@ class MolecularDynamics:
                                           self.masses[:self.n_particles].cpu().numpy(), self.pbc)
                          for p in paths]
 
-    def _record(self, log: bool, write: bool, store: bool) -> None:
+    def _record(self, log: bool, write: bool, store: bool) -> np.ndarray:
+        """Log/write/store the current state; returns the (R,) kinetic temperatures (K)."""
         ke = self._kinetic(self.velocities).to(torch.float64).cpu().numpy()
         epot = self._energy.cpu().numpy()
         T = 2.0 * ke / (self._ndof() * KB_EV)
@@ -345,6 +613,7 @@ class MolecularDynamics:
         if store:
             r._append("positions", self.positions.copy())
             r._append("frame_time", self.step * self.timestep)
+        return T
 
     def run(self, n_steps: int) -> "MolecularDynamics":
         """Integrate ``n_steps`` steps (continuing from the current state); returns self."""
@@ -353,14 +622,20 @@ class MolecularDynamics:
             raise InputError("n_steps must be ≥ 0")
         from .threads import torch_threads
         with torch_threads(self.n_threads or (1 if self.graph.n_atoms < 20000 else None)):
-            return self._run(n_steps)
+            try:
+                return self._run(n_steps)
+            finally:
+                if self._writers:
+                    for w in self._writers:
+                        w.close()
+                    self._writers = None
 
     def _run(self, n_steps: int) -> "MolecularDynamics":
         from .progress import progress_bar
         self._open_writers()
         if self._forces is None:
-            self._maybe_rebuild(force=True)
-            self._compute()
+            self._maybe_rebuild(force=True, step=self.step)
+            self._compute(self.step)
             if self.step == 0:
                 self._record(self.log_every > 0, self.write_every > 0, self.store_every > 0)
         dt = self.timestep * FS_ASE  # ASE time unit
@@ -374,6 +649,7 @@ class MolecularDynamics:
                              disable=None if self.progress else True)
         pos = self.graph.positions
         for _ in steps:
+            self._prev_positions = pos
             v = self.velocities + 0.5 * dt * self._forces * inv_m
             if self.integrator == "verlet":
                 pos = pos + dt * v
@@ -383,7 +659,7 @@ class MolecularDynamics:
                 v = c1 * v + c2 * sigma_v * noise
                 pos = pos + 0.5 * dt * v
             self.graph = self.graph.with_positions(pos, rebuild=False)
-            self._compute()
+            self._compute(self.step + 1)  # checks for NaN/inf and jumps: a blown-up run stops here
             pos = self.graph.positions
             self.velocities = v + 0.5 * dt * self._forces * inv_m
             self.step += 1
@@ -391,10 +667,9 @@ class MolecularDynamics:
             write = self.write_every > 0 and self.step % self.write_every == 0
             store = self.store_every > 0 and self.step % self.store_every == 0
             if log or write or store:
-                if not torch.isfinite(self._energy).all():
-                    raise StructureError(f"the energy became NaN/inf at step {self.step}: the "
-                                         "simulation diverged; use a smaller timestep")
-                self._record(log, write, store)
+                T = self._record(log, write, store)
+                if log:
+                    steps.set_postfix_str(f"T={float(T.mean()):.1f} K", refresh=False)
         elapsed = time.perf_counter() - t0
         r = self.results
         r.n_steps = self.step
@@ -405,80 +680,178 @@ class MolecularDynamics:
         r.timestep_fs = self.timestep
         r.n_replicas = self.n_replicas
         r.integrator = self.integrator
-        if self._writers:
-            for w in self._writers:
-                w.close()
-            self._writers = None
+        r.n_particles = self.n_particles
+        r.n_dof = self._ndof()
+        r.target_temperature_K = self.temperature if self.integrator == "langevin" else None
         return self
 
 
-class _Results:
-    """MD results: ``time`` (n_log,) fs; ``potential_energy``, ``kinetic_energy``,
-    ``total_energy``, ``temperature`` (n_log, R) in eV / K; ``positions`` (n_store, R, n, 3) Å;
-    ``steps_per_second``, ``ns_per_day`` (simulated ns per day of wall time, all replicas
-    together), ``n_rebuilds`` (neighbor-list builds)."""
+class MDResults(Results):
+    """MD results (a :class:`cgkit.results.Results`: a dict with attribute access).
+
+    Logged series (numpy arrays, built on access): ``time`` (n_log,) fs;
+    ``potential_energy``, ``kinetic_energy``, ``total_energy``, ``temperature`` (n_log, R) in
+    eV / K; ``positions`` (n_store, R, n, 3) Å and ``frame_time`` (n_store,) fs of the frames
+    kept in memory. Scalars: ``n_steps``, ``elapsed_s``, ``steps_per_second``, ``ns_per_day``
+    (simulated ns per day of wall time, all replicas together), ``n_rebuilds`` (neighbor-list
+    builds), ``timestep_fs``, ``n_replicas``, ``integrator``, ``target_temperature_K``
+    (Langevin; None for NVE), ``n_dof`` (degrees of freedom per replica), ``timestep_check``
+    (see :meth:`MolecularDynamics.check_timestep`) and ``sample_from_step``: the first MD step
+    of the window averaged by :meth:`temperature_check` (None: the second half of the logged
+    samples).
+    """
 
     _ARRAYS = ("time", "potential_energy", "kinetic_energy", "temperature", "positions", "frame_time")
 
     def __init__(self):
-        self._data = {k: [] for k in self._ARRAYS}
-        self.n_steps = 0
-        self.elapsed_s = 0.0
-        self.steps_per_second = float("nan")
-        self.ns_per_day = float("nan")
-        self.n_rebuilds = 0
-        self.timestep_fs = float("nan")
-        self.n_replicas = 1
-        self.integrator = ""
+        super().__init__()
+        object.__setattr__(self, "_data", {k: [] for k in self._ARRAYS})
+        self.update(n_steps=0, elapsed_s=0.0, steps_per_second=float("nan"), ns_per_day=float("nan"),
+                    n_rebuilds=0, timestep_fs=float("nan"), n_replicas=1, integrator="",
+                    n_particles=None, n_dof=None, target_temperature_K=None, sample_from_step=None,
+                    timestep_check=None)
+
+    def __missing__(self, key):
+        if key in MDResults._ARRAYS:
+            return np.asarray(self._data[key], dtype=np.float64)
+        raise KeyError(key)
 
     def _append(self, key, value) -> None:
         self._data[key].append(value)
 
-    def __getattr__(self, name):
-        if name in _Results._ARRAYS:
-            return np.asarray(self.__dict__["_data"][name], dtype=np.float64)
-        raise AttributeError(name)
+    def clear_frames(self) -> None:
+        """Forget the frames kept in memory (``positions``, ``frame_time``), e.g. after equilibration."""
+        self._data["positions"].clear()
+        self._data["frame_time"].clear()
 
     @property
     def total_energy(self) -> np.ndarray:
         return self.potential_energy + self.kinetic_energy
 
+    # ------------------------------------------------------------------ temperature
+    def _window(self):
+        """(rows of the averaged log window, description)."""
+        T = self.temperature
+        n = len(T)
+        if self.sample_from_step is not None and np.isfinite(self.timestep_fs):
+            steps = np.rint(self.time / self.timestep_fs).astype(np.int64)
+            rows = np.nonzero(steps >= int(self.sample_from_step))[0]
+            rule = f"logged samples from MD step {int(self.sample_from_step)} on (after equilibration)"
+        else:
+            rows = np.arange(n // 2, n)
+            rule = "second half of the logged samples (the first half is treated as equilibration)"
+        return rows, rule
+
+    def temperature_check(self) -> dict | None:
+        """Achieved mean kinetic temperature against the thermostat's target (None before any log).
+
+        Window: see ``sample_from_step``. ``canonical_fluctuation_K`` = sqrt(2/n_dof)·T is
+        the canonical standard deviation of one replica's instantaneous kinetic temperature;
+        ``standard_error_K`` is that of the window mean, from block averages of the samples
+        (10 blocks per replica; never below the canonical value for uncorrelated samples, and
+        one sample per replica when the window has fewer than 4). The mean is ``consistent``
+        when |mean − target| ≤ ``tolerance_K`` = max(3 × standard error, 5 % of the target);
+        otherwise ``warning`` says so. NVE runs (no target) report the mean only.
+        """
+        T = self.temperature
+        if T.ndim != 2 or not len(T):
+            return None
+        rows, rule = self._window()
+        if not len(rows):
+            return None
+        w = T[rows]                                   # (n_w, R)
+        steps = np.rint(self.time[rows] / self.timestep_fs) if np.isfinite(self.timestep_fs) else None
+        mean = float(w.mean())
+        n_w, R = w.shape
+        if n_w >= 4:
+            nb = min(10, n_w // 2)
+            blocks = np.concatenate([b.mean(0) for b in np.array_split(w, nb, axis=0)])  # (nb·R,)
+            sem = float(blocks.std(ddof=1) / math.sqrt(len(blocks))) if len(blocks) > 1 else float("nan")
+        else:
+            sem = float("nan")
+        out = {"mean_K": mean, "window": {"rule": rule, "n_samples": int(n_w), "n_replicas": int(R),
+                                          "from_step": int(steps[0]) if steps is not None else None,
+                                          "to_step": int(steps[-1]) if steps is not None else None}}
+        target = self.target_temperature_K
+        if target is None or not target > 0 or not self.n_dof:
+            out.update(target_K=target, standard_error_K=sem if np.isfinite(sem) else None,
+                       consistent=None, warning=None,
+                       note="no thermostat (NVE): the mean is reported, not checked" if target is None
+                       else "target 0 K: not checked")
+            return out
+        sigma = math.sqrt(2.0 / self.n_dof) * target          # one replica, one sample
+        floor = sigma / math.sqrt(n_w * R)                       # uncorrelated samples
+        sem = max(sem, floor) if np.isfinite(sem) else sigma / math.sqrt(R)
+        tol = max(3.0 * sem, 0.05 * target)
+        dev = mean - target
+        ok = abs(dev) <= tol
+        out.update(target_K=float(target), deviation_K=dev, relative_deviation=dev / target,
+                   standard_error_K=sem, canonical_fluctuation_K=sigma, tolerance_K=tol, consistent=ok,
+                   warning=None if ok else (
+                       f"the achieved mean temperature {mean:.1f} K differs from the thermostat's "
+                       f"{target:g} K by {dev:+.1f} K ({100 * dev / target:+.1f} %; tolerance "
+                       f"{tol:.1f} K = max(3 standard errors, 5 %), over the {rule}): the timestep "
+                       "is probably too large for this potential, or the run too short to equilibrate"))
+        return out
+
+    # ------------------------------------------------------------------ protocol
     def summary(self) -> dict:
         T = self.temperature
         etot = self.total_energy
+        tcheck = self.temperature_check()
+        warnings_ = [w for w in ((self.timestep_check or {}).get("warning"),
+                                 (tcheck or {}).get("warning")) if w]
         return {"n_steps": self.n_steps, "timestep_fs": self.timestep_fs, "n_replicas": self.n_replicas,
+                "n_particles": self.n_particles,
                 "steps_per_second": self.steps_per_second, "ns_per_day": self.ns_per_day,
                 "n_neighbor_rebuilds": self.n_rebuilds, "elapsed_s": self.elapsed_s,
-                "mean_temperature_K": float(T[len(T) // 2:].mean()) if len(T) else None,
+                "mean_temperature_K": tcheck["mean_K"] if tcheck else None,
                 "integrator": self.integrator,
+                "temperature": tcheck,
+                "timestep_check": self.timestep_check,
                 # max |E_tot(t) - E_tot(0)|: a conservation check for NVE only (Langevin exchanges heat)
                 "total_energy_drift_eV": float(np.abs(etot - etot[0]).max())
-                if (len(etot) and self.integrator == "verlet") else None}
+                if (len(etot) and self.integrator == "verlet") else None,
+                "warnings": warnings_}
 
-    def to_json(self, path=None) -> str:
+    def to_json(self, path=None, keys=None) -> str:
+        """Strict JSON (no NaN) of the summary and the energy/temperature log; written
+        atomically to ``path`` if given."""
         d = {"summary": self.summary(), "units": {"time": "fs", "energy": "eV", "temperature": "K"},
              "time": self.time.tolist(), "potential_energy": self.potential_energy.tolist(),
              "kinetic_energy": self.kinetic_energy.tolist(), "temperature": self.temperature.tolist()}
-        text = json.dumps(d, indent=1)
+        if keys is not None:
+            d = {k: v for k, v in d.items() if k in keys}
+        text = dumps(d, indent=1)
         if path is not None:
-            Path(path).write_text(text)
+            write_text_atomic(path, text + "\n")
         return text
 
-    def plot(self, path=None):
-        """Energies and temperature vs time (one line per replica); saved to ``path`` if given."""
+    def plot(self, directory) -> list[Path]:
+        """Energies and temperature vs time (one line per replica) → ``directory/md.png``
+        (a path ending in an image suffix is used as the file name); returns the paths."""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        target = Path(directory)
+        path = target if target.suffix.lower() in (".png", ".pdf", ".svg") else target / "md.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
         fig, ax = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
         t = self.time / 1000.0
         ax[0].plot(t, self.potential_energy, lw=0.8, label="potential")
         ax[0].plot(t, self.total_energy, lw=0.8, ls="--", label="total")
         ax[0].set_ylabel("energy (eV)")
         ax[1].plot(t, self.temperature, lw=0.8)
+        if self.target_temperature_K is not None:
+            ax[1].axhline(self.target_temperature_K, color="k", lw=0.8, ls=":", label="target")
+            ax[1].legend(loc="best", fontsize=8)
         ax[1].set_ylabel("temperature (K)")
         ax[1].set_xlabel("time (ps)")
         fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
-        return fig
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return [path]
+
+
+#: backwards-compatible name of :class:`MDResults`
+_Results = MDResults

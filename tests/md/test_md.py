@@ -44,12 +44,12 @@ def test_velocity_verlet_matches_ase_velocity_verlet(argon, lj):
                            log_every=0, progress=False)
     a = argon.copy()
     a.calc = CgkitCalculator(lj)
-    a.set_velocities(md.velocities_A_per_fs[0] * units.fs)
+    a.set_velocities(md.velocities_A_per_fs[0] / units.fs)  # Å/fs → ASE units
     md.run(40)
     VelocityVerlet(a, timestep=5.0 * units.fs).run(40)
     d = find_mic(md.positions[0] - a.positions, a.cell)[0]
     assert np.abs(d).max() < 1e-9
-    assert np.allclose(md.velocities_A_per_fs[0] * units.fs, a.get_velocities(), atol=1e-10)
+    assert np.allclose(md.velocities_A_per_fs[0] / units.fs, a.get_velocities(), atol=1e-10)
 
 
 def test_nve_energy_is_conserved_for_lennard_jones(argon, lj):
