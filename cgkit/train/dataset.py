@@ -76,24 +76,47 @@ def graphs_from_atoms(frames: Iterable, type_names: Sequence[str], cutoff: float
     ``info[vector_key]``, ``tensors`` (1, 3, 3) symmetric traceless from ``info[tensor_key]``
     (see :func:`symmetric_traceless_target`), ``weight`` (1,)."""
     out = []
+    src = source or "the data"
     for k, atoms in enumerate(frames):
+        where = f"frame {k} of {src}"
+        _check_finite(np.asarray(atoms.positions), f"{where}: positions")
+        if atoms.pbc.any():
+            _check_finite(np.asarray(atoms.cell[:]), f"{where}: cell")
         g = AtomicGraph.from_atoms(atoms, cutoff, type_names=type_names, dtype=dtype, read_targets=True)
         if "energy" not in g.targets:
-            raise InputError(f"structure {k} of {source or 'the data'} has no energy; every training "
-                             "structure needs an energy (and ideally forces)")
+            raise InputError(f"{where} has no energy; every training structure needs an energy "
+                             "(and ideally forces)")
         if "forces" in g.targets and g.targets["forces"].shape != (len(atoms), 3):
-            raise InputError(f"structure {k} of {source or 'the data'}: forces must be (n_atoms, 3)")
+            raise InputError(f"{where}: forces must be (n_atoms, 3)")
+        for key in ("energy", "forces", "stress"):
+            if key in g.targets:
+                _check_finite(g.targets[key].detach().cpu().numpy(), f"{where}: {key}")
         g.targets = {key: v.to(dtype) for key, v in g.targets.items()}
         if vector_key and vector_key in atoms.info:
-            vec = np.asarray(atoms.info[vector_key], dtype=np.float64).reshape(1, 3)
+            try:
+                vec = np.asarray(atoms.info[vector_key], dtype=np.float64).reshape(1, 3)
+            except (TypeError, ValueError):
+                raise InputError(f"{where}: info['{vector_key}'] must be 3 numbers "
+                                 f"(a vector), got {atoms.info[vector_key]!r}") from None
+            _check_finite(vec, f"{where}: info['{vector_key}']")
             g.targets["vectors"] = torch.as_tensor(vec, dtype=dtype)
         if tensor_key and tensor_key in atoms.info:
             ten = symmetric_traceless_target(atoms.info[tensor_key],
-                                             where=f"structure {k} of {source or 'the data'}")
+                                             where=where)
             g.targets["tensors"] = torch.as_tensor(ten, dtype=dtype).unsqueeze(0)
         g.targets["weight"] = torch.tensor([float(weight)], dtype=dtype)
         out.append(g)
     return out
+
+
+def _check_finite(values: np.ndarray, what: str) -> None:
+    """InputError naming ``what`` (file, frame, quantity) and the atoms/components if not finite."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        detail = ""
+        if values.ndim == 2 and values.shape[1] == 3 and "cell" not in what and "stress" not in what:
+            detail = f" at atoms {np.flatnonzero(bad.any(axis=1)).tolist()[:10]} (0-based)"
+        raise InputError(f"{what} contain NaN or infinite values{detail}; remove or relabel that frame")
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

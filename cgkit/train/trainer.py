@@ -1,8 +1,16 @@
 """Training of cgkit potentials (ENNP) on energies, forces, stresses (and vectors/tensors).
 
-``Trainer(config).run()`` — config is a dict (``cgkit train CONFIG.yaml`` reads it from YAML)::
+``Trainer(config).run()`` — config is a dict (``cgkit train CONFIG.yaml`` reads it from YAML).
+A minimal complete config (everything else has the defaults below)::
 
-    output: run_dir                 # folder for model.pt, checkpoint.pt, log.csv, summary.json, PNG
+    output: run_dir
+    model: {preset: small, species: [Cu], r_cut: 4.5}
+    data: {train: cu.xyz}
+    max_epochs: 50
+
+Every key with its default::
+
+    output: train_out               # folder for model.pt, checkpoint.pt, log.csv, summary.json, PNG
     seed: 0
     model: {preset: small, species: [Cu], r_cut: 4.5, dtype: float64}   # + any ENNP option
     # or  model: {file: init.pt}    (a saved ENNP, e.g. from `cgkit model init`)
@@ -14,14 +22,14 @@
       tensor_key: null              # atoms.info key of per-structure symmetric traceless 3×3
                                     # tensors (e.g. traceless quadrupole, e·Å²); needs
                                     # model.tensor_head: true (vectors: model.vector_head: true)
-    loss: {energy: 1.0, forces: 10.0, stress: 0.0, vectors: 0.0, tensors: 0.0}
+    loss: {energy: 1.0, forces: 10.0, stress: 0.0, vectors: 0.0, tensors: 0.0}   # weights >= 0
     optimizer: {name: adamw, lr: 0.01, weight_decay: 0.0, amsgrad: false}
     scheduler: {factor: 0.5, patience: 10, min_lr: 1.0e-6}    # ReduceLROnPlateau on val loss
     ema_decay: 0.99                 # 0 disables the exponential moving average of weights
     clip_grad_norm: 10.0            # null disables clipping
     batch_size: 4                   # global batch (structures) per optimizer step
-    max_epochs: 100
-    max_steps: null
+    max_epochs: 100                 # budget fields (may be raised to extend a run): max_epochs,
+    max_steps: null                 #   max_steps, max_time_minutes, early_stopping_patience,
     max_time_minutes: null          # wall-clock budget (stopping early breaks bitwise resume)
     early_stopping_patience: 30     # epochs without validation improvement
     checkpoint_every: 100           # steps; a checkpoint is also written after every epoch
@@ -36,16 +44,33 @@ Loss (per optimizer step over the global batch B, structure weights w_g)::
 with v_g = Σ_{i∈g} v_i and T_g = Σ_{i∈g} T_i the sums of the per-atom equivariant heads (l = 1
 vectors, l = 2 symmetric traceless tensors, :meth:`cgkit.nn.ENNP.equivariant_outputs`).
 
-Exact resume: training restarts from ``checkpoint.pt`` in the output folder; the batch order
-of every epoch is a function of (seed, epoch), so a run killed and resumed ends with the same
-weights as an uninterrupted one. Multi-process (``torchrun``): every rank evaluates its share
-of the global batch, gradients are summed over ranks with ``torch.distributed`` (gloo on CPU,
-nccl on GPU), so the loss curve equals the single-process one for the same global batch.
+EMA: after optimizer step t (t = 1, 2, ...) the averaged weights are updated with the decay
+``min(ema_decay, (1 + t) / (10 + t))`` (the warm-up of torch_ema's ``use_num_updates``, which
+NequIP and MACE use): early on the average follows the training weights, so a short run does
+not keep a fraction ``ema_decay^t`` of the random initial weights. Validation, early stopping
+and the saved model use the averaged weights.
+
+Output folder (``output``): each epoch appends to ``log.csv`` (and redraws
+``learning_curve.png`` at most every 30 s) and writes ``checkpoint.pt``; at the end ``model.pt``
+(the best validation epoch), ``learning_curve.png`` and ``summary.json`` are written, each
+atomically (a failed or killed run never leaves a half-written file). ``cgkit train`` refuses
+a non-empty folder unless ``--resume`` (it holds a checkpoint of the same config) or
+``--overwrite`` is given; see :class:`Trainer` for the library's ``resume``/``overwrite``.
+
+Resume: training restarts from ``checkpoint.pt`` in the output folder (``resume=True``;
+``cgkit train --resume``). The config must be the same except for the budget fields
+(``max_epochs``, ``max_steps``, ``max_time_minutes``, ``early_stopping_patience``,
+``checkpoint_every``, ``threads``): raising ``max_epochs`` extends a finished run. The batch
+order of every epoch is a function of (seed, epoch), so a run killed and resumed ends with the
+same weights as an uninterrupted one. Multi-process (``torchrun``): every rank evaluates its
+share of the global batch, gradients are summed over ranks with ``torch.distributed`` (gloo on
+CPU, nccl on GPU), so the loss curve equals the single-process one for the same global batch.
 """
 from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import math
 import os
@@ -57,11 +82,15 @@ import torch
 
 from ..data import batch_graphs
 from ..errors import InputError, TrainingError
+from ..jsonutil import write_json, write_text_atomic
+from ..outputs import MANIFEST
 from ..potential import scatter_sum
-from ..progress import progress_bar
+from ..progress import format_duration, progress_bar
+from ..results import Analysis, Results
 from .dataset import fit_statistics, graphs_from_atoms, load_structures, split_indices
 
-__all__ = ["Trainer", "DEFAULT_CONFIG", "evaluate"]
+__all__ = ["Trainer", "DEFAULT_CONFIG", "BUDGET_KEYS", "TRAINING_FILES", "evaluate", "merge_config",
+           "validate_config", "ema_decay_at"]
 
 DEFAULT_CONFIG = {
     "output": "train_out",
@@ -81,6 +110,17 @@ DEFAULT_CONFIG = {
     "checkpoint_every": 100,
     "threads": None,
 }
+
+#: config fields that may differ between a run and its resumption (budgets, not the model)
+BUDGET_KEYS = ("max_epochs", "max_steps", "max_time_minutes", "early_stopping_patience",
+               "checkpoint_every", "threads")
+
+#: files a training run writes into its output folder (``overwrite`` removes exactly these)
+TRAINING_FILES = ("model.pt", "checkpoint.pt", "log.csv", "learning_curve.png", "summary.json", MANIFEST)
+_TEMP_FILES = ("model.pt.tmp", "checkpoint.tmp")
+
+#: seconds between redraws of learning_curve.png during training (always drawn at the end)
+PLOT_INTERVAL_S = 30.0
 
 _TOP_KEYS = set(DEFAULT_CONFIG)
 
@@ -106,6 +146,87 @@ def merge_config(user: dict) -> dict:
     return cfg
 
 
+def _number(value, field: str, *, integer: bool = False, minimum=None, above=None, below=None,
+            none_ok: bool = False, what: str = ""):
+    """``value`` as a finite float (or int) within bounds, else an InputError naming ``field``."""
+    if value is None and none_ok:
+        return None
+    hint = f" ({what})" if what else ""
+    if value is None or isinstance(value, bool):
+        raise InputError(f"config field {field} must be a number{hint}, got {value!r}")
+    try:
+        x = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string: accept it
+    except (TypeError, ValueError):
+        raise InputError(f"config field {field} must be a number{hint}, got {value!r}") from None
+    if not math.isfinite(x):
+        raise InputError(f"config field {field} must be finite{hint}, got {value!r}")
+    if integer:
+        if x != round(x):
+            raise InputError(f"config field {field} must be a whole number{hint}, got {value!r}")
+        x = int(round(x))
+    if minimum is not None and x < minimum:
+        raise InputError(f"config field {field} must be >= {minimum}{hint}, got {value!r}")
+    if above is not None and x <= above:
+        raise InputError(f"config field {field} must be > {above}{hint}, got {value!r}")
+    if below is not None and x >= below:
+        raise InputError(f"config field {field} must be < {below}{hint}, got {value!r}")
+    return x
+
+
+def validate_config(cfg: dict) -> dict:
+    """A copy of a merged config with every number checked (InputError naming the field) and
+    converted to int/float: loss weights >= 0 (not all 0), lr > 0, batch_size/max_epochs >= 1, ..."""
+    c = copy.deepcopy(cfg)
+    c["seed"] = _number(c["seed"], "seed", integer=True, minimum=0)
+    for k, v in c["loss"].items():
+        c["loss"][k] = _number(v, f"loss.{k}", minimum=0, what="a loss weight; 0 switches the term off")
+    if not any(v > 0 for v in c["loss"].values()):
+        raise InputError("every loss weight is 0: nothing to fit; set loss.energy and/or loss.forces > 0")
+    o = c["optimizer"]
+    o["lr"] = _number(o["lr"], "optimizer.lr", above=0, what="the learning rate")
+    o["weight_decay"] = _number(o["weight_decay"], "optimizer.weight_decay", minimum=0)
+    s = c["scheduler"]
+    s["factor"] = _number(s["factor"], "scheduler.factor", above=0, below=1,
+                          what="the learning rate is multiplied by it on a plateau")
+    s["patience"] = _number(s["patience"], "scheduler.patience", integer=True, minimum=0)
+    s["min_lr"] = _number(s["min_lr"], "scheduler.min_lr", minimum=0)
+    c["ema_decay"] = _number(c["ema_decay"], "ema_decay", minimum=0, below=1,
+                             what="0 disables the weight average")
+    c["clip_grad_norm"] = _number(c["clip_grad_norm"], "clip_grad_norm", above=0, none_ok=True,
+                                  what="null disables clipping")
+    c["batch_size"] = _number(c["batch_size"], "batch_size", integer=True, minimum=1)
+    c["max_epochs"] = _number(c["max_epochs"], "max_epochs", integer=True, minimum=1)
+    c["max_steps"] = _number(c["max_steps"], "max_steps", integer=True, minimum=1, none_ok=True)
+    c["max_time_minutes"] = _number(c["max_time_minutes"], "max_time_minutes", above=0, none_ok=True)
+    c["early_stopping_patience"] = _number(c["early_stopping_patience"], "early_stopping_patience",
+                                           integer=True, minimum=1, what="epochs")
+    c["checkpoint_every"] = _number(c["checkpoint_every"] or 0, "checkpoint_every", integer=True, minimum=0,
+                                    what="steps; 0 = only after every epoch")
+    c["threads"] = _number(c["threads"], "threads", integer=True, minimum=1, none_ok=True)
+    d = c["data"]
+    d["val_fraction"] = _number(d["val_fraction"], "data.val_fraction", minimum=0, below=1)
+    train = d["train"]
+    if isinstance(train, list):
+        for k, src in enumerate(train):
+            if isinstance(src, dict):
+                if "path" not in src:
+                    raise InputError(f"data.train[{k}] needs a 'path' (an extxyz file)")
+                bad = sorted(set(src) - {"path", "weight"})
+                if bad:
+                    raise InputError(f"unknown keys {bad} in data.train[{k}]; allowed: ['path', 'weight']")
+                if "weight" in src:
+                    src["weight"] = _number(src["weight"], f"data.train[{k}].weight", minimum=0,
+                                            what="multiplies the loss of this source's structures")
+    if not isinstance(c["model"], dict):
+        raise InputError("config section 'model' must be a mapping, e.g. {preset: small, species: [Cu], "
+                         "r_cut: 4.5} or {file: init.pt}")
+    return c
+
+
+def ema_decay_at(decay: float, t: int) -> float:
+    """Decay of the weight average at update ``t`` (1, 2, ...): ``min(decay, (1 + t)/(10 + t))``
+    (torch_ema's ``use_num_updates`` warm-up, as in NequIP and MACE)."""
+    return min(float(decay), (1.0 + t) / (10.0 + t))
 def _dist():
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
@@ -215,13 +336,106 @@ def evaluate(model, graphs, batch_size: int = 8) -> dict:
     return res
 
 
-class Trainer:
-    """Fit a potential to reference data (see module docstring for the config)."""
+class Trainer(Analysis):
+    """Fit a potential to reference data (see the module docstring for the config).
 
-    def __init__(self, config: dict):
-        self.config = merge_config(config)
+    Parameters
+    ----------
+    config : the training config (dict; unknown keys and invalid values raise InputError)
+    resume : ``None`` (library default): continue from ``checkpoint.pt`` in the output folder if
+        there is one (same config up to :data:`BUDGET_KEYS`, same data files); refuse outputs of
+        an earlier run without a checkpoint; keep other files. ``True``: require a checkpoint.
+        ``False`` (``cgkit train`` without ``--resume``): refuse any non-empty output folder.
+    overwrite : delete the files of an earlier training run in the output folder
+        (:data:`TRAINING_FILES`; other files are kept) and start afresh.
+    progress : ``None`` (auto): a tqdm bar on a terminal, periodic lines with an ETA otherwise,
+        plus one line per epoch on stdout; ``False``: silent.
+
+    ``run()`` returns ``self``; ``.results`` (also ``summary()``, ``to_json(path)``) holds what
+    ``summary.json`` holds; ``.model`` is the trained (best, EMA) model; ``plot(dir)`` draws the
+    learning curve.
+    """
+
+    def __init__(self, config: dict, *, resume: bool | None = None, overwrite: bool = False,
+                 progress: bool | None = None):
+        self.config = validate_config(merge_config(config))
         self.out = Path(self.config["output"])
-        self.results: dict = {}
+        if resume and overwrite:
+            raise InputError("resume and overwrite exclude each other: resume continues the run in "
+                             f"{self.out}, overwrite deletes it")
+        self.resume = resume
+        self.overwrite = bool(overwrite)
+        self.progress = progress
+        self.results = Results()
+        self.model = None
+        self.state: dict | None = None
+        self._bar = None
+        self._verbose = False
+
+    # ------------------------------------------------------------------ output folder
+    def _open_output(self, rank: int):
+        """Check the output folder before any work; returns the checkpoint to resume or None."""
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise InputError(f"training output {out} exists and is not a folder; choose another output")
+        probe = out
+        while not probe.exists() and probe.parent != probe:  # nearest existing ancestor
+            probe = probe.parent
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise InputError(f"cannot write the training output {out}: {probe} is not writable; "
+                             "choose another output folder")
+        entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        ckpt = out / "checkpoint.pt"
+        if self.overwrite:
+            return None  # the earlier run's files are removed once the data have loaded
+        if not entries:
+            if self.resume is True:
+                raise InputError(f"nothing to resume: {out} holds no checkpoint.pt; run without "
+                                 "--resume to start a new training")
+            return None
+        if not ckpt.is_file():
+            if self.resume is True:
+                raise InputError(f"nothing to resume: {out} holds no checkpoint.pt; run without "
+                                 "--resume to start a new training")
+            stale = [n for n in entries if n in TRAINING_FILES]
+            if self.resume is None and not stale:
+                return None  # library use: the caller's own files (e.g. its data) are kept
+            raise InputError(f"output folder {out} is not empty ({', '.join((stale or entries)[:4])}) "
+                             "and holds no training checkpoint (checkpoint.pt) to resume; choose a new "
+                             "output folder or pass --overwrite to replace the files of an earlier "
+                             "training run there")
+        ck = _load_checkpoint(ckpt)
+        st = ck["state"]
+        if self.resume is False:
+            state = "finished" if st.get("done") else "unfinished"
+            raise InputError(f"output folder {out} holds an {state} training run (checkpoint.pt at "
+                             f"epoch {st['epoch']}, step {st['step']}); pass --resume to continue it "
+                             "(with a larger max_epochs to extend a finished run), --overwrite to "
+                             "start over, or choose a new output folder")
+        diff = _config_difference(ck.get("config") or {}, _comparable(self.config))
+        if diff:
+            raise TrainingError(f"{ckpt} was written with a different config ({diff}); only the budget "
+                                f"fields {', '.join(BUDGET_KEYS)} may change when resuming; restore "
+                                "the config, use a new output folder, or pass --overwrite to start over")
+        old_sums = ck.get("data_sha256") or {}
+        for path, digest in _data_fingerprint(self.config).items():
+            if path in old_sums and old_sums[path] != digest:
+                raise TrainingError(f"the training data file {path} changed since {ckpt} was written; "
+                                    "resuming would mix two data sets: pass --overwrite to start over "
+                                    "or use a new output folder")
+        return ck
+
+    def _say(self, msg: str) -> None:
+        if not self._verbose:
+            return
+        bar = self._bar
+        if bar is not None and hasattr(bar, "write") and not hasattr(bar, "line"):
+            bar.write(msg)  # tqdm: print above the bar
+        else:
+            try:
+                print(msg, flush=True)
+            except (BrokenPipeError, ValueError):
+                pass
 
     # ------------------------------------------------------------------ setup
     def _build_model(self):
@@ -237,10 +451,17 @@ class Trainer:
         r_cut = mc.pop("r_cut", 5.0)
         if not species:
             raise InputError("model.species is required (element symbols, e.g. [Si])")
-        base = dict(PRESETS[preset]) if preset else {}
         if preset and preset not in PRESETS:
             raise InputError(f"unknown model preset '{preset}'; choose from {sorted(PRESETS)}")
+        base = dict(PRESETS[preset]) if preset else {}
         mc.setdefault("init_seed", int(self.config["seed"]))
+        import inspect
+        allowed = [n for n, p in inspect.signature(ENNP._build).parameters.items()
+                   if p.kind is p.KEYWORD_ONLY]
+        unknown = sorted(set(mc) - set(allowed))
+        if unknown:
+            raise InputError(f"unknown option(s) {unknown} in the config's 'model' section; allowed: "
+                             f"preset, species, r_cut, file, {', '.join(allowed)} (see `cgkit model init --help`)")
         return ENNP(species, r_cut, **{**base, **mc}), True
 
     def _load_data(self, model):
@@ -294,17 +515,22 @@ class Trainer:
         dist, rank, world = _dist()
         if cfg["threads"]:
             torch.set_num_threads(int(cfg["threads"]))
+        ck = self._open_output(rank)
         seed = int(cfg["seed"])
         torch.manual_seed(seed)
         model, fresh = self._build_model()
         train, val = self._load_data(model)
         self._n_train = len(train)
+        if self.overwrite and rank == 0:  # inputs are fine: now replace the earlier run
+            for name in TRAINING_FILES + _TEMP_FILES:
+                (self.out / name).unlink(missing_ok=True)
         if fresh:
             stats = fit_statistics(train, len(model.type_names))
             model.set_statistics(**stats)
         else:
             stats = {}
-        ema = copy.deepcopy(model) if float(cfg["ema_decay"]) > 0 else None
+        decay = float(cfg["ema_decay"])
+        ema = copy.deepcopy(model) if decay > 0 else None
         opt = self._optimizer(model)
         sc = cfg["scheduler"]
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=float(sc["factor"]),
@@ -312,23 +538,17 @@ class Trainer:
                                                            min_lr=float(sc["min_lr"]))
         weights = {k: float(v) for k, v in cfg["loss"].items()}
         bs = int(cfg["batch_size"])
-        if bs < 1:
-            raise InputError(f"batch_size must be >= 1, got {bs}")
         n_batches = math.ceil(len(train) / bs)
         max_steps = cfg["max_steps"]
         max_epochs = int(cfg["max_epochs"])
         ckpt_every = int(cfg["checkpoint_every"])
-        self.out.mkdir(parents=True, exist_ok=True)
         ckpt_path = self.out / "checkpoint.pt"
 
         st = {"epoch": 0, "batch": 0, "step": 0, "train_sum": 0.0, "train_n": 0, "best_val": math.inf,
               "best_epoch": -1, "bad_epochs": 0, "log": [], "elapsed": 0.0, "done": False}
         best_state = None
-        if ckpt_path.is_file():
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-            if ck.get("config") != _comparable(cfg):
-                raise TrainingError(f"{ckpt_path} was written with a different config; use a new "
-                                    "output folder or delete the checkpoint to start over")
+        resumed = None
+        if ck is not None:
             model.load_state_dict(ck["model"])
             if ema is not None:
                 ema.load_state_dict(ck["ema"])
@@ -337,7 +557,21 @@ class Trainer:
             st = ck["state"]
             best_state = ck["best"]
             torch.set_rng_state(ck["rng"])
+            resumed = (st["epoch"], st["step"], bool(st.get("done")))
+            if st.get("done") and _stop_reason(st, cfg, st["elapsed"]) is None:
+                st["done"] = False  # a larger budget extends a finished run
+                st.pop("stop_reason", None)
         t_start = time.time() - st["elapsed"]
+        data_sums = _data_fingerprint(cfg) if rank == 0 else {}
+        self._verbose = rank == 0 and self.progress is not False and os.environ.get("CGKIT_PROGRESS") != "0"
+        if resumed is not None:
+            if st["done"]:
+                self._say(f"training in {self.out} is already complete ({st.get('stop_reason')} at "
+                          f"epoch {st['epoch']}); raise max_epochs (or max_steps, "
+                          "early_stopping_patience) to extend it; rewriting its outputs")
+            else:
+                self._say(f"resuming the training in {self.out} from {ckpt_path.name}: epoch "
+                          f"{st['epoch']}, step {st['step']}" + (" (extending a finished run)" if resumed[2] else ""))
 
         def save_ckpt():
             if rank != 0:
@@ -346,94 +580,109 @@ class Trainer:
             payload = {"config": _comparable(cfg), "model": model.state_dict(),
                        "ema": ema.state_dict() if ema is not None else None,
                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": st,
-                       "best": best_state, "rng": torch.get_rng_state()}
+                       "best": best_state, "rng": torch.get_rng_state(), "data_sha256": data_sums}
+            self.out.mkdir(parents=True, exist_ok=True)
             tmp = ckpt_path.with_suffix(".tmp")
             torch.save(payload, tmp)
             tmp.replace(ckpt_path)
 
         total = max_steps if max_steps else max_epochs * n_batches
-        bar = progress_bar(total=total, initial=st["step"], desc="training", unit="step",
-                           disable=None if rank == 0 else True)
+        bar = self._bar = progress_bar(total=total, initial=st["step"], desc="training", unit="step",
+                                       disable=None if self._verbose else True)
         params = [p for p in model.parameters()]
-        decay = float(cfg["ema_decay"])
         clip = cfg["clip_grad_norm"]
         budget = cfg["max_time_minutes"]
         stop_reason = None
-        while not st["done"] and st["epoch"] < max_epochs:
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed * 100003 + st["epoch"]))
-            batches = [order[k:k + bs].tolist() for k in range(0, len(train), bs)]
-            while st["batch"] < len(batches):
-                idx = batches[st["batch"]]
-                glob = [train[i] for i in idx]
-                counts = _counts(glob)
-                local = glob[rank::world]
-                opt.zero_grad(set_to_none=False)
-                loss_local = torch.zeros((), dtype=model.dtype)
-                if local:
-                    sums, _ = _loss_terms(model, batch_graphs(local), weights, create_graph=True)
-                    for k, s in sums.items():
-                        loss_local = loss_local + weights[k] * s / counts[k]
-                    loss_local.backward()
-                loss_val = loss_local.detach().clone()
-                if dist is not None:
-                    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                                      for p in params])
-                    dist.all_reduce(flat)
-                    dist.all_reduce(loss_val)
-                    o = 0
-                    for p in params:
-                        p.grad = flat[o:o + p.numel()].view_as(p).clone()
-                        o += p.numel()
-                if not torch.isfinite(loss_val):
-                    raise TrainingError(f"the loss became {float(loss_val)} at step {st['step']}; lower "
-                                        "optimizer.lr or check the data for bad labels")
-                if clip:
-                    torch.nn.utils.clip_grad_norm_(params, float(clip))
-                opt.step()
-                if ema is not None:
-                    with torch.no_grad():
-                        for pe, p in zip(ema.parameters(), model.parameters()):
-                            pe.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
-                        for be, b in zip(ema.buffers(), model.buffers()):
-                            be.copy_(b)
-                st["train_sum"] += float(loss_val)
-                st["train_n"] += 1
-                st["batch"] += 1
-                st["step"] += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss_val):.4g}")
-                if max_steps and st["step"] >= int(max_steps):
-                    stop_reason = "max_steps"
-                    break
-                if budget and (time.time() - t_start) > 60.0 * float(budget):
-                    stop_reason = "max_time_minutes"
-                    break
-                if ckpt_every and st["step"] % ckpt_every == 0:
-                    save_ckpt()
-            # ---- end of epoch (or stop): validate on the EMA weights
-            net = ema if ema is not None else model
-            vloss, metrics = self._validate(net, val, weights, rank, world, dist)
-            if not val:  # no validation set: schedule and stop on the training loss
-                vloss = st["train_sum"] / max(st["train_n"], 1)
-            sched.step(vloss)
-            row = {"epoch": st["epoch"], "step": st["step"], "lr": opt.param_groups[0]["lr"],
-                   "train_loss": st["train_sum"] / max(st["train_n"], 1), "val_loss": vloss,
-                   **{f"val_{k}": v for k, v in metrics.items()}, "time_s": time.time() - t_start}
-            st["log"].append(row)
-            if vloss < st["best_val"]:
-                st["best_val"], st["best_epoch"], st["bad_epochs"] = vloss, st["epoch"], 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                st["bad_epochs"] += 1
-            st["epoch"] += 1
-            st["batch"], st["train_sum"], st["train_n"] = 0, 0.0, 0
-            if stop_reason is None and st["bad_epochs"] >= int(cfg["early_stopping_patience"]):
-                stop_reason = "early_stopping"
-            if stop_reason is not None or st["epoch"] >= max_epochs:
-                st["done"] = True
-                stop_reason = stop_reason or "max_epochs"
-            save_ckpt()
-        bar.close()
+        last_plot = time.time()
+        epoch_t0, epoch_start = time.time(), st["epoch"]
+        try:
+            while not st["done"] and st["epoch"] < max_epochs:
+                order = torch.randperm(len(train),
+                                       generator=torch.Generator().manual_seed(seed * 100003 + st["epoch"]))
+                batches = [order[k:k + bs].tolist() for k in range(0, len(train), bs)]
+                while st["batch"] < len(batches):
+                    idx = batches[st["batch"]]
+                    glob = [train[i] for i in idx]
+                    counts = _counts(glob)
+                    local = glob[rank::world]
+                    opt.zero_grad(set_to_none=False)
+                    loss_local = torch.zeros((), dtype=model.dtype)
+                    if local:
+                        sums, _ = _loss_terms(model, batch_graphs(local), weights, create_graph=True)
+                        for k, s in sums.items():
+                            loss_local = loss_local + weights[k] * s / counts[k]
+                        loss_local.backward()
+                    loss_val = loss_local.detach().clone()
+                    if dist is not None:
+                        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                                          for p in params])
+                        dist.all_reduce(flat)
+                        dist.all_reduce(loss_val)
+                        o = 0
+                        for p in params:
+                            p.grad = flat[o:o + p.numel()].view_as(p).clone()
+                            o += p.numel()
+                    if not torch.isfinite(loss_val):
+                        raise TrainingError(f"the loss became {float(loss_val)} at step {st['step']}; lower "
+                                            "optimizer.lr or check the data for bad labels")
+                    if clip:
+                        torch.nn.utils.clip_grad_norm_(params, float(clip))
+                    opt.step()
+                    if ema is not None:
+                        d = ema_decay_at(decay, st["step"] + 1)
+                        with torch.no_grad():
+                            for pe, p in zip(ema.parameters(), model.parameters()):
+                                pe.mul_(d).add_(p.detach(), alpha=1.0 - d)
+                            for be, b in zip(ema.buffers(), model.buffers()):
+                                be.copy_(b)
+                    st["train_sum"] += float(loss_val)
+                    st["train_n"] += 1
+                    st["batch"] += 1
+                    st["step"] += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(loss_val):.4g}")
+                    if max_steps and st["step"] >= int(max_steps):
+                        stop_reason = "max_steps"
+                        break
+                    if budget and (time.time() - t_start) > 60.0 * float(budget):
+                        stop_reason = "max_time_minutes"
+                        break
+                    if ckpt_every and st["step"] % ckpt_every == 0:
+                        save_ckpt()
+                # ---- end of epoch (or stop): validate on the EMA weights
+                net = ema if ema is not None else model
+                vloss, metrics = self._validate(net, val, weights, rank, world, dist)
+                if not val:  # no validation set: schedule and stop on the training loss
+                    vloss = st["train_sum"] / max(st["train_n"], 1)
+                sched.step(vloss)
+                row = {"epoch": st["epoch"], "step": st["step"], "lr": opt.param_groups[0]["lr"],
+                       "train_loss": st["train_sum"] / max(st["train_n"], 1), "val_loss": vloss,
+                       **{f"val_{k}": v for k, v in metrics.items()}, "time_s": time.time() - t_start}
+                st["log"].append(row)
+                if vloss < st["best_val"]:
+                    st["best_val"], st["best_epoch"], st["bad_epochs"] = vloss, st["epoch"], 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    st["bad_epochs"] += 1
+                st["epoch"] += 1
+                st["batch"], st["train_sum"], st["train_n"] = 0, 0.0, 0
+                if stop_reason is None and st["bad_epochs"] >= int(cfg["early_stopping_patience"]):
+                    stop_reason = "early_stopping"
+                if stop_reason is not None or st["epoch"] >= max_epochs:
+                    st["done"] = True
+                    stop_reason = stop_reason or "max_epochs"
+                save_ckpt()
+                if rank == 0:
+                    self._write_log(st["log"])
+                    if time.time() - last_plot > PLOT_INTERVAL_S:
+                        self.plot(self.out, rows=st["log"])
+                        last_plot = time.time()
+                per_epoch = (time.time() - epoch_t0) / max(st["epoch"] - epoch_start, 1)
+                self._say(_epoch_line(row, max_epochs, time.time() - t_start,
+                                      None if st["done"] else per_epoch * (max_epochs - st["epoch"])))
+        finally:
+            bar.close()
+            self._bar = None
         st["stop_reason"] = stop_reason or st.get("stop_reason", "max_epochs")
         final = copy.deepcopy(ema if ema is not None else model)
         if best_state is not None:
@@ -441,7 +690,7 @@ class Trainer:
         self.model = final
         self.state = st
         if rank == 0:
-            self._finish(final, val, stats, st, t_start)
+            self._finish(final, val, stats, st, t_start, resumed)
         return self
 
     def _validate(self, net, val, weights, rank, world, dist):
@@ -461,25 +710,34 @@ class Trainer:
         metrics = evaluate(net, val, bs) if rank == 0 or dist is None else {}
         return float(total), metrics
 
-    def _finish(self, model, val, stats, st, t_start):
+    def _write_log(self, rows) -> None:
+        """``log.csv`` (one row per epoch so far), written atomically."""
+        if not rows:
+            return
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        write_text_atomic(self.out / "log.csv", buf.getvalue())
+
+    def _finish(self, model, val, stats, st, t_start, resumed):
         from .. import __version__
+        from ..units import EV_PER_A3_TO_GPA
+        self.out.mkdir(parents=True, exist_ok=True)
         model.save(self.out / "model.pt", metadata={"trained": True, "cgkit_version": __version__,
                                                     "best_epoch": st["best_epoch"],
                                                     "training_config": _comparable(self.config)})
         rows = st["log"]
-        if rows:
-            keys = list(dict.fromkeys(k for r in rows for k in r))
-            with open(self.out / "log.csv", "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=keys)
-                w.writeheader()
-                w.writerows(rows)
-            self._plot(rows)
+        self._write_log(rows)
+        curve = self.plot(self.out, rows=rows)
         metrics = evaluate(model, val, int(self.config["batch_size"])) if val else {}
-        from ..units import EV_PER_A3_TO_GPA
         summary = {
             "n_train": self._n_train, "n_val": len(val), "epochs": st["epoch"], "steps": st["step"],
             "best_epoch": st["best_epoch"], "stop_reason": st.get("stop_reason"),
             "wall_time_s": time.time() - t_start,
+            "resumed_from": None if resumed is None else {"epoch": resumed[0], "step": resumed[1]},
+            "ema_decay": float(self.config["ema_decay"]),
             "validation": {
                 "energy_mae_eV_per_atom": metrics.get("energy_mae"),
                 "energy_rmse_eV_per_atom": metrics.get("energy_rmse"),
@@ -493,36 +751,137 @@ class Trainer:
                    if f"{k}_{m}" in metrics},
             },
             "statistics": stats,
-            "files": {"model": "model.pt", "log": "log.csv", "curve": "learning_curve.png"},
+            "files": {"model": "model.pt", "log": "log.csv", "checkpoint": "checkpoint.pt",
+                      "curve": curve[0].name if curve else None},
         }
-        self.results = summary
-        with open(self.out / "summary.json", "w") as fh:
-            json.dump(summary, fh, indent=2)
+        self.results = Results(summary)
+        self.to_json(self.out / "summary.json")
+        written = sorted(n for n in TRAINING_FILES if n != MANIFEST and (self.out / n).is_file())
+        write_json(self.out / MANIFEST, {"command": "train", "files": written})
 
-    def _plot(self, rows):
+    def summary(self) -> dict:
+        """What ``summary.json`` holds (empty before :meth:`run`)."""
+        return dict(self.results)
+
+    def plot(self, directory, rows=None) -> list[Path]:
+        """Draw ``learning_curve.png`` (losses; validation force/energy MAE) into ``directory``
+        from the epoch log; returns ``[path]`` (``[]`` before any epoch)."""
+        rows = rows if rows is not None else (self.state or {}).get("log", [])
+        if not rows:
+            return []
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
         ep = [r["epoch"] for r in rows]
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
         axes[0].semilogy(ep, [r["train_loss"] for r in rows], label="train")
-        axes[0].semilogy(ep, [r["val_loss"] for r in rows], label="validation")
+        if any(math.isfinite(r["val_loss"]) for r in rows):
+            axes[0].semilogy(ep, [r["val_loss"] for r in rows], label="validation")
         axes[0].set_xlabel("epoch")
         axes[0].set_ylabel("loss")
         axes[0].legend()
         if "val_forces_mae" in rows[0]:
             axes[1].semilogy(ep, [1000 * r["val_forces_mae"] for r in rows], label="force MAE (meV/Å)")
-        axes[1].semilogy(ep, [1000 * r.get("val_energy_mae", np.nan) for r in rows], label="energy MAE (meV/atom)")
+        if "val_energy_mae" in rows[0]:
+            axes[1].semilogy(ep, [1000 * r.get("val_energy_mae", np.nan) for r in rows],
+                             label="energy MAE (meV/atom)")
+            axes[1].legend()
         axes[1].set_xlabel("epoch")
-        axes[1].legend()
         fig.tight_layout()
-        fig.savefig(self.out / "learning_curve.png", dpi=110)
-        plt.close(fig)
+        path = directory / "learning_curve.png"
+        tmp = directory / ".learning_curve.png.tmp"
+        try:
+            fig.savefig(tmp, dpi=110, format="png")
+            os.replace(tmp, path)
+        finally:
+            plt.close(fig)
+            tmp.unlink(missing_ok=True)
+        return [path]
+
+
+def _epoch_line(row: dict, max_epochs: int, elapsed: float, eta: float | None) -> str:
+    parts = [f"epoch {row['epoch'] + 1}/{max_epochs} (step {row['step']})",
+             f"train loss {row['train_loss']:.4g}"]
+    if math.isfinite(row["val_loss"]):
+        parts.append(f"val loss {row['val_loss']:.4g}")
+    if "val_forces_mae" in row:
+        parts.append(f"val force MAE {row['val_forces_mae']:.4g} eV/Å")
+    if "val_energy_mae" in row:
+        parts.append(f"val energy MAE {1000 * row['val_energy_mae']:.4g} meV/atom")
+    parts.append(f"lr {row['lr']:.3g}")
+    parts.append(f"elapsed {format_duration(elapsed)}")
+    if eta is not None:
+        parts.append(f"ETA {format_duration(eta)}")
+    return ", ".join(parts)
+
+
+def _stop_reason(st: dict, cfg: dict, elapsed: float) -> str | None:
+    """Which budget (under ``cfg``) stops a run in state ``st``, or None to go on."""
+    if st["epoch"] >= int(cfg["max_epochs"]):
+        return "max_epochs"
+    if cfg["max_steps"] and st["step"] >= int(cfg["max_steps"]):
+        return "max_steps"
+    if st["bad_epochs"] >= int(cfg["early_stopping_patience"]):
+        return "early_stopping"
+    if cfg["max_time_minutes"] and elapsed > 60.0 * float(cfg["max_time_minutes"]):
+        return "max_time_minutes"
+    return None
+
+
+def _data_fingerprint(cfg: dict) -> dict:
+    """SHA-256 of every data file of the config (train sources and val), keyed by path."""
+    import hashlib
+    d = cfg["data"]
+    train = d["train"] if isinstance(d["train"], list) else [d["train"]]
+    paths = [str(t["path"] if isinstance(t, dict) else t) for t in train if t is not None]
+    if d.get("val"):
+        paths.append(str(d["val"]))
+    sums = {}
+    for p in paths:
+        try:
+            h = hashlib.sha256()
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            sums[p] = h.hexdigest()
+        except OSError:
+            continue  # a missing file is reported by the data loader
+    return sums
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling error: not a checkpoint of ours
+        raise InputError(f"{path} is not a readable cgkit training checkpoint ({type(exc).__name__}); "
+                         "pass --overwrite to start over") from None
+    if not isinstance(ck, dict) or not {"state", "model", "config"} <= set(ck):
+        raise InputError(f"{path} is not a cgkit training checkpoint; pass --overwrite to start over")
+    return ck
 
 
 def _comparable(cfg: dict) -> dict:
-    """The parts of the config that must match for a resume (budget/threads may change)."""
+    """The parts of the config that must match for a resume (all but output and budgets)."""
     c = copy.deepcopy(cfg)
-    for k in ("max_time_minutes", "threads", "output"):
+    for k in ("output", *BUDGET_KEYS):
         c.pop(k, None)
     return json.loads(json.dumps(c, default=str))
+
+
+def _config_difference(old: dict, new: dict, prefix: str = "") -> str:
+    """Human-readable list of the fields that differ ("optimizer.lr: 0.01 in the checkpoint,
+    0.02 now"), ignoring :data:`BUDGET_KEYS` and ``output``; empty if none."""
+    diffs = []
+    for key in sorted(set(old) | set(new), key=str):
+        if not prefix and key in ("output", *BUDGET_KEYS):
+            continue
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            sub = _config_difference(a, b, f"{prefix}{key}.")
+            if sub:
+                diffs.append(sub)
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a!r} in the checkpoint, {b!r} now")
+    return "; ".join(diffs)

@@ -94,3 +94,30 @@ def test_model_export_rejects_non_ennp_potentials(tmp_path, capsys):
     rc = main(["model", "export", "cgkit:lj", str(tmp_path / "lj.pt")])
     assert rc == 1
     assert "ENNP" in capsys.readouterr().err
+
+
+def test_model_init_exposes_model_options_and_protects_the_output_file(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert main(["model", "init", "--species", "Cu", "--r-cut", "3.0", "--channels", "4", "--l-max", "1",
+                 "--full-parity", "--radial-hidden", "8", "--radial-layers", "1", "--n-radial", "4",
+                 "--readout-hidden", "4", "--envelope-p", "5", "--out", str(out)]) == 0
+    cfg = cgkit.load_potential(out).get_config()
+    assert cfg["full_parity"] is True and cfg["radial_hidden"] == 8 and cfg["radial_layers"] == 1
+    assert cfg["n_radial"] == 4 and cfg["readout_hidden"] == 4 and cfg["envelope_p"] == 5
+    before = out.read_bytes()
+    assert main(["model", "init", "--species", "Si", "--out", str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["model", "init", "--species", "Si", "--channels", "4", "--l-max", "1", "--out", str(out),
+                 "--overwrite"]) == 0
+    assert cgkit.load_potential(out).type_names == ("Si",)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["model", "init", "--species", "Si", "--out", str(blocker / "m.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "cgkit model: error:" in err and "internal error" not in err
+    with pytest.raises(SystemExit):
+        main(["model", "init", "--help"])
+    text = capsys.readouterr().out
+    for opt in ("--full-parity", "--radial-hidden", "--radial-layers", "--n-radial", "--readout-hidden",
+                "--envelope-p", "--vector-head", "--tensor-head", "--overwrite"):
+        assert opt in text

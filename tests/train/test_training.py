@@ -82,7 +82,10 @@ def test_resume_after_sigkill_gives_the_same_weights_as_an_uninterrupted_run(cu_
         time.sleep(0.02)
     assert killed_at is not None, "training finished before it could be killed"
     assert not (tmp_path / "killed" / "model.pt").exists()
+    # resuming is explicit: the same command without --resume is refused and changes nothing
     res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 1 and "--resume" in res.stderr, res.stderr
+    res = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     state = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["state_dict"]
     for k, v in ref_state.items():
