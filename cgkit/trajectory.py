@@ -47,7 +47,7 @@ from .units import KCAL_PER_MOL_TO_EV, KJ_PER_MOL_TO_EV
 __all__ = ["Frame", "Trajectory", "open_trajectory", "CGTrajectoryWriter", "write_psf",
            "read_cg_atoms", "read_cg_arrays", "read_cg_system", "read_cg_reference",
            "read_lammps_dump", "LammpsDump", "TruncatedTrajectoryWarning", "check_frame_finite",
-           "complete_frames", "load_universe", "is_lammps_dump", "cell_to_dimensions",
+           "complete_frames", "load_universe", "check_trajectory_file", "is_lammps_dump", "cell_to_dimensions",
            "dimensions_to_cell"]
 
 
@@ -277,6 +277,7 @@ def open_trajectory(topology, trajectory=None, *, start=None, stop=None, step=No
             if isinstance(topology, mda.Universe):
                 u = topology
                 if trajectory is not None:
+                    check_trajectory_file(trajectory)
                     u.load_new(str(trajectory), **({"format": "LAMMPSDUMP"} if is_dump else {}))
             else:
                 kw = {}
@@ -288,6 +289,8 @@ def open_trajectory(topology, trajectory=None, *, start=None, stop=None, step=No
                     kw["format"] = "LAMMPSDUMP"
                     kw["convert_units"] = False
                 args = [str(topo_p)] + ([str(traj_p)] if traj_p is not None else [])
+                if traj_p is not None:
+                    check_trajectory_file(traj_p)
                 u = mda.Universe(*args, **kw)
     except InputError:
         raise
@@ -516,6 +519,27 @@ def read_cg_atoms(psf, trajectory):
         yield at
 
 
+_XDR_MAGIC = {".trr": 1993, ".xtc": 1995}
+
+
+def check_trajectory_file(path) -> None:
+    """Refuse (InputError) a missing or empty trajectory file, and a .trr/.xtc file whose header
+    is not GROMACS's, before MDAnalysis opens it (its XDR readers fail with "XDR read error"
+    and then raise again while being garbage-collected)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"file not found: {p}")
+    if p.is_file() and p.stat().st_size == 0:
+        raise InputError(f"{p} is empty: give a trajectory with at least one frame")
+    magic = _XDR_MAGIC.get(p.suffix.lower())
+    if magic is not None and p.is_file():
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+        if len(head) < 4 or int.from_bytes(head, "big", signed=True) != magic:
+            raise InputError(f"{p} is not a GROMACS {p.suffix.lower()[1:].upper()} file (wrong header); "
+                             "check the file name and format")
+
+
 def load_universe(topology, *trajectories, quiet: bool = False, **kwargs):
     """``MDAnalysis.Universe(topology, *trajectories, **kwargs)`` with unreadable input turned
     into :class:`~cgkit.errors.InputError` (a missing file, a topology/trajectory atom-count
@@ -525,6 +549,8 @@ def load_universe(topology, *trajectories, quiet: bool = False, **kwargs):
     for f in (topology, *trajectories):
         if not Path(f).exists():
             raise InputError(f"file not found: {f}")
+    for f in trajectories:
+        check_trajectory_file(f)
     try:
         with warnings.catch_warnings():
             if quiet:
@@ -550,9 +576,14 @@ def read_cg_system(psf, *, exclude: int = 2):
     import MDAnalysis as mda
 
     from .topology import Topology
-    with warnings.catch_warnings():  # "no coordinate reader" for a bare PSF
-        warnings.simplefilter("ignore", UserWarning)
-        u = mda.Universe(str(psf))
+    if not Path(psf).is_file():
+        raise InputError(f"CG topology file not found: {psf} (the cg.psf written by cgkit map)")
+    try:
+        with warnings.catch_warnings():  # "no coordinate reader" for a bare PSF
+            warnings.simplefilter("ignore", UserWarning)
+            u = mda.Universe(str(psf))
+    except Exception as exc:  # MDAnalysis raises many types for unreadable input
+        raise InputError(f"cannot read the CG topology {psf}: {_mda_message(exc)}") from None
     n = len(u.atoms)
     names = [str(t) for t in u.atoms.types]
     type_names = sorted(set(names))
