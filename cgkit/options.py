@@ -23,7 +23,8 @@ class _DefaultsMixin:
         text = action.help or ""
         if "%(default)" in text or "default" in text.lower():
             return text
-        if action.required or action.default in (None, argparse.SUPPRESS, False, [], ""):
+        if action.required or action.default is None or action.default is False \
+                or action.default is argparse.SUPPRESS or action.default in ([], ""):
             return text
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
                                argparse._HelpAction, argparse._VersionAction)):
@@ -66,3 +67,85 @@ def add_seed_option(parser, default: int = 0):
     """``--seed``: every random choice of the command derives from it."""
     parser.add_argument("--seed", type=int, default=default,
                         help=f"random seed; the same seed gives the same numbers (default: {default})")
+
+
+# ----------------------------------------------------------------------------- CG methods
+#: CG MD and update settings shared by ``cgkit ibi``, ``cgkit relent`` and ``cgkit fm --bonded
+#: ibi`` (the values of :data:`cgkit.forcematch.ibi.IBI_DEFAULTS`, kept here so that ``--help``
+#: does not import torch; a test checks that the two agree). Friction in 1/ps on the command line.
+CG_MD_DEFAULTS = {"md_steps": 5000, "equilibration": 1000, "timestep": 5.0, "friction_per_ps": 10.0,
+                  "alpha": 1.0, "bins": 100}
+
+
+def add_cg_reference_options(parser, *, required: bool = True, what: str = "mapped reference CG trajectory"):
+    """``--cg-trajectory``, ``--cg-topology`` (PSF from ``cgkit map``) and ``--exclude``."""
+    parser.add_argument("--cg-trajectory", required=required, help=f"{what} (trr or extxyz, from `cgkit map`)")
+    parser.add_argument("--cg-topology", required=required,
+                        help="CG topology PSF written by `cgkit map` (bonds, angles, dihedrals)")
+    parser.add_argument("--exclude", type=int, default=2,
+                        help="exclude non-bonded pairs up to this many bonds apart (2: 1-2 and 1-3)")
+
+
+def add_cg_md_options(parser, *, aliases: dict | None = None):
+    """CG MD of every iteration: ``--md-steps``, ``--equilibration``, ``--timestep`` (fs),
+    ``--friction`` (1/ps). ``aliases``: {old option: dest} accepted but hidden from ``--help``."""
+    d = CG_MD_DEFAULTS
+    parser.add_argument("--md-steps", type=int, default=d["md_steps"], help="CG MD sampling steps per iteration")
+    parser.add_argument("--equilibration", type=int, default=d["equilibration"],
+                        help="CG MD equilibration steps per iteration")
+    parser.add_argument("--timestep", type=float, default=d["timestep"], help="CG MD time step, fs")
+    parser.add_argument("--friction", type=float, default=d["friction_per_ps"], help="Langevin friction, 1/ps")
+    for opt, dest in (aliases or {}).items():
+        parser.add_argument(opt, dest=dest, type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def add_iteration_options(parser, *, iterations: int, iterations_help: str, kinds_verb: str, alpha: float,
+                          alpha_help: str, bins_help: str = "histogram bins per distribution",
+                          kinds: bool = True, iterations_option: str = "--iterations"):
+    """Iteration settings: ``--iterations`` (or ``iterations_option``), ``--kinds``, ``--alpha``,
+    ``--bins``, ``--pressure`` (GPa)."""
+    parser.add_argument(iterations_option, type=int, default=iterations, help=iterations_help)
+    if kinds:
+        parser.add_argument("--kinds", default="pair",
+                            help=f"comma-separated interactions to {kinds_verb}: pair,bond,angle,dihedral")
+        parser.add_argument("--pressure", type=float, default=None,
+                            help="target pressure, GPa (enables the pressure correction)")
+    parser.add_argument("--alpha", type=float, default=alpha, help=alpha_help)
+    parser.add_argument("--bins", type=int, default=CG_MD_DEFAULTS["bins"], help=bins_help)
+
+
+def add_grid_option(parser):
+    """``--grid "KIND T1-T2[-..]=min:max[:spacing]"`` (repeatable; read with :func:`parse_grids`)."""
+    parser.add_argument("--grid", action="append", default=[], metavar="LABEL=MIN:MAX[:SPACING]",
+                        help='grid of one interaction, e.g. "pair A-B=3:10:0.25" (Å), "angle A-B-A=60:180:5" '
+                             '(deg) or "dihedral A-B-B-A=20" (spacing, deg); "=none" drops it; repeatable')
+
+
+def parse_grids(items) -> dict:
+    """``--grid`` values → {label: (min, max[, spacing]) | spacing | None} (labels normalised,
+    e.g. "pair  A-B" → "pair A-B"); errors name the offending item."""
+    from .errors import InputError
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f'--grid expects "KIND T1-T2=min:max[:spacing]", got "{item}"')
+        label, spec = item.split("=", 1)
+        parts = label.split()
+        if len(parts) != 2 or parts[0] not in ("pair", "bond", "angle", "dihedral"):
+            raise InputError(f'--grid "{item}": the label must be "KIND T1-T2[-..]" with KIND pair, bond, '
+                             "angle or dihedral")
+        label = " ".join(parts)
+        if spec.strip().lower() == "none":
+            out[label] = None
+            continue
+        try:
+            vals = [float(v) for v in spec.split(":")]
+        except ValueError as exc:
+            raise InputError(f'--grid "{item}": min:max[:spacing] must be numbers') from exc
+        if parts[0] == "dihedral" and len(vals) == 1:
+            out[label] = vals[0]
+        elif len(vals) not in (2, 3):
+            raise InputError(f'--grid "{item}": give min:max or min:max:spacing')
+        else:
+            out[label] = tuple(vals)
+    return out

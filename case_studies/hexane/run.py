@@ -6,9 +6,11 @@ Steps (every number goes to ``results/results.json``; the README quotes them):
    hexane, 250 molecules, 100 ps with forces every 0.5 ps, mapped with mappings/hexane_3bead.yaml
    into ``data/hexane_cg.{psf,trr}``. Without the flag the committed data are used.
 2. Spline MS-CG of everything (bond, angle, A-A/A-B/B-B pairs) → CG MD → validation.
-3. Hybrid: bond and angle by Boltzmann inversion of the mapped distributions, pairs
-   force-matched on the mapped forces minus the bonded ones → CG MD → validation.
-4. Hybrid + IBI of the bonded terms (pairs kept) → CG MD → validation.
+3. Hybrid (:func:`cgkit.forcematch.hybrid_fit`): bond and angle by Boltzmann inversion of the
+   mapped distributions, pairs force-matched on the mapped forces minus the bonded ones → CG MD
+   → validation.
+4. Hybrid + IBI of the bonded terms (pairs kept; the same recipe with refinement) → CG MD →
+   validation.
 5. Neural CG potential (ENNP on the bead graph) on top of the step-4 potential as prior:
    force residuals and CG MD validation.
 6. Export of the step-4 tables to LAMMPS; LAMMPS (/usr/bin/lmp, 1 thread) CG MD with them;
@@ -42,6 +44,9 @@ sys.path.insert(0, str(ROOT))
 TEMPERATURE = 300.0
 DT_FS = 5.0
 PAIR_CUTOFF = 12.0
+#: histogram bins of the Boltzmann inversion and IBI (the IBI grid of the committed results;
+#: the library default is 100)
+IBI_BINS = 120
 GRIDS = {"bond A-B": (1.8, 3.2, 0.02), "angle A-B-A": (60.0, 180.0, 4.0),
          "pair A-A": (3.0, PAIR_CUTOFF, 0.1), "pair A-B": (3.0, PAIR_CUTOFF, 0.1),
          "pair B-B": (3.0, PAIR_CUTOFF, 0.1)}
@@ -70,7 +75,7 @@ def cg_md(pot, P, B, masses, sp, tn, n_equil, n_prod, store_every=100, seed=0):
 
 
 def validate(P, B, X, box, tn, sp, top, plot_dir=None, ref_is_md=False):
-    from cgkit.forcematch.validate import StructuralValidation
+    from cgkit.forcematch import Interaction, StructuralValidation
     v = StructuralValidation(P, X, tn, sp, top, reference_boxes=B, test_boxes=box,
                              rdf_max=PAIR_CUTOFF, bins=100).run()
     if plot_dir is not None:
@@ -78,16 +83,16 @@ def validate(P, B, X, box, tn, sp, top, plot_dir=None, ref_is_md=False):
     s = v.summary()
     out = {k: {"js": d["js_divergence"], "mean_reference": d["mean_reference"], "mean_cg": d["mean_test"]}
            for k, d in s["distributions"].items()}
-    out.update({f"rdf {k.split()[1]}": {"js": d["js_divergence_r2g"], "rms_g": d["rms_g"]}
+    out.update({f"rdf {'-'.join(Interaction.parse(k).types)}": {"js": d["js_divergence_r2g"], "rms_g": d["rms_g"]}
                 for k, d in s["rdf"].items()})
     return out
 
 
-def fit_spline(P, F, B, tn, sp, top, fixed=None):
+def fit_spline(P, F, B, tn, sp, top):
+    """Spline MS-CG of every interaction (step 2)."""
     from cgkit.forcematch import SparseSamplingWarning, SplineForceMatching
-    grids = {k: v for k, v in GRIDS.items() if fixed is None or k.startswith("pair")}
     fm = SplineForceMatching(tn, sp, top, pair=None, bond=None, angle=None, dihedral=None,
-                             grids=grids, fixed=fixed, block_size=20)
+                             grids=GRIDS, block_size=20)
     t = time.perf_counter()
     fm.accumulate(P, F, B, progress=False)
     acc = time.perf_counter() - t
@@ -156,8 +161,7 @@ def main(argv=None) -> int:
     aa = json.loads((data / "summary.json").read_text())
     n_eq, n_prod = (200, 1000) if args.quick else (600, 6000)
 
-    from cgkit.forcematch import boltzmann_bonded_tables
-    from cgkit.forcematch.ibi import IterativeBoltzmannInversion
+    from cgkit.forcematch import IBISettings, Interaction, hybrid_fit
     P, F, B, tn, sp, masses, top = load_cg(data)
     box = np.diag(B[-1])
     res = {"data": {"molecules": int(top.n_particles // 3), "beads": int(top.n_particles),
@@ -175,29 +179,33 @@ def main(argv=None) -> int:
                         "residual": fit.residual, "fm_frames_per_s": fps, "md_steps_per_s": sps_fm}
     print("spline FM:", json.dumps(res["spline_fm"]["validation"]))
 
-    # ---- 3. hybrid: Boltzmann-inverted bonded + force-matched pairs
-    bonded = boltzmann_bonded_tables(tn, sp, top, P, B, temperature=TEMPERATURE)
-    _, hyb, _ = fit_spline(P, F, B, tn, sp, top, fixed=bonded)
+    # ---- 3. hybrid: Boltzmann-inverted bonded + force-matched pairs (the library recipe,
+    # cgkit.forcematch.hybrid_fit, without refinement)
+    pair_grids = {k: v for k, v in GRIDS.items() if Interaction.parse(k).kind == "pair"}
+    hybrid_kw = dict(temperature=TEMPERATURE, positions=P, forces=F, boxes=B, bins=IBI_BINS,
+                     fm=dict(pair=None, dihedral=None, grids=pair_grids, block_size=20))
+    hyb_fit = hybrid_fit(tn, sp, top, P, B, **hybrid_kw)
+    hyb = hyb_fit.fit
     hyb.plot(out / "hybrid_tables.png")
     X, _ = cg_md(hyb.potential, P, B, masses, sp, tn, n_eq, n_prod, seed=1)
     res["hybrid"] = {"validation": validate(P, B, X, box, tn, sp, top, out / "hybrid"),
                      "residual": residuals(hyb.potential, P, F, B, tn, sp)}
     print("hybrid:", json.dumps(res["hybrid"]["validation"]))
 
-    # ---- 4. hybrid + IBI of bond and angle (pairs stay force-matched)
-    pairs = [t for t in hyb.tables if t.kind == "pair"]
-    ibi = IterativeBoltzmannInversion(tn, sp, top, masses, P, B, P[-1], B[-1], temperature=TEMPERATURE,
-                                      pair_cutoff=PAIR_CUTOFF, kinds=("bond", "angle"), alpha=1.0,
-                                      md_steps=n_prod // 2 if args.quick else 2500,
-                                      equilibration=n_eq // 2, sample_every=50,
-                                      timestep=DT_FS, start_tables=pairs + bonded, seed=10)
-    ibi.run(args.ibi_iterations)
-    final = ibi.potential
+    # ---- 4. hybrid + IBI of bond and angle (pairs stay force-matched): the same recipe with
+    # refinement. Deliberately not the library's CG MD defaults: 2500 sampling steps (quick:
+    # n_prod/2) and n_eq/2 equilibration per iteration, as the committed results were made.
+    ibi = IBISettings(iterations=args.ibi_iterations, alpha=1.0, md_steps=n_prod // 2 if args.quick else 2500,
+                      equilibration=n_eq // 2, sample_every=50, timestep=DT_FS, seed=10)
+    ibi_fit = hybrid_fit(tn, sp, top, P, B, rest_tables=hyb.tables, temperature=TEMPERATURE, bins=IBI_BINS,
+                         ibi=ibi, masses=masses, pair_cutoff=PAIR_CUTOFF)
+    final = ibi_fit.potential
     X, sps_final = cg_md(final, P, B, masses, sp, tn, n_eq, n_prod, seed=2)
     X_final = X
     res["hybrid_ibi"] = {"iterations": args.ibi_iterations,
                          "history": [{"iteration": h["iteration"],
-                                      "js": {k: v["js"] for k, v in h["scores"].items()}} for h in ibi.history],
+                                      "js": {k: v["js"] for k, v in h["scores"].items()}}
+                                     for h in ibi_fit.history],
                          "validation": validate(P, B, X, box, tn, sp, top, out / "hybrid_ibi"),
                          "residual": residuals(final, P, F, B, tn, sp), "md_steps_per_s": sps_final}
     final.save(out / "cg_potential.pt", metadata={"masses": masses.tolist()})

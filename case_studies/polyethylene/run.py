@@ -16,12 +16,11 @@ Steps
    NPT volume with positions and forces written every ``dump_ps``. NPT with 1 fs steps; NVT
    with rRESPA (bonded terms every 1 fs, pairs every 2 fs).
 3. Mapping with cgkit.mapping (positions by the mass-weighted M, forces by the basic force map).
-4. CG model (the demo's recipe, with the library functions it is built on): bond and angle
-   tables by Boltzmann inversion (``boltzmann_bonded_tables``, from C48), pair and dihedral
-   splines force-matched on C24 + C48 together (normal equations added) with those fixed
-   (VOTCA's hybrid scheme, as in the demo and the hexane case study), then IBI of the bond and
-   angle tables against the mapped C48 melt (pairs and dihedrals kept), as in the hexane
-   case study.
+4. CG model by the library's hybrid recipe (:func:`cgkit.forcematch.hybrid_fit`, as the demo,
+   ``cgkit fm --bonded ibi`` and the hexane case study): bond and angle tables by Boltzmann
+   inversion (from C48), pair and dihedral splines force-matched on C24 + C48 together (normal
+   equations added) with those fixed (VOTCA's hybrid scheme), then IBI of the bond and angle
+   tables against the mapped C48 melt (pairs and dihedrals kept).
 5. CG MD (cgkit Langevin, 5 fs) of C24, C48, C96 (from the last mapped atomistic frame) and
    C192, C384 (new melts built at the C96 density and mapped), analysed with
    :class:`cgkit.properties.polymer.PolymerAnalysis`.
@@ -178,19 +177,14 @@ def lammps_input(data: str, *, seed: int, npt_steps: int, nvt_steps: int, dump_e
 
 
 def read_dump(path):
-    """Frames of a LAMMPS custom dump ``id xu yu zu fx fy fz`` (sorted by id):
-    positions (F, n, 3) Å, forces (F, n, 3) eV/Å, box lengths (F, 3) Å."""
-    text = Path(path).read_text().split("ITEM: TIMESTEP\n")[1:]
-    pos, frc, box = [], [], []
-    for block in text:
-        lines = block.splitlines()
-        n = int(lines[2])
-        b = np.array([[float(v) for v in lines[4 + k].split()[:2]] for k in range(3)])
-        arr = np.array([ln.split() for ln in lines[8:8 + n]], dtype=float)
-        pos.append(arr[:, 1:4])
-        frc.append(arr[:, 4:7])
-        box.append(b[:, 1] - b[:, 0])
-    return np.array(pos), np.array(frc), np.array(box)
+    """Frames of a LAMMPS custom dump ``id xu yu zu fx fy fz`` (metal units; sorted by id):
+    positions (F, n, 3) Å (unwrapped, box corner at the origin), forces (F, n, 3) eV/Å, box
+    lengths (F, 3) Å — through :func:`cgkit.trajectory.read_lammps_dump`."""
+    from cgkit.trajectory import read_lammps_dump
+    dump = read_lammps_dump(path, units="metal", coordinates="unwrapped")
+    if dump.forces is None:
+        raise RuntimeError(f"{path} holds no forces (dump fx fy fz)")
+    return dump.positions, dump.forces, dump.box_lengths
 
 
 def run_lammps(atoms, topo, workdir: Path, p: dict, seed: int, n_carbons: int, reuse: bool = False) -> dict:
@@ -268,74 +262,57 @@ def map_frames(m, pos, frc, box):
 
 # ----------------------------------------------------------------------------- CG model
 def fit_cg_model(systems: dict, p: dict, seed: int, out: Path) -> tuple:
-    """Hybrid recipe: Boltzmann-inverted bonds/angles (C48) kept fixed, pairs + dihedrals
-    force-matched on all FIT_LENGTHS (normal equations added)."""
+    """The library's hybrid recipe (:func:`cgkit.forcematch.hybrid_fit`): bond and angle tables
+    Boltzmann-inverted from the mapped IBI_LENGTH (C48) melt and kept fixed, pairs + dihedrals
+    force-matched on all FIT_LENGTHS together (normal equations added), then IBI of the bond and
+    angle tables against the same melt (pairs and dihedrals kept; Langevin 5 ps⁻¹,
+    CG_DT, from the last mapped frame). The IBI settings are the case study's own (``ibi_*`` in
+    FULL/QUICK: bins, ps per iteration, CG_FRICTION — this melt's CG MD everywhere else uses
+    5/ps, not the library's 10/ps; α = 1.0 is the library default). Returns the potential, the
+    fit record and the IBI record (per-iteration JS divergences, bits; iteration k scores the
+    tables before its update, so iteration 0 is the hybrid model)."""
     from cgkit.demo.config import make_config
-    from cgkit.forcematch import SparseSamplingWarning, SplineForceMatching, boltzmann_bonded_tables
+    from cgkit.forcematch import IBISettings, Interaction, hybrid_fit
     fmc = make_config("default")["forcematch"]       # the demo's grids
-    ref = systems[48]
-    tn = ref["mapping"].type_names
-    bonded = boltzmann_bonded_tables(tn, ref["mapping"].species, ref["mapping"].topology, ref["cg_pos"],
-                                     ref["box"], temperature=TEMPERATURE)
-    fms = []
-    t0 = time.perf_counter()
-    n_frames = 0
-    for n in FIT_LENGTHS:
-        s = systems[n]
-        fm = SplineForceMatching(tn, s["mapping"].species, s["mapping"].topology, pair=tuple(fmc["pair"]),
-                                 bond=None, angle=None, dihedral=fmc["dihedral"], fixed=bonded,
-                                 block_size=max(2, len(s["cg_pos"]) // 10))
-        fm.accumulate(s["cg_pos"], s["cg_frc"], s["box"], progress=False)
-        n_frames += len(s["cg_pos"])
-        fms.append(fm)
-    fm = fms[-1]
-    for other in fms[:-1]:
-        fm.add(other.normal_equations)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SparseSamplingWarning)
-        res = fm.solve(smooth=1e-6)
-    notes = sorted({str(w.message) for w in caught})
-    fm_wall = time.perf_counter() - t0
+    ref = systems[IBI_LENGTH]
+    m = ref["mapping"]
+    others = [n for n in FIT_LENGTHS if n != IBI_LENGTH]
+    more = [(systems[n]["mapping"].species, systems[n]["mapping"].topology, systems[n]["cg_pos"],
+             systems[n]["cg_frc"], systems[n]["box"]) for n in others]
+    ibi = IBISettings(iterations=int(p["ibi_iterations"]), alpha=float(p["ibi_alpha"]),
+                      md_steps=int(round(p["ibi_ps"] * 1000 / CG_DT)),
+                      equilibration=int(round(p["ibi_equil_ps"] * 1000 / CG_DT)), sample_every=20,
+                      timestep=CG_DT, friction=CG_FRICTION, seed=seed + 10)
+
+    def report(rec):
+        js = {k: v["js"] for k, v in rec["scores"].items() if Interaction.parse(k).kind in ("bond", "angle")}
+        say(f"IBI iteration {rec['iteration']}: " + ", ".join(f"{k} {v:.4f}" for k, v in js.items()))
+
+    fit = hybrid_fit(m.type_names, m.species, m.topology, ref["cg_pos"], ref["box"], temperature=TEMPERATURE,
+                     positions=ref["cg_pos"], forces=ref["cg_frc"], boxes=ref["box"], more_systems=more,
+                     fm=dict(pair=tuple(fmc["pair"]), dihedral=fmc["dihedral"],
+                             block_size=max(2, len(ref["cg_pos"]) // 10)),
+                     solve=dict(smooth=1e-6), bins=int(p["ibi_bins"]), ibi=ibi, masses=m.bead_masses,
+                     pair_cutoff=float(fmc["pair"][1]), callback=report)
+    res = fit.fit
     res.plot(out / "fm_tables.png")
-    pot = res.potential
-    info = {"fit_lengths": list(FIT_LENGTHS), "fm_frames": n_frames, "fm_wall_s": fm_wall,
+    n_frames = sum(len(systems[n]["cg_pos"]) for n in FIT_LENGTHS)
+    info = {"fit_lengths": list(FIT_LENGTHS), "fm_frames": n_frames,
             "pair_grid_A": list(fmc["pair"]), "dihedral_spacing_deg": fmc["dihedral"],
-            "interactions": [t.label for t in pot.tables], "residual": res.residual,
-            "sparse_sampling_notes": notes[:6]}
-    return pot, info
-
-
-def refine_ibi(pot, s, p: dict, seed: int, pair_cutoff: float) -> tuple:
-    """Hybrid FM + IBI (the hexane case study's step 4): the bond and angle tables of ``pot``
-    iterated by :class:`cgkit.forcematch.ibi.IterativeBoltzmannInversion` against the mapped
-    melt ``s`` (pairs and dihedrals stay force-matched). Each iteration is a cgkit CG MD run
-    (Langevin, 5 ps⁻¹, CG_DT) from the last mapped frame. Returns the refined potential and a
-    JSON record with the per-iteration JS divergences (bits; iteration k scores the tables
-    before its update, so iteration 0 is the hybrid model)."""
-    from cgkit.forcematch.ibi import IterativeBoltzmannInversion
-    m = s["mapping"]
-    t0 = time.perf_counter()
-    ibi = IterativeBoltzmannInversion(m.type_names, m.species, m.topology, m.bead_masses, s["cg_pos"], s["box"],
-                                      s["cg_pos"][-1], s["box"][-1], temperature=TEMPERATURE,
-                                      pair_cutoff=pair_cutoff, bins=int(p["ibi_bins"]), kinds=("bond", "angle"),
-                                      alpha=float(p["ibi_alpha"]),
-                                      md_steps=int(round(p["ibi_ps"] * 1000 / CG_DT)),
-                                      equilibration=int(round(p["ibi_equil_ps"] * 1000 / CG_DT)),
-                                      sample_every=20, timestep=CG_DT, friction=CG_FRICTION,
-                                      start_tables=pot.tables, seed=seed)
-    history = []
-    for it in range(int(p["ibi_iterations"])):
-        rec = ibi.step()
-        js = {k: v["js"] for k, v in rec["scores"].items() if k.split()[0] in ("bond", "angle")}
-        history.append({"iteration": it, "js": js})
-        say(f"IBI iteration {it}: " + ", ".join(f"{k} {v:.4f}" for k, v in js.items()))
-    info = {"reference": f"C{IBI_LENGTH}", "iterations": int(p["ibi_iterations"]), "alpha": float(p["ibi_alpha"]),
-            "bins": int(p["ibi_bins"]), "md_ps_per_iteration": p["ibi_equil_ps"] + p["ibi_ps"],
-            "history": history, "wall_s": time.perf_counter() - t0,
-            "note": "js: Jensen-Shannon divergence (bits) per interaction type on the IBI grid; iteration k "
-                    "scores the tables before its update (iteration 0 = hybrid Boltzmann-inverted bonded "
-                    "tables); the refined model is the one after the last update"}
-    return ibi.potential, info
+            "interactions": [t.label for t in res.tables], "residual": res.residual,
+            "sparse_sampling_notes": sorted(fit.warnings)[:6]}
+    history = [{"iteration": rec["iteration"],
+                "js": {k: v["js"] for k, v in rec["scores"].items() if Interaction.parse(k).kind in ("bond", "angle")}}
+               for rec in fit.history]
+    ibi_info = {"reference": f"C{IBI_LENGTH}", "iterations": int(p["ibi_iterations"]),
+                "alpha": float(p["ibi_alpha"]), "bins": int(p["ibi_bins"]),
+                "md_ps_per_iteration": p["ibi_equil_ps"] + p["ibi_ps"], "history": history,
+                "note": "js: Jensen-Shannon divergence (bits) per interaction type on the IBI grid; iteration k "
+                        "scores the tables before its update (iteration 0 = hybrid Boltzmann-inverted bonded "
+                        "tables); the refined model is the one after the last update"}
+    info["fm_wall_s"] = fit.timing["boltzmann_and_force_matching"]
+    ibi_info["wall_s"] = fit.timing["ibi"]
+    return fit.potential, info, ibi_info
 
 
 def cg_md(pot, m, start, box, n_equil, n_prod, store_every, seed):
@@ -566,17 +543,13 @@ def main(argv=None) -> int:
         # LAMMPS wall time as measured (or logged, when reused) + building and mapping
         res["timing_s"][f"atomistic C{n}"] = time.perf_counter() - t0 + (lm["wall_s"] if lm["reused"] else 0.0)
 
-    # ---- 4: CG model
-    t0 = time.perf_counter()
-    pot, fit = fit_cg_model(systems, p, args.seed, out)
+    # ---- 4: CG model (one call of the library's hybrid recipe, IBI refinement included)
+    pot, fit, ibi_info = fit_cg_model(systems, p, args.seed, out)
     res["cg_model"] = fit
-    res["timing_s"]["cg_fit"] = time.perf_counter() - t0
-    say(f"CG model: {fit['interactions']} in {res['timing_s']['cg_fit']:.0f} s")
-    t0 = time.perf_counter()
-    pot, ibi_info = refine_ibi(pot, systems[IBI_LENGTH], p, seed=args.seed + 10,
-                               pair_cutoff=float(fit["pair_grid_A"][1]))
     res["ibi"] = ibi_info
-    res["timing_s"]["ibi"] = time.perf_counter() - t0
+    res["timing_s"]["cg_fit"] = fit["fm_wall_s"]
+    res["timing_s"]["ibi"] = ibi_info["wall_s"]
+    say(f"CG model: {fit['interactions']} in {res['timing_s']['cg_fit']:.0f} s")
     pot.save(out / "cg_potential.pt", metadata={"mapping": "polyethylene_ua_4to1", "temperature_K": TEMPERATURE})
 
     # ---- 5: CG MD for every length

@@ -10,14 +10,22 @@ several of those with ``--add`` to combine runs done on separate chunks or machi
 ``--bonded boltzmann|ibi`` runs the hybrid scheme: bond and angle tables from Boltzmann
 inversion of the mapped distributions (a first pass over the trajectory) are kept fixed and
 only the rest is force-matched; ``ibi`` then refines the bonded tables by IBI with cgkit CG MD
-(pairs kept). The residual in ``summary.json`` is that of the force-matching step.
+(pairs kept). Both run :func:`cgkit.forcematch.hybrid_fit`, the library's one hybrid recipe, with
+its defaults (the same as ``cgkit ibi``'s). The residual in ``summary.json`` is that of the
+force-matching step.
+
+The output folder is written whole or not at all: a non-empty ``--out`` is refused unless
+``--overwrite`` (which replaces the files of the earlier cgkit run, e.g. no stale pair tables
+after ``--no-pairs``); a failed or killed run leaves no partial ``normal_equations.npz``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
+
+from ..options import (CG_MD_DEFAULTS, add_cg_md_options, add_grid_option, add_output_options,
+                       add_seed_option)
 
 _EPILOG = """examples:
   cgkit fm --mapping mappings/hexane_3bead.yaml --topology topol.tpr --trajectory traj.trr --out fm/
@@ -44,7 +52,7 @@ def register(subparsers):
     src.add_argument("--cg-topology", help="CG topology PSF written by `cgkit map` (bonds, angles, dihedrals)")
     src.add_argument("--exclude", type=int, default=2,
                      help="with --cg-topology: exclude non-bonded pairs up to this many bonds apart "
-                          "(default 2: 1-2 and 1-3); with --mapping the definition's exclusions are used")
+                          "(2: 1-2 and 1-3); with --mapping the definition's exclusions are used")
     src.add_argument("--start", type=int, default=None, help="first frame index")
     src.add_argument("--stop", type=int, default=None, help="stop before this frame index")
     src.add_argument("--step", type=int, default=None, help="use every STEP-th frame")
@@ -56,15 +64,16 @@ def register(subparsers):
                         "the rest is force-matched on the remaining force (VOTCA's hybrid scheme); "
                         "ibi = as boltzmann, then --ibi-iterations of IBI on bonds and angles with the "
                         "force-matched pairs kept (needs a periodic box)")
-    hy = p.add_argument_group("hybrid schemes (--bonded boltzmann|ibi)")
-    hy.add_argument("--temperature", type=float, default=300.0,
-                    help="temperature of the reference trajectory, K (default 300)")
+    hy = p.add_argument_group("hybrid schemes (--bonded boltzmann|ibi; the IBI options are those of `cgkit ibi`)")
+    hy.add_argument("--temperature", type=float, default=300.0, help="temperature of the reference trajectory, K")
     hy.add_argument("--bonded-frames", type=int, default=2000,
-                    help="at most this many frames (the first ones) are histogrammed (default 2000)")
-    hy.add_argument("--ibi-iterations", type=int, default=4, help="IBI iterations (default 4)")
-    hy.add_argument("--ibi-steps", type=int, default=5000, help="CG MD sampling steps per IBI iteration")
-    hy.add_argument("--ibi-equilibration", type=int, default=1000, help="CG MD equilibration steps per iteration")
-    hy.add_argument("--timestep", type=float, default=5.0, help="CG MD time step of IBI, fs (default 5)")
+                    help="at most this many frames (the first ones) are histogrammed")
+    hy.add_argument("--bins", type=int, default=CG_MD_DEFAULTS["bins"],
+                    help="histogram bins of the Boltzmann inversion and of IBI")
+    hy.add_argument("--ibi-iterations", type=int, default=4, help="IBI iterations (--bonded ibi)")
+    hy.add_argument("--alpha", type=float, default=CG_MD_DEFAULTS["alpha"], help="IBI update damping α in (0, 1]")
+    add_cg_md_options(hy, aliases={"--ibi-steps": "md_steps", "--ibi-equilibration": "equilibration"})
+    add_seed_option(hy)
     p.add_argument("--model", choices=("spline", "nn"), default="spline",
                    help="spline MS-CG (default); nn = equivariant network on the bead graph trained on "
                         "the forces the spline fit (the prior) leaves unexplained")
@@ -81,9 +90,7 @@ def register(subparsers):
     g.add_argument("--angle-spacing", type=float, default=4.0, help="angle knot spacing, deg (default 4)")
     g.add_argument("--dihedral-spacing", type=float, default=20.0, help="dihedral knot spacing, deg (default 20)")
     g.add_argument("--no-pairs", action="store_true", help="fit bonded interactions only")
-    g.add_argument("--grid", action="append", default=[],
-                   help='per-interaction grid "KIND T1-T2[-..]=min:max[:spacing]" (repeatable; '
-                        '"=none" drops it)')
+    add_grid_option(g)
     g.add_argument("--scan-frames", type=int, default=20,
                    help="frames scanned to choose the grid ranges automatically (default 20)")
     g.add_argument("--grids-from", help="reuse the grids of a previous run's folder (for --add)")
@@ -101,33 +108,40 @@ def register(subparsers):
     s.add_argument("--add", nargs="*", default=[], help="normal_equations.npz files of other runs to add")
     p.add_argument("--export", default="",
                    help="comma-separated: lammps, gromacs — also write engine tables into OUT/lammps, OUT/gromacs")
-    p.add_argument("--out", default="fm_out", help="output folder (default fm_out)")
+    add_output_options(p, "fm_out")
     p.set_defaults(func=_run)
 
 
 # ---------------------------------------------------------------------------- input
 def _cg_source(args):
-    """(type_names, species, masses, topology, frame iterator of (pos, forces, cell)) ."""
+    """(type_names, species, masses, topology, frame iterator of (pos, forces, cell, index), file name);
+    ``index``: the frame's 0-based index in the trajectory file."""
+    import itertools
+
     import numpy as np
     from ..errors import InputError
+    first, stride = (args.start or 0), (args.step or 1)
     if args.mapping:
         if not args.topology:
             raise InputError("--mapping needs --topology (the atomistic topology)")
+        if not args.trajectory:
+            raise InputError("--mapping needs --trajectory (the atomistic trajectory with forces)")
         from ..mapping import Mapping
         from ..trajectory import open_trajectory
         m = Mapping.from_yaml(args.mapping, args.topology)
         traj = open_trajectory(args.topology, args.trajectory, start=args.start, stop=args.stop,
                                step=args.step, lammps_units=args.lammps_units)
         names = [str(t) for t in m.bead_types]
+        source = Path(args.trajectory).name
 
         def frames():
-            for fr in traj:
+            for k, fr in enumerate(traj):
+                index = first + k * stride
                 if fr.forces is None:
-                    raise InputError("the atomistic trajectory has no forces in frame "
-                                     f"{fr.step}; write forces in the MD run (GROMACS nstfout, "
-                                     "LAMMPS dump fx fy fz)")
+                    raise InputError(f"frame {index} of {source} has no forces; write forces in the MD run "
+                                     "(GROMACS nstfout, LAMMPS dump fx fy fz)")
                 cg = m.map_frame(fr)
-                yield cg.positions, cg.forces, cg.cell if np.any(cg.cell) else None
+                yield cg.positions, cg.forces, cg.cell if np.any(cg.cell) else None, index
         masses = np.asarray(m.bead_masses, dtype=float)
         top = m.topology
     elif args.cg_trajectory:
@@ -136,29 +150,29 @@ def _cg_source(args):
         from ..trajectory import read_cg_atoms, read_cg_system
         type_names, species, masses, top = read_cg_system(args.cg_topology, exclude=args.exclude)
         names = [type_names[k] for k in species]
-        sl = slice(args.start, args.stop, args.step)
+        source = Path(args.cg_trajectory).name
 
         def frames():
-            import itertools
             it = read_cg_atoms(args.cg_topology, args.cg_trajectory)
-            for at in itertools.islice(it, sl.start, sl.stop, sl.step):
+            for k, at in enumerate(itertools.islice(it, args.start, args.stop, args.step)):
+                index = first + k * stride
                 f = None
                 if at.calc is not None and "forces" in at.calc.results:
                     f = at.calc.results["forces"]
                 elif "forces" in at.arrays:
                     f = at.arrays["forces"]
                 if f is None:
-                    raise InputError(f"{args.cg_trajectory} has no forces; map a trajectory "
+                    raise InputError(f"{args.cg_trajectory} has no forces (frame {index}); map a trajectory "
                                      "that holds forces (GROMACS trr with nstfout > 0)")
-                yield at.positions, f, at.cell.array if at.pbc.any() else None
+                yield at.positions, f, at.cell.array if at.pbc.any() else None, index
     else:
         raise InputError("give --mapping/--topology/--trajectory or --cg-trajectory/--cg-topology")
     type_names = sorted(set(names))
     species = np.array([type_names.index(t) for t in names])
-    return type_names, species, masses, top, frames()
+    return type_names, species, masses, top, frames(), source
 
 
-def _reference_frames(frames, limit: int):
+def _reference_frames(frames, limit: int, source: str):
     """Positions (n, n_beads, 3) Å and boxes (n, 3, 3) or None of the first ``limit`` frames."""
     import numpy as np
 
@@ -168,59 +182,69 @@ def _reference_frames(frames, limit: int):
         if k >= limit:
             print(f"cgkit fm: --bonded uses the first {limit} frames (--bonded-frames)")
             break
-        pos.append(np.asarray(fr[0], dtype=float))
+        p = np.asarray(fr[0], dtype=float)
+        if not np.all(np.isfinite(p)):
+            beads = np.nonzero(~np.all(np.isfinite(p), axis=1))[0]
+            raise InputError(f"frame {fr[3]} of {source}: the positions of beads {beads[:10].tolist()} are "
+                             "NaN/inf; drop or repair that frame")
+        pos.append(p)
         boxes.append(fr[2])
     if not pos:
         raise InputError("the trajectory holds no frames (check --start/--stop/--step)")
     return np.array(pos), (None if boxes[0] is None else np.array(boxes))
 
 
-def _parse_grids(items):
+def _check_options(args):
+    """Cheap checks before any work."""
     from ..errors import InputError
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise InputError(f'--grid expects "KIND T1-T2=min:max[:spacing]", got "{item}"')
-        label, spec = item.split("=", 1)
-        label = " ".join(label.split())
-        if spec.strip().lower() == "none":
-            out[label] = None
-            continue
+    from ..forcematch import NormalEquations
+    from ..options import parse_grids
+    engines = [e.strip().lower() for e in args.export.split(",") if e.strip()]
+    bad = [e for e in engines if e not in ("lammps", "gromacs")]
+    if bad:
+        raise InputError(f"--export: unknown engine(s) {bad} (lammps, gromacs)")
+    if args.bonded == "ibi":
+        if not (0 < args.alpha <= 1):
+            raise InputError(f"--alpha must be in (0, 1], got {args.alpha}")
+        if args.md_steps < 1 or args.equilibration < 0 or not (args.timestep > 0) or not (args.friction > 0):
+            raise InputError("need --md-steps ≥ 1, --equilibration ≥ 0, --timestep > 0 fs, --friction > 0 /ps")
+    if args.bins < 4:
+        raise InputError(f"--bins must be ≥ 4, got {args.bins}")
+    grids_from = None
+    if args.grids_from:
+        from ..jsonutil import loads_strict
+        f = Path(args.grids_from) / "summary.json"
         try:
-            vals = [float(v) for v in spec.split(":")]
-        except ValueError as exc:
-            raise InputError(f'--grid "{item}": min:max[:spacing] must be numbers') from exc
-        out[label] = vals[0] if label.startswith("dihedral") and len(vals) == 1 else tuple(vals)
-    return out
+            grids_from = {k: tuple(v) if isinstance(v, list) else v
+                          for k, v in loads_strict(f.read_text())["grids"].items()}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"--grids-from: {f} is not the summary.json of a `cgkit fm` run ({exc})") from exc
+    added = [NormalEquations.load(path) for path in args.add]
+    return engines, parse_grids(args.grid), grids_from, added
 
 
 def _run(args) -> int:
-    import warnings
-
     import numpy as np
 
     from ..errors import InputError
-    from ..forcematch import NormalEquations, SplineForceMatching, suggest_grids
-    from ..forcematch.mscg import SparseSamplingWarning
+    from ..forcematch import IBISettings, SparseSamplingWarning, SplineForceMatching, hybrid_fit, suggest_grids
+    from ..forcematch.interaction import Interaction
+    from ..forcematch.tabulated import write_table_files
+    from ..jsonutil import write_json
+    from ..outputs import OutputFolder
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    engines, user, grids_from, added = _check_options(args)
     t_start = time.perf_counter()
-    type_names, species, masses, top, frames = _cg_source(args)
-    fixed, ref = None, None
-    if args.bonded != "fm":  # first pass: the bonded distributions, Boltzmann-inverted
-        from ..forcematch import boltzmann_bonded_tables
-        ref = _reference_frames(frames, args.bonded_frames)
+    type_names, species, masses, top, frames, source = _cg_source(args)
+    ref = None
+    if args.bonded != "fm":  # first pass: the bonded distributions of the reference frames
+        ref = _reference_frames(frames, args.bonded_frames, source)
         if args.bonded == "ibi" and ref[1] is None:
             raise InputError("--bonded ibi runs CG MD and needs a periodic box in the trajectory")
-        fixed = boltzmann_bonded_tables(type_names, species, top, ref[0], ref[1], temperature=args.temperature)
-        print(f"cgkit fm: Boltzmann-inverted and fixed: {', '.join(t.label for t in fixed)}")
         frames = _cg_source(args)[4]
-    user = _parse_grids(args.grid)
     buf = []
-    if args.grids_from:
-        saved = json.loads((Path(args.grids_from) / "summary.json").read_text())
-        grids = {k: tuple(v) for k, v in saved["grids"].items()}
+    if grids_from is not None:
+        grids = grids_from
     else:
         for _ in range(max(args.scan_frames, 1)):
             try:
@@ -229,113 +253,122 @@ def _run(args) -> int:
                 break
         if not buf:
             raise InputError("the trajectory holds no frames (check --start/--stop/--step)")
-        grids = suggest_grids(type_names, species, top, np.array([b[0] for b in buf]),
+        pos0 = np.array([b[0] for b in buf], dtype=float)
+        if not np.all(np.isfinite(pos0)):
+            f = int(np.nonzero(~np.all(np.isfinite(pos0), axis=(1, 2)))[0][0])
+            beads = np.nonzero(~np.all(np.isfinite(pos0[f]), axis=1))[0]
+            raise InputError(f"frame {buf[f][3]} of {source}: the positions of beads {beads[:10].tolist()} are "
+                             "NaN/inf; drop or repair that frame")
+        grids = suggest_grids(type_names, species, top, pos0,
                               [b[2] for b in buf] if buf[0][2] is not None else None,
                               pair_cutoff=args.pair_cutoff)
     spacing = {"pair": args.pair_spacing, "bond": args.bond_spacing, "angle": args.angle_spacing,
                "dihedral": args.dihedral_spacing}
     full = {}
     for label, rng in grids.items():
-        kind = label.split()[0]
+        kind = Interaction.parse(label).kind
         if kind == "pair" and args.no_pairs:
             continue
         full[label] = args.dihedral_spacing if kind == "dihedral" else (rng[0], rng[1], spacing[kind])
     full.update(user)
-    fm = SplineForceMatching(type_names, species, top,
-                             pair=None if args.no_pairs else (0.0, args.pair_cutoff, args.pair_spacing),
-                             bond=None, angle=None, dihedral=None, grids=full,
-                             block_size=args.block_size,
-                             on_empty="drop" if args.drop_empty else "error", check=False, fixed=fixed)
-    t0 = time.perf_counter()
-    n = 0
-    chunk = list(buf)
-    kept = []
-    for fr in frames:
-        chunk.append(fr)
-        if args.model == "nn" and len(kept) < args.nn_frames:
-            kept.append(fr)
-        if len(chunk) >= 50:
-            fm.accumulate(np.array([c[0] for c in chunk]), np.array([c[1] for c in chunk]),
-                          [c[2] for c in chunk] if chunk[0][2] is not None else None)
-            n += len(chunk)
-            chunk = []
-    if chunk:
-        fm.accumulate(np.array([c[0] for c in chunk]), np.array([c[1] for c in chunk]),
-                      [c[2] for c in chunk] if chunk[0][2] is not None else None)
-        n += len(chunk)
-    t_acc = time.perf_counter() - t0
-    fm._close_block()
-    fm.normal_equations.save(out / "normal_equations.npz")
-    for path in args.add:
-        fm.add(NormalEquations.load(path))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SparseSamplingWarning)
-        res = fm.solve(method=args.method, ridge=args.ridge, smooth=args.smooth,
-                       min_samples=args.min_samples)
-    msgs = [str(w.message) for w in caught if issubclass(w.category, SparseSamplingWarning)]
-    for m in msgs:
-        print(f"cgkit fm: warning: {m}")
-    res.plot(out / "fm.png")
-    summary = res.summary()
-    final = res.potential
-    if args.bonded == "ibi":
-        from ..forcematch.ibi import IterativeBoltzmannInversion
-        from ..forcematch.tabulated import write_table_files
-        P, B = ref
-        pair_cut = min(args.pair_cutoff, 0.5 * min(np.linalg.norm(B[-1], axis=1)))
-        ibi = IterativeBoltzmannInversion(
-            type_names, species, top, masses, P, B, P[-1], B[-1], temperature=args.temperature,
-            pair_cutoff=pair_cut, kinds=("bond", "angle"), alpha=1.0, md_steps=args.ibi_steps,
-            equilibration=args.ibi_equilibration, timestep=args.timestep,
-            start_tables=[t for t in res.tables if t.kind != "bond" and t.kind != "angle"] + fixed,
-            progress=True)
-        for _ in range(args.ibi_iterations):
-            rec = ibi.step()
-            print(f"cgkit fm: IBI iteration {rec['iteration']}: JS "
-                  + ", ".join(f"{k}: {v['js']:.3g}" for k, v in rec["scores"].items()))
-        final = ibi.potential
-        write_table_files(final.tables, out / "tables")
-        summary["ibi"] = ibi.summary()
-    else:
-        res.write_tables(out / "tables")
-    summary["bonded"] = {"method": args.bonded, "temperature_K": args.temperature if fixed else None,
-                         "fixed_tables": [t.label for t in fixed or []],
-                         "reference_frames": None if ref is None else int(len(ref[0]))}
-    final.save(out / "cg_potential.pt", metadata={"masses": masses.tolist(),
-                                                  "bead_types": [type_names[s] for s in species]})
-    exports = {}
-    for eng in filter(None, (e.strip().lower() for e in args.export.split(","))):
-        if eng == "lammps":
-            from ..export import write_lammps
-            exports["lammps"] = {k: str(v) for k, v in write_lammps(final, out / "lammps").items()}
-        elif eng == "gromacs":
-            from ..export import GROMACS_NOTE, write_gromacs
-            write_gromacs(final, out / "gromacs")
-            exports["gromacs"] = {"folder": str(out / "gromacs"), "note": GROMACS_NOTE}
+    fm_kw = dict(pair=None if args.no_pairs else (0.0, args.pair_cutoff, args.pair_spacing), dihedral=None,
+                 grids=full, block_size=args.block_size, on_empty="drop" if args.drop_empty else "error",
+                 check=False)
+    solve_kw = dict(method=args.method, ridge=args.ridge, smooth=args.smooth, min_samples=args.min_samples)
+    kept, count = [], [0]
+
+    def chunks(size=50):
+        """Frames in chunks of ``size`` (the scanned ones first); keeps the first --nn-frames."""
+        import itertools
+        it = itertools.chain(buf, frames)
+        while True:
+            chunk = list(itertools.islice(it, size))
+            if not chunk:
+                return
+            count[0] += len(chunk)
+            if args.model == "nn":
+                kept.extend(chunk[:max(args.nn_frames - len(kept), 0)])
+            yield (np.array([c[0] for c in chunk], dtype=float), np.array([c[1] for c in chunk], dtype=float),
+                   [c[2] for c in chunk] if chunk[0][2] is not None else None, [c[3] for c in chunk])
+
+    with OutputFolder(args.out, overwrite=args.overwrite, command="fm") as out:
+        t0 = time.perf_counter()
+        hyb = None
+        if args.bonded == "fm":
+            fm = SplineForceMatching(type_names, species, top, bond=None, angle=None, **fm_kw)
+            for p, f, b, idx in chunks():
+                fm.accumulate(p, f, b, frame_indices=idx, source=source)
+            t_acc = time.perf_counter() - t0
+            fm.normal_equations.save(out / "normal_equations.npz")
+            for ne in added:
+                fm.add(ne)
+            import warnings
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", SparseSamplingWarning)
+                res = fm.solve(**solve_kw)
+            msgs = [str(w.message) for w in caught if issubclass(w.category, SparseSamplingWarning)]
+            final = res.potential
         else:
-            raise InputError(f"--export: unknown engine '{eng}' (lammps, gromacs)")
-    if args.model == "nn":
-        from ..forcematch.neural import NeuralCGTraining
-        kept = (list(buf) + kept)[:args.nn_frames]
-        boxes = [k[2] for k in kept]
-        nnt = NeuralCGTraining(final, np.array([k[0] for k in kept]), np.array([k[1] for k in kept]),
-                               None if boxes[0] is None else np.array(boxes), species, masses, out / "nn",
-                               r_cut=args.nn_rcut, model={"channels": args.nn_channels, "l_max": args.nn_lmax},
-                               train={"max_epochs": args.nn_epochs}).run()
-        summary["neural"] = {"force_residual_prior": nnt.results["prior"],
-                             "force_residual_prior_plus_nn": nnt.results["prior_plus_nn"],
-                             "potential": str(out / "nn" / "cg_nn_potential.pt"), "frames": len(kept)}
-        for name, r in nnt.results["prior_plus_nn"].items():
-            print(f"bead type {name}: spline + network RMS force residual {r['rms_residual_eV_per_A']:.4g} eV/Å")
-    summary["grids"] = {lab: list(v) if isinstance(v, tuple) else v for lab, v in grids.items()}
-    summary["warnings"] = msgs
-    summary["exports"] = exports
-    summary["timing"] = {"frames": n, "accumulate_seconds": t_acc,
-                         "frames_per_second": n / t_acc if t_acc > 0 else None,
-                         "total_seconds": time.perf_counter() - t_start}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+            ibi = None
+            if args.bonded == "ibi":
+                ibi = IBISettings(iterations=args.ibi_iterations, alpha=args.alpha, md_steps=args.md_steps,
+                                  equilibration=args.equilibration, timestep=args.timestep,
+                                  friction=args.friction / 1000.0, seed=args.seed)
+            hyb = hybrid_fit(type_names, species, top, ref[0], ref[1], temperature=args.temperature,
+                             chunks=chunks(), source=source, fm=fm_kw, solve=solve_kw, normal_equations=added,
+                             bins=args.bins, ibi=ibi, masses=masses, pair_cutoff=args.pair_cutoff, progress=True)
+            t_acc = time.perf_counter() - t0
+            print(f"cgkit fm: Boltzmann-inverted and fixed: {', '.join(t.label for t in hyb.bonded_tables)}")
+            hyb.normal_equations.save(out / "normal_equations.npz")
+            res, msgs, final = hyb.fit, hyb.warnings, hyb.potential
+        n = count[0]
+        for m in msgs:
+            print(f"cgkit fm: warning: {m}")
+        res.plot(out)
+        summary = res.summary()
+        if hyb is not None and hyb.ibi is not None:
+            write_table_files(final.tables, out / "tables")
+            summary["ibi"] = hyb.ibi.summary()
+        else:
+            res.write_tables(out / "tables")
+        summary["bonded"] = {"method": args.bonded, "temperature_K": args.temperature if hyb else None,
+                             "bins": args.bins if hyb else None,
+                             "fixed_tables": [t.label for t in hyb.bonded_tables] if hyb else [],
+                             "reference_frames": None if ref is None else int(len(ref[0]))}
+        final.save(out / "cg_potential.pt", metadata={"masses": masses.tolist(),
+                                                      "bead_types": [type_names[s] for s in species]})
+        exports = {}
+        for eng in engines:
+            if eng == "lammps":
+                from ..export import write_lammps
+                exports["lammps"] = {k: str(Path(args.out) / Path(v).relative_to(out))
+                                     for k, v in write_lammps(final, out / "lammps").items()}
+            else:
+                from ..export import GROMACS_NOTE, write_gromacs
+                write_gromacs(final, out / "gromacs")
+                exports["gromacs"] = {"folder": str(Path(args.out) / "gromacs"), "note": GROMACS_NOTE}
+        if args.model == "nn":
+            from ..forcematch.neural import NeuralCGTraining
+            boxes = [k[2] for k in kept]
+            nnt = NeuralCGTraining(final, np.array([k[0] for k in kept]), np.array([k[1] for k in kept]),
+                                   None if boxes[0] is None else np.array(boxes), species, masses, out / "nn",
+                                   r_cut=args.nn_rcut, model={"channels": args.nn_channels, "l_max": args.nn_lmax},
+                                   train={"max_epochs": args.nn_epochs}).run()
+            summary["neural"] = {"force_residual_prior": nnt.results["prior"],
+                                 "force_residual_prior_plus_nn": nnt.results["prior_plus_nn"],
+                                 "potential": str(Path(args.out) / "nn" / "cg_nn_potential.pt"),
+                                 "frames": len(kept)}
+            for name, r in nnt.results["prior_plus_nn"].items():
+                print(f"bead type {name}: spline + network RMS force residual {r['rms_residual_eV_per_A']:.4g} eV/Å")
+        summary["grids"] = {lab: list(v) if isinstance(v, tuple) else v for lab, v in grids.items()}
+        summary["warnings"] = msgs
+        summary["exports"] = exports
+        summary["timing"] = {"frames": n, "accumulate_seconds": t_acc,
+                             "frames_per_second": n / t_acc if t_acc > 0 else None,
+                             "total_seconds": time.perf_counter() - t_start}
+        write_json(out / "summary.json", summary)
     for name, r in res.residual.items():
         print(f"bead type {name}: RMS force residual {r['rms_residual_eV_per_A']:.4g} eV/Å "
               f"(RMS mapped force {r['rms_force_eV_per_A']:.4g} eV/Å)")
-    print(f"{n} frames, {n / max(t_acc, 1e-9):.1f} frames/s; wrote {out}/")
+    print(f"{n} frames, {n / max(t_acc, 1e-9):.1f} frames/s; wrote {args.out}/")
     return 0

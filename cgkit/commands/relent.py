@@ -12,28 +12,26 @@ force-matching result). Writes ``summary.json`` (per iteration: JS divergences, 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 _EPILOG = """example:
   cgkit relent --cg-trajectory cg/cg.trr --cg-topology cg/cg.psf --temperature 300 --iterations 8 \\
                --kinds pair,bond,angle --md-steps 20000 --grid "pair A-B=3.0:10:0.25" --out relent/
 
-Units: Å, deg (angle/dihedral grids), K, fs, GPa; energies eV."""
+Units: Å, deg (angle/dihedral grids), K, fs, 1/ps, GPa; energies eV."""
 
-
-from .ibi import add_iteration_arguments
+from ..options import add_grid_option, add_output_options, add_seed_option
+from .ibi import add_common_arguments, check_common, parse_kinds
 
 
 def register(subparsers):
     p = subparsers.add_parser("relent", help="relative-entropy minimisation with cgkit CG MD",
                               description=__doc__, epilog=_EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_iteration_arguments(p, iterations_help="Newton iterations (default 5)", kinds_verb="optimise",
-                            alpha=0.7, alpha_help="Newton step damping α in (0, 1] (default 0.7)",
-                            bins_help="histogram bins per distribution (scores, start)")
-    p.add_argument("--grid", action="append", default=[], metavar="LABEL=MIN:MAX[:SPACING]",
-                   help="energy-basis grid of one interaction (as in `cgkit fm`), e.g. 'pair A-B=3:10:0.25' "
-                        "(Å) or 'angle A-B-A=60:180:5' (deg) or 'dihedral A-B-B-A=20' (spacing, deg); repeatable")
+    add_common_arguments(p, iterations_help="Newton iterations", kinds_verb="optimise",
+                         alpha=0.7, alpha_help="Newton step damping α in (0, 1] (a step length, not IBI's "
+                                               "update damping)",
+                         bins_help="histogram bins per distribution (scores, start)")
+    add_grid_option(p)
     p.add_argument("--start-potential", default=None,
                    help="saved tabulated cgkit potential (.pt) whose tables replace the Boltzmann-inverted start")
     p.add_argument("--ridge", type=float, default=0.3,
@@ -50,8 +48,8 @@ def register(subparsers):
     p.add_argument("--min-samples", type=int, default=20,
                    help="reference samples a basis function needs to be optimised (default 20)")
     p.add_argument("--sample-every", type=int, default=50, help="steps between CG samples (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the CG MD")
-    p.add_argument("--out", default="relent_out", help="output folder")
+    add_seed_option(p)
+    add_output_options(p, "relent_out")
     p.set_defaults(func=_run)
 
 
@@ -59,9 +57,13 @@ def _run(args) -> int:
     from ..errors import InputError
     from ..forcematch.relent import RelativeEntropyMinimisation
     from ..forcematch.tabulated import TabulatedPotential
+    from ..options import parse_grids
+    from ..outputs import OutputFolder
     from ..trajectory import read_cg_reference
-    from .fm import _parse_grids
 
+    kinds = parse_kinds(args.kinds)
+    check_common(args)
+    grids = parse_grids(args.grid)
     tn, species, masses, top, pos, boxes = read_cg_reference(
         args.cg_topology, args.cg_trajectory, exclude=args.exclude, needed_by="relative-entropy minimisation")
     start = None
@@ -72,28 +74,27 @@ def _run(args) -> int:
             raise InputError(f"--start-potential must be a tabulated CG potential (cgkit fm/ibi/relent "
                              f"output); {args.start_potential} holds a {type(pot).__name__}")
         start = pot.tables
-    re = RelativeEntropyMinimisation(
-        tn, species, top, masses, pos, boxes, pos[-1], boxes[-1], temperature=args.temperature,
-        pair_cutoff=args.pair_cutoff, bins=args.bins,
-        kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()), alpha=args.alpha,
-        md_steps=args.md_steps, equilibration=args.equilibration, sample_every=args.sample_every,
-        timestep=args.timestep, friction=args.friction / 1000.0, pressure=args.pressure, seed=args.seed,
-        progress=True, start_tables=start, grids=_parse_grids(args.grid), ridge=args.ridge,
-        eigen_floor=args.eigen_floor, max_step=args.max_step, min_samples=args.min_samples,
-        significance=args.significance, coupling=args.coupling)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for _ in range(args.iterations):
-        rec = re.step()
-        js = ", ".join(f"{k}: {v['js']:.3g}" for k, v in rec["scores"].items())
-        print(f"iteration {rec['iteration']}: JS {js}; |∇S| = {rec['gradient_norm']:.3g} /eV; "
-              f"ΔS_rel ≈ {rec['delta_S_rel_fep']:.3g}"
-              + (f"; P = {rec['pressure_GPa']:.4f} GPa" if rec["pressure_GPa"] is not None else ""))
-        re.write_iteration(out)
-    re.potential.save(out / "cg_potential.pt", metadata={"masses": masses.tolist()})
-    re.write_tables(out / "tables")
-    if re.history:
-        re.plot_history(out / "plots" / "history.png")
-    re.to_json(out / "summary.json")
-    print(f"wrote {out}/")
+    with OutputFolder(args.out, overwrite=args.overwrite, command="relent") as out:
+        re = RelativeEntropyMinimisation(
+            tn, species, top, masses, pos, boxes, pos[-1], boxes[-1], temperature=args.temperature,
+            pair_cutoff=args.pair_cutoff, bins=args.bins, kinds=kinds, alpha=args.alpha,
+            md_steps=args.md_steps, equilibration=args.equilibration, sample_every=args.sample_every,
+            timestep=args.timestep, friction=args.friction / 1000.0, pressure=args.pressure, seed=args.seed,
+            progress=True, start_tables=start, grids=grids, ridge=args.ridge,
+            eigen_floor=args.eigen_floor, max_step=args.max_step, min_samples=args.min_samples,
+            significance=args.significance, coupling=args.coupling)
+        for k in range(args.iterations):
+            rec = re.step()
+            js = ", ".join(f"{lab}: {v['js']:.3g}" for lab, v in rec["scores"].items())
+            print(f"iteration {k + 1}/{args.iterations}: JS {js}; |∇S| = {rec['gradient_norm']:.3g} /eV; "
+                  f"ΔS_rel ≈ {rec['delta_S_rel_fep']:.3g}"
+                  + (f"; P = {rec['pressure_GPa']:.4f} GPa" if rec["pressure_GPa"] is not None else ""),
+                  flush=True)
+            re.plot_iteration(out / "plots" / f"iteration_{len(re.history) - 1:03d}.png")
+        re.potential.save(out / "cg_potential.pt", metadata={"masses": masses.tolist()})
+        re.write_tables(out / "tables")
+        if re.history:
+            re.plot_history(out / "plots" / "history.png")
+        re.to_json(out / "summary.json")
+    print(f"wrote {args.out}/")
     return 0

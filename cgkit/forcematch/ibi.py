@@ -2,120 +2,53 @@
 
 Targets are the distributions of the mapped reference trajectory: g(r) per bead-type pair
 (non-excluded pairs), bond-length, angle and dihedral distributions per type. The start
-potential is the Boltzmann inverse of the targets with their Jacobians removed,
-
-    U₀(r) = -kT ln g(r);  U₀(b) = -kT ln[P(b)/b²];  U₀(θ) = -kT ln[P(θ)/sin θ];  U₀(φ) = -kT ln P(φ),
-
-and each iteration runs CG MD with the current tables and updates
+potential is the Boltzmann inverse of the targets (:func:`cgkit.forcematch.boltzmann.boltzmann_table`,
+the one inversion of cgkit, with its Jacobians and edge rule), and each iteration runs CG MD
+with the current tables and updates
 
     U_{k+1}(x) = U_k(x) + α kT ln[P_k(x) / P_target(x)]
 
-wherever both distributions are resolved (elsewhere U is continued linearly). Optional
-pressure correction (Reith et al.): ΔU(r) = A (1 - r/r_c) with
-A = -sign(ΔP) · min(|ΔP| · scale, 0.1 kT) added to every pair potential.
+wherever both distributions are resolved (elsewhere U is continued linearly by the same edge
+rule: bonds and angles rise outwards by ≥ kT per bin). Optional pressure correction (Reith et
+al.): ΔU(r) = A (1 - r/r_c) with A = -sign(ΔP) · min(|ΔP| · scale, 0.1 kT) added to every pair
+potential.
+
+Defaults (:data:`IBI_DEFAULTS`; the same for ``cgkit ibi``, ``cgkit fm --bonded ibi`` and
+:func:`cgkit.forcematch.hybrid_fit`): α = 1.0 — the undamped update of Reith, Pütz &
+Müller-Plathe (J. Comput. Chem. 24, 1624 (2003)) and VOTCA's default scale; pass a smaller α
+(0.2-0.5) for pair potentials of dense liquids that oscillate. 5000 sampling and 1000
+equilibration steps of 5 fs per iteration, Langevin friction 0.01/fs (10/ps), 100 bins.
 
 Units: Å, rad inside (deg in summaries), eV, K, fs, pressure GPa.
 """
 from __future__ import annotations
 
-import json
 import math
+import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..results import Analysis, Results
 from ..topology import Topology
 from ..units import EV_PER_A3_TO_GPA, KB_EV
+from .boltzmann import (DENSITY_FLOOR, bonded_histogram, boltzmann_table, confining_slope, fill_linear,
+                        table_from_values)
 from .geometry import type_key, type_label
 from .tabulated import Table, TabulatedPotential
 from .validate import bonded_samples, rdf
 
-__all__ = ["IterativeBoltzmannInversion", "boltzmann_table"]
+__all__ = ["IterativeBoltzmannInversion", "boltzmann_table", "IBI_DEFAULTS"]
 
-_EPS = 1e-4
+#: one set of IBI settings for every caller (α, CG MD per iteration, histogram bins)
+IBI_DEFAULTS = {"alpha": 1.0, "md_steps": 5000, "equilibration": 1000, "sample_every": 50,
+                "timestep": 5.0, "friction": 0.01, "bins": 100}
 
-
-def _fill_linear(x, U, valid, repulsive_left: bool, label: str = "a distribution", *,
-                 confining_slope: float | None = None):
-    """Continue U linearly from the resolved region (valid) to the whole grid.
-
-    ``repulsive_left`` (pairs): at least 1 eV/Å of repulsion below the closest approach.
-    ``confining_slope`` (bonds, angles; eV per x unit): U rises outwards on both sides with at
-    least this slope, so that an end slope pointing the wrong way (possible after an update)
-    cannot let a bond or angle escape into the unsampled region."""
-    idx = np.nonzero(valid)[0]
-    if len(idx) < 3:
-        raise InputError(f"{label}: fewer than 3 resolved histogram bins; sample more frames or use "
-                         "fewer bins")
-    U = U.copy()
-    a, b = idx[0], idx[-1]
-    sl = (U[idx[2]] - U[idx[0]]) / (x[idx[2]] - x[idx[0]])
-    if repulsive_left:
-        sl = min(sl, -1.0)
-    sr = (U[idx[-1]] - U[idx[-3]]) / (x[idx[-1]] - x[idx[-3]])
-    if confining_slope is not None:
-        sl, sr = min(sl, -confining_slope), max(sr, confining_slope)
-    U[:a] = U[a] + sl * (x[:a] - x[a])
-    U[b + 1:] = U[b] + sr * (x[b + 1:] - x[b])
-    inner = np.arange(a, b + 1)
-    bad = inner[~valid[inner]]
-    if len(bad):
-        good = inner[valid[inner]]
-        U[bad] = np.interp(x[bad], x[good], U[good])
-    return U
+_EPS = DENSITY_FLOOR
 
 
-def _confining_slope(kind, x, kT):
-    """Bonds and angles: U rises by at least kT per histogram bin outside the resolved range
-    (eV/Å or eV/rad); None for pairs and dihedrals."""
-    if kind not in ("bond", "angle"):
-        return None
-    return kT / (x[1] - x[0])
-
-
-def _smooth(U, n=1):
-    for _ in range(n):
-        U = np.concatenate([[U[0]], (U[:-2] + 2 * U[1:-1] + U[2:]) / 4, [U[-1]]])
-    return U
-
-
-def boltzmann_table(kind, types, x, density, kT, *, r_cut=None) -> Table:
-    """Table of -kT ln(density / Jacobian) on the uniform grid x (bin centres; internal units)."""
-    if kind == "pair":
-        p = density
-    elif kind == "bond":
-        p = density / np.maximum(x, 1e-6) ** 2
-    elif kind == "angle":
-        p = density / np.maximum(np.sin(x), 1e-6)
-    else:
-        p = density
-    valid = p > _EPS * p.max()
-    U = np.full_like(x, np.nan)
-    U[valid] = -kT * np.log(p[valid] / p.max())
-    U = _fill_linear(x, U, valid, repulsive_left=kind == "pair", label=type_label(kind, types),
-                     confining_slope=_confining_slope(kind, x, kT))
-    return _table(kind, types, x, U)
-
-
-def _table(kind, types, x, U) -> Table:
-    U = _smooth(U)
-    if kind == "pair":
-        U = U - U[-1]
-    elif kind != "dihedral":
-        U = U - U.min()
-    if kind == "dihedral":
-        # periodic: x spans [-π, π) bin centres → close the period
-        xs = np.append(x, x[0] + 2 * math.pi)
-        Us = np.append(U, U[0])
-        dU = np.gradient(np.concatenate([[Us[-2]], Us, [Us[1]]]), xs[1] - xs[0])[1:-1]
-        return Table(kind, types, xs[0], xs[1] - xs[0], Us, dU)
-    dU = np.gradient(U, x[1] - x[0])
-    return Table(kind, types, x[0], x[1] - x[0], U, dU)
-
-
-class IterativeBoltzmannInversion:
+class IterativeBoltzmannInversion(Analysis):
     """IBI of pair (and optionally bonded) tables with cgkit CG MD.
 
     Parameters
@@ -127,18 +60,21 @@ class IterativeBoltzmannInversion:
     kinds : which interactions to iterate ("pair", "bond", "angle", "dihedral"); the others keep
         their Boltzmann-inverted start potential
     alpha : update damping (0 < α ≤ 1); md_steps, equilibration, sample_every, timestep (fs),
-    friction (1/fs) : the CG MD of each iteration
+    friction (1/fs) : the CG MD of each iteration (defaults :data:`IBI_DEFAULTS`)
     pressure : target pressure in GPa (None: no pressure correction); pressure_scale: eV per GPa
     start_tables : tables (list of :class:`Table` or a :class:`TabulatedPotential`) replacing the
         Boltzmann-inverted start of their interaction types, e.g. force-matched pair tables with
         ``kinds=("bond", "angle")``: hybrid FM + IBI, where only the bonded terms are iterated
+    progress : print "IBI iteration k/N" lines from :meth:`run` (and MD progress)
     """
 
     def __init__(self, type_names, species, topology: Topology, masses, reference_positions,
                  reference_boxes, start_positions, box, *, temperature: float = 300.0,
-                 pair_cutoff: float = 10.0, bins: int = 120, kinds=("pair",), alpha: float = 0.5,
-                 md_steps: int = 5000, equilibration: int = 1000, sample_every: int = 50,
-                 timestep: float = 5.0, friction: float = 0.01, pressure: float | None = None,
+                 pair_cutoff: float = 10.0, bins: int = IBI_DEFAULTS["bins"], kinds=("pair",),
+                 alpha: float = IBI_DEFAULTS["alpha"], md_steps: int = IBI_DEFAULTS["md_steps"],
+                 equilibration: int = IBI_DEFAULTS["equilibration"],
+                 sample_every: int = IBI_DEFAULTS["sample_every"], timestep: float = IBI_DEFAULTS["timestep"],
+                 friction: float = IBI_DEFAULTS["friction"], pressure: float | None = None,
                  pressure_scale: float = 0.01, seed: int = 0, progress: bool = False,
                  start_tables=None):
         if not (0 < alpha <= 1):
@@ -151,7 +87,7 @@ class IterativeBoltzmannInversion:
         self.kT = KB_EV * temperature
         self.temperature = temperature
         self.pair_cutoff = pair_cutoff
-        self.bins = bins
+        self.bins = int(bins)
         self.kinds = tuple(kinds)
         self.alpha = alpha
         self.md_kw = dict(timestep=timestep, friction=friction, temperature=temperature)
@@ -162,7 +98,9 @@ class IterativeBoltzmannInversion:
         self.start = np.asarray(start_positions, dtype=float)
         b = np.asarray(box, dtype=float)
         self.cell = np.diag(b) if b.shape == (3,) else b.reshape(3, 3)
-        self.targets = self._distributions(reference_positions, reference_boxes)
+        # bond histogram ranges: fixed by the reference (the CG runs are histogrammed on them)
+        self._ranges: dict = {}
+        self.targets, counts = self._histograms(reference_positions, reference_boxes, reference=True)
         if isinstance(start_tables, TabulatedPotential):
             start_tables = start_tables.tables
         given = {}
@@ -176,7 +114,7 @@ class IterativeBoltzmannInversion:
             if k in given:
                 continue
             try:
-                self.tables[k] = boltzmann_table(k[0], k[1], x, dens, self.kT)
+                self.tables[k] = boltzmann_table(k[0], k[1], x, dens, self.kT, counts=counts.get(k))
             except InputError:
                 if k[0] in self.kinds:
                     raise
@@ -184,33 +122,30 @@ class IterativeBoltzmannInversion:
                               "(not in kinds): the CG model has no such interaction", stacklevel=2)
         self.history: list[dict] = []
         self.potential = self._potential()
+        self.results = Results(history=self.history)
 
     # ------------------------------------------------------------------ distributions
-    def _distributions(self, positions, boxes) -> dict:
-        """{(kind, types): (x grid (internal units), density)} on fixed grids."""
-        out = {}
+    def _histograms(self, positions, boxes, *, reference: bool = False):
+        """({(kind, types): (x grid (internal units), density)}, {key: counts (bonded)}) on the
+        fixed grids; ``reference`` sets the bond ranges."""
+        out, counts = {}, {}
         g, edges, _ = rdf(positions, boxes, self.names, self.topology, self.pair_cutoff, self.bins)
         x = 0.5 * (edges[1:] + edges[:-1])
         for key, val in g.items():
             out[("pair", type_key("pair", key))] = (x, val)
         for kind in ("bond", "angle", "dihedral"):
             for key, s in bonded_samples(kind, positions, boxes, self.names, self.topology).items():
-                if kind == "bond":
-                    lo, hi = self._ranges.get((kind, key)) if hasattr(self, "_ranges") and (kind, key) in self._ranges \
-                        else (max(0.0, s.min() - 0.5 * np.ptp(s)), s.max() + 0.5 * np.ptp(s))
-                    edges = np.linspace(lo, hi, self.bins + 1)
-                    h, _ = np.histogram(s, bins=edges, density=True)
-                elif kind == "angle":
-                    edges = np.linspace(0.0, math.pi, self.bins + 1)
-                    h, _ = np.histogram(np.radians(s), bins=edges, density=True)
-                else:
-                    edges = np.linspace(-math.pi, math.pi, self.bins + 1)
-                    h, _ = np.histogram(np.radians(s), bins=edges, density=True)
-                out[(kind, key)] = (0.5 * (edges[1:] + edges[:-1]), h)
-        if not hasattr(self, "_ranges"):
-            self._ranges = {k: (v[0][0] - 0.5 * (v[0][1] - v[0][0]), v[0][-1] + 0.5 * (v[0][1] - v[0][0]))
-                            for k, v in out.items() if k[0] == "bond"}
-        return out
+                rng = None if reference else self._ranges.get((kind, key))
+                xc, dens, cnt, e = bonded_histogram(kind, s, self.bins, value_range=rng)
+                if reference and kind == "bond":
+                    self._ranges[(kind, key)] = (float(e[0]), float(e[-1]))
+                out[(kind, key)] = (xc, dens)
+                counts[(kind, key)] = cnt
+        return out, counts
+
+    def _distributions(self, positions, boxes) -> dict:
+        """{(kind, types): (x grid (internal units), density)} on the reference's grids."""
+        return self._histograms(positions, boxes)[0]
 
     def _potential(self) -> TabulatedPotential:
         return TabulatedPotential(self.type_names, self.topology, list(self.tables.values()))
@@ -275,30 +210,65 @@ class IterativeBoltzmannInversion:
             dU = np.zeros_like(U)
             dU[ok] = self.alpha * self.kT * np.log(cur[ok] / target[ok])
             U_new = np.where(ok, U + dU, np.nan)
-            U_new = _fill_linear(x, U_new, ok, repulsive_left=key[0] == "pair", label=type_label(*key),
-                                 confining_slope=_confining_slope(key[0], x, self.kT))
+            U_new = fill_linear(x, U_new, ok, repulsive_left=key[0] == "pair", label=type_label(*key),
+                                confining_slope=confining_slope(key[0], x, self.kT))
             if key[0] == "pair" and self.pressure is not None and pressure is not None:
                 dp = pressure - self.pressure
                 A = -math.copysign(min(abs(dp) * self.pressure_scale, 0.1 * self.kT), dp)
                 U_new = U_new + A * (1 - x / x[-1])
-            self.tables[key] = _table(key[0], key[1], x, U_new)
+            self.tables[key] = table_from_values(key[0], key[1], x, U_new)
         self.potential = self._potential()
         self.history.append(rec)
         return rec
 
-    def run(self, n_iterations: int) -> "IterativeBoltzmannInversion":
-        for _ in range(int(n_iterations)):
-            self.step()
+    def run(self, n_iterations: int, callback=None) -> "IterativeBoltzmannInversion":
+        """``n_iterations`` steps. With ``progress`` a line "IBI iteration k/N: JS ..." is printed
+        after each (also when not on a terminal); ``callback(record)`` is called after each step
+        and stops the run when it returns False."""
+        n = int(n_iterations)
+        for k in range(n):
+            rec = self.step()
+            if self.progress:
+                print(f"IBI iteration {k + 1}/{n}: " + format_scores(rec), file=sys.stderr, flush=True)
+            if callback is not None and callback(rec) is False:
+                break
         return self
 
     def summary(self) -> dict:
-        return {"temperature_K": self.temperature, "alpha": self.alpha, "kinds": list(self.kinds),
-                "iterations": self.history,
-                "note": "js: Jensen-Shannon divergence (bits) of r²g(r) / bonded distributions; "
-                        "scores of iteration k are for the potential before its update"}
+        from ..jsonutil import jsonable
+        return jsonable({"temperature_K": self.temperature, "alpha": self.alpha, "kinds": list(self.kinds),
+                         "bins": self.bins, "md_steps": self.md_steps, "equilibration": self.equilibration,
+                         "timestep_fs": self.md_kw["timestep"], "friction_per_fs": self.md_kw["friction"],
+                         "iterations": self.history,
+                         "note": "js: Jensen-Shannon divergence (bits) of r²g(r) / bonded distributions; "
+                                 "scores of iteration k are for the potential before its update"})
 
-    def to_json(self, path=None) -> str:
-        text = json.dumps(self.summary(), indent=1)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+    def plot(self, directory) -> list:
+        """``ibi_history.png``: JS divergence per interaction and iteration."""
+        from pathlib import Path
+        if not self.history:
+            return []
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for lab in self.history[0]["scores"]:
+            ax.semilogy([r["iteration"] for r in self.history],
+                        [max(r["scores"][lab]["js"], 1e-8) for r in self.history], marker="o", label=lab)
+        ax.set_xlabel("IBI iteration (before its update)")
+        ax.set_ylabel("JS divergence (bit)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = d / "ibi_history.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return [path]
+
+
+def format_scores(rec: dict) -> str:
+    """One-line digest of an iteration record: JS per interaction and pressure."""
+    js = ", ".join(f"{k}: {v['js']:.3g}" for k, v in rec["scores"].items())
+    p = rec.get("pressure_GPa")
+    return f"JS {js}" + (f"; P = {p:.4f} GPa" if p is not None else "")

@@ -32,80 +32,37 @@ out in turn and the spread of the refitted forces gives the standard error.
 
 Units: positions Å, forces eV/Å, energies eV; angles and dihedrals in degrees at the user
 interface (grids, tables written to disk) and radians inside.
+
+Layout (one job per module): interactions and grids :mod:`.interaction`, spline basis
+:mod:`.spline`, normal equations :mod:`.normal_equations`, solver :mod:`.solver`, tables and
+walls :mod:`.walls`, Boltzmann inversion :mod:`.boltzmann`, the hybrid recipe :mod:`.hybrid`;
+this module holds the accumulation (design matrices) and :class:`SplineForceMatching`.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import CgkitError, InputError
+from ..errors import InputError
 from ..neighbors import neighbor_list
+from ..results import Analysis, Results
 from ..threads import torch_threads
 from ..topology import Topology
-from .geometry import ARITY, as_cell, instance_gradients, type_key, type_label
-from .spline import BSplineBasis
+from .boltzmann import ForceMatchError, SparseSamplingWarning, boltzmann_bonded_tables
+from .geometry import ARITY, as_cell, instance_gradients, type_key
+from .interaction import ANGULAR, Grid, Interaction, Term, layout, to_user as _to_user, unit as _unit
+from .normal_equations import NormalEquations
+from .solver import METHODS, solve_system
 from .tabulated import Table, TabulatedPotential, write_table_files
+from .walls import add_walls, make_table
 
 __all__ = ["ForceMatchError", "SparseSamplingWarning", "Interaction", "NormalEquations",
            "SplineForceMatching", "ForceMatchResult", "suggest_grids", "boltzmann_bonded_tables"]
-
-ANGULAR = ("angle", "dihedral")
-
-
-class ForceMatchError(CgkitError):
-    """Force matching cannot give a meaningful answer (no samples, singular system, ...)."""
-
-
-class SparseSamplingWarning(UserWarning):
-    """Part of an interaction's grid has too few samples to determine the force there."""
-
-
-def _to_internal(kind: str, v: float) -> float:
-    return math.radians(v) if kind in ANGULAR else float(v)
-
-
-def _to_user(kind: str, v):
-    return np.degrees(v) if kind in ANGULAR else v
-
-
-def _unit(kind: str) -> str:
-    return "deg" if kind in ANGULAR else "Å"
-
-
-@dataclass
-class Interaction:
-    """One interaction type with its spline basis; ``offset``: first column in the design matrix."""
-    kind: str
-    types: tuple
-    basis: BSplineBasis
-    offset: int = 0
-
-    @property
-    def label(self) -> str:
-        return type_label(self.kind, self.types)
-
-    @property
-    def size(self) -> int:
-        return self.basis.size
-
-    @property
-    def columns(self) -> slice:
-        return slice(self.offset, self.offset + self.size)
-
-    def range_str(self, lo: float, hi: float) -> str:
-        u = _unit(self.kind)
-        return f"[{float(_to_user(self.kind, lo)):.3g}, {float(_to_user(self.kind, hi)):.3g}] {u}"
-
-    def signature(self) -> list:
-        b = self.basis
-        return [self.kind, list(self.types), b.x_min, b.x_max, b.n_intervals, b.periodic]
 
 
 def suggest_grids(type_names, species, topology: Topology, positions, boxes=None, *,
@@ -122,7 +79,7 @@ def suggest_grids(type_names, species, topology: Topology, positions, boxes=None
     lo = {it.label: np.inf for it in fm.interactions}
     hi = {it.label: -np.inf for it in fm.interactions}
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, fm.n_beads, 3)
-    bx = _boxes(boxes, len(pos))
+    bx = per_frame_boxes(boxes, len(pos))
     for f in range(len(pos)):
         for inter, x in fm._frame_samples(pos[f], bx[f]):
             if len(x):
@@ -151,7 +108,8 @@ def suggest_grids(type_names, species, topology: Topology, positions, boxes=None
 
 
 
-def _boxes(boxes, n_frames):
+def per_frame_boxes(boxes, n_frames):
+    """One box (or None) per frame from None, one box for all frames, or one box per frame."""
     if boxes is None:
         return [None] * n_frames
     b = np.asarray(boxes, dtype=np.float64)
@@ -162,70 +120,7 @@ def _boxes(boxes, n_frames):
     return list(b)
 
 
-class NormalEquations:
-    """Accumulated MS-CG normal equations, additive over frames, chunks and runs.
-
-    Per bead type t: ``A[t] = Σ G_tᵀG_t`` (n_coef, n_coef), ``b[t] = Σ G_tᵀF_t``,
-    ``ff[t] = Σ |F_t|²`` (eV²/Å²), ``n_rows[t]`` force components; per block of frames
-    ``A_blocks``/``b_blocks`` for jackknife error bars; per interaction ``counts`` of samples in
-    every grid interval and ``outside`` (below, above) the grid.
-    """
-
-    def __init__(self, signature: list, n_types: int, n_coef: int, interval_sizes: list[int]):
-        self.signature = signature
-        self.A = np.zeros((n_types, n_coef, n_coef))
-        self.b = np.zeros((n_types, n_coef))
-        self.ff = np.zeros(n_types)
-        self.n_rows = np.zeros(n_types, dtype=np.int64)
-        self.n_frames = 0
-        self.A_blocks: list[np.ndarray] = []
-        self.b_blocks: list[np.ndarray] = []
-        self.block_frames: list[int] = []
-        self.counts = [np.zeros(n, dtype=np.int64) for n in interval_sizes]
-        self.outside = np.zeros((len(interval_sizes), 2), dtype=np.int64)
-
-    def __add__(self, other: "NormalEquations") -> "NormalEquations":
-        if json.dumps(self.signature) != json.dumps(other.signature):
-            raise InputError("cannot add normal equations built with different interactions or grids")
-        out = NormalEquations(self.signature, self.A.shape[0], self.A.shape[1], [len(c) for c in self.counts])
-        out.A, out.b, out.ff = self.A + other.A, self.b + other.b, self.ff + other.ff
-        out.n_rows = self.n_rows + other.n_rows
-        out.n_frames = self.n_frames + other.n_frames
-        out.A_blocks = self.A_blocks + other.A_blocks
-        out.b_blocks = self.b_blocks + other.b_blocks
-        out.block_frames = self.block_frames + other.block_frames
-        out.counts = [a + b for a, b in zip(self.counts, other.counts)]
-        out.outside = self.outside + other.outside
-        return out
-
-    def save(self, path) -> None:
-        """Write to a ``.npz`` file (combine runs with :meth:`load` and ``+``)."""
-        np.savez_compressed(path, signature=json.dumps(self.signature), A=self.A, b=self.b, ff=self.ff,
-                            n_rows=self.n_rows, n_frames=self.n_frames,
-                            A_blocks=np.array(self.A_blocks).reshape(-1, *self.A.shape[1:]),
-                            b_blocks=np.array(self.b_blocks).reshape(-1, self.A.shape[1]),
-                            block_frames=np.array(self.block_frames, dtype=np.int64),
-                            counts=np.concatenate(self.counts), count_sizes=[len(c) for c in self.counts],
-                            outside=self.outside)
-
-    @classmethod
-    def load(cls, path) -> "NormalEquations":
-        try:
-            d = np.load(path, allow_pickle=False)
-            sizes = d["count_sizes"].tolist()
-            ne = cls(json.loads(str(d["signature"])), d["A"].shape[0], d["A"].shape[1], sizes)
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"'{path}' is not a cgkit normal-equations file: {exc}") from exc
-        ne.A, ne.b, ne.ff, ne.n_rows = d["A"], d["b"], d["ff"], d["n_rows"]
-        ne.n_frames = int(d["n_frames"])
-        ne.A_blocks, ne.b_blocks = list(d["A_blocks"]), list(d["b_blocks"])
-        ne.block_frames = d["block_frames"].tolist()
-        ne.counts = np.split(d["counts"], np.cumsum(sizes)[:-1])
-        ne.outside = d["outside"]
-        return ne
-
-
-class SplineForceMatching:
+class SplineForceMatching(Analysis):
     """Spline MS-CG force matching of one CG system.
 
     Parameters
@@ -277,29 +172,18 @@ class SplineForceMatching:
         self.fixed_tables = fixed
         fixed_keys = {(t.kind, t.types) for t in fixed}
         self._fixed_potential = TabulatedPotential(self.type_names, topology, fixed) if fixed else None
-        grids = {str(k): v for k, v in (grids or {}).items()}
+        grids = {Interaction.parse(k): v for k, v in (grids or {}).items()}
         names = np.asarray(self.type_names)[self.species]
         present = sorted(set(names.tolist()))
-        inter: list[Interaction] = []
+        inter: list[Term] = []
 
         def add(kind, types, default):
-            label = type_label(kind, types)
-            spec = grids.pop(label, default) if label in grids else default
-            if spec is None or (kind, type_key(kind, types)) in fixed_keys:
+            key = Interaction(kind, types)
+            spec = grids.pop(key) if key in grids else default
+            if spec is None or (kind, key.types) in fixed_keys:
                 return
-            if kind == "dihedral":
-                spacing = spec if np.isscalar(spec) else spec[-1]
-                basis = BSplineBasis(-math.pi, math.pi, math.radians(float(spacing)), periodic=True)
-            else:
-                lo, hi = float(spec[0]), float(spec[1])
-                spacing = float(spec[2]) if len(spec) > 2 else float(default[2] if default else (hi - lo) / 50)
-                if kind == "angle" and not (0.0 <= lo < hi <= 180.0):
-                    raise InputError(f"{label}: the angle grid must lie within [0, 180] deg, got [{lo}, {hi}]")
-                if kind in ("pair", "bond") and not (0.0 <= lo < hi):
-                    raise InputError(f"{label}: need 0 ≤ min < max Å, got [{lo}, {hi}]")
-                basis = BSplineBasis(_to_internal(kind, lo), _to_internal(kind, hi),
-                                     _to_internal(kind, spacing))
-            inter.append(Interaction(kind, types, basis))
+            grid = Grid.from_user(kind, spec, default, key.label)
+            inter.append(Term(key, grid.basis()))
 
         for a in range(len(present)):
             for b in range(a, len(present)):
@@ -312,16 +196,15 @@ class SplineForceMatching:
                 add(kind, key, default)
             self._bonded[kind] = (idx, keys)
         if grids and check:
-            raise InputError(f"grids given for interactions not in the system: {sorted(grids)}; "
+            raise InputError(f"grids given for interactions not in the system: {sorted(map(str, grids))}; "
                              f"the system has {[i.label for i in inter]}")
-        off = 0
-        for it in inter:
-            it.offset = off
-            off += it.size
+        inter = layout(inter)
+        off = sum(it.size for it in inter)
         if not inter:
             raise InputError("no interactions to fit: give pair/bond/angle/dihedral grids "
                              "(every interaction is fixed or has no grid)")
-        self.interactions = inter
+        #: the fitted terms (Interaction + spline basis + design-matrix columns); not changed later
+        self.interactions = tuple(inter)
         self.n_coef = off
         self._by_key = {(it.kind, it.types): k for k, it in enumerate(inter)}
         nt = len(self.type_names)
@@ -342,11 +225,19 @@ class SplineForceMatching:
                 rows = [r for r, key in enumerate(keys) if key == it.types]
                 groups.append((k, torch.as_tensor(idx[rows].reshape(-1, ARITY[kind]))))
             self._bonded_groups[kind] = groups
-        self.normal_equations = self._empty()
+        self._ne = self._empty()
         self._block_A = None
         self._block_b = None
         self._block_n = 0
+        self._frames_seen = 0
         self.results: ForceMatchResult | None = None
+
+    @property
+    def normal_equations(self) -> NormalEquations:
+        """The normal equations accumulated so far (an open jackknife block is closed first, so
+        they are complete: ready to :meth:`NormalEquations.save` or to add elsewhere)."""
+        self._close_block()
+        return self._ne
 
     # ------------------------------------------------------------------ accumulation
     def _empty(self) -> NormalEquations:
@@ -423,13 +314,16 @@ class SplineForceMatching:
             G.index_add_(0, flat.reshape(-1), val.reshape(-1))
         return G.reshape(3 * n, self.n_coef)
 
-    def accumulate(self, positions, forces, boxes=None, *, progress: bool = True) -> "SplineForceMatching":
-        """Add frames to the normal equations.
+    def accumulate(self, positions, forces, boxes=None, *, progress: bool = True,
+                   frame_indices=None, source: str = "the trajectory") -> "SplineForceMatching":
+        """Add frames to the normal equations (streaming: call once per chunk, then :meth:`solve`).
 
         positions : (n_frames, n_beads, 3) or (n_beads, 3) Å
         forces : same shape, eV/Å (mapped atomistic forces)
         boxes : None (no periodicity), one box for all frames or one per frame — (3,) lengths,
             (6,) [a, b, c, α, β, γ] or (3, 3) lattice vectors (Å, deg)
+        frame_indices : 0-based index of every frame in its file, for error messages (default:
+            the running count of frames given to this object); ``source``: the file's name
         """
         if forces is None:
             raise InputError("the trajectory has no forces; force matching needs the mapped "
@@ -444,17 +338,26 @@ class SplineForceMatching:
                              f"got {pos.shape}; the trajectory does not match the CG topology/mapping")
         if frc.shape != pos.shape:
             raise InputError(f"forces {frc.shape} do not match positions {pos.shape}")
-        if not np.all(np.isfinite(frc)):
-            raise InputError("the forces contain NaN/inf (frames without forces?); force matching "
-                             "needs finite mapped forces in every frame")
+        idx = (np.arange(self._frames_seen, self._frames_seen + len(pos)) if frame_indices is None
+               else np.asarray(frame_indices).reshape(-1))
+        for what, arr in (("positions", pos), ("forces", frc)):
+            bad = ~np.all(np.isfinite(arr), axis=2)
+            if bad.any():
+                f = int(np.nonzero(bad.any(axis=1))[0][0])
+                beads = np.nonzero(bad[f])[0]
+                raise InputError(f"frame {int(idx[f])} of {source}: the {what} of beads "
+                                 f"{beads[:10].tolist()}{' ...' if len(beads) > 10 else ''} are NaN/inf; "
+                                 "force matching needs finite mapped positions and forces in every frame "
+                                 "(drop or repair that frame, e.g. with --start/--stop)")
         if not np.any(frc):
             raise InputError("all forces are zero: the trajectory holds no forces (write forces "
                              "in the atomistic MD run)")
+        self._frames_seen += len(pos)
         with torch_threads(1):
-            return self._accumulate(pos, frc, _boxes(boxes, len(pos)), progress)
+            return self._accumulate(pos, frc, per_frame_boxes(boxes, len(pos)), progress)
 
     def _accumulate(self, pos, frc, bx, progress):
-        ne = self.normal_equations
+        ne = self._ne
         types = [np.repeat(self.species == t, 3) for t in range(len(self.type_names))]
         from ..progress import progress_bar
         frames = progress_bar(range(len(pos)), desc="force matching", unit="frame",
@@ -499,7 +402,7 @@ class SplineForceMatching:
 
     def _close_block(self) -> None:
         if self._block_n:
-            ne = self.normal_equations
+            ne = self._ne
             ne.A_blocks.append(self._block_A)
             ne.b_blocks.append(self._block_b)
             ne.block_frames.append(self._block_n)
@@ -508,14 +411,14 @@ class SplineForceMatching:
     def add(self, other: NormalEquations) -> "SplineForceMatching":
         """Add normal equations accumulated elsewhere (another chunk, process or machine)."""
         self._close_block()
-        self.normal_equations = self.normal_equations + other
+        self._ne = self._ne + other
         return self
 
     # ------------------------------------------------------------------ solving
     def _sampled_ranges(self, min_samples: int):
         """Per interaction: (lo, hi) of the well-sampled range and the sparse ranges."""
         out = []
-        for it, c in zip(self.interactions, self.normal_equations.counts):
+        for it, c in zip(self.interactions, self._ne.counts):
             good = np.nonzero(c >= min_samples)[0]
             b = it.basis
             if len(good) == 0:
@@ -536,57 +439,6 @@ class SplineForceMatching:
             out.append((lo, hi, sparse))
         return out
 
-    def _regulariser(self, A: np.ndarray, ridge: float, smooth: float) -> np.ndarray:
-        R = np.zeros_like(A)
-        for it in self.interactions:
-            cols = it.columns
-            d = np.diag(A)[cols]
-            s = float(d[d > 0].mean()) if np.any(d > 0) else 1.0
-            D = it.basis.second_difference()
-            R[cols, cols] += ridge * s * np.eye(it.size) + smooth * s * (D.T @ D)
-        return R
-
-    def _check_singular(self, A: np.ndarray) -> None:
-        d = np.diag(A)
-        zero = d <= 1e-14 * max(d.max(), 1e-300)
-        if zero.any():
-            parts = []
-            for it in self.interactions:
-                z = np.nonzero(zero[it.columns])[0]
-                if len(z):
-                    lo = it.basis.support(int(z[0]))[0]
-                    hi = it.basis.support(int(z[-1]))[1]
-                    parts.append(f"{it.label} for x in {it.range_str(lo, hi)}")
-            raise ForceMatchError("singular normal matrix: no samples determine " + "; ".join(parts)
-                                  + ". Use the regularised solver (method='ridge'), shrink those "
-                                  "grids to the sampled range, or add frames")
-        sc = 1.0 / np.sqrt(d)
-        w, V = np.linalg.eigh(A * sc[:, None] * sc[None, :])
-        if w[0] < 1e-13 * w[-1]:
-            v = np.abs(V[:, 0])
-            share = {it.label: float((v[it.columns] ** 2).sum()) for it in self.interactions}
-            worst = sorted(share, key=share.get, reverse=True)[:3]
-            raise ForceMatchError(
-                f"singular normal matrix (condition number {w[-1] / max(w[0], 1e-300):.2g}): the data "
-                f"cannot separate the forces of {worst} (e.g. two interactions always acting "
-                "together); regularise (method='ridge'), merge those interaction types or add frames")
-
-    def _solve_system(self, A, b, ridge, smooth, method):
-        if method == "lstsq":
-            self._check_singular(A)
-            return np.linalg.solve(A, b)
-        M = A + self._regulariser(A, ridge, smooth)
-        try:
-            c = np.linalg.solve(M, b)
-        except np.linalg.LinAlgError as exc:
-            self._check_singular(M)
-            raise ForceMatchError(f"the regularised normal matrix is singular ({exc}); "
-                                  "increase ridge/smooth") from exc
-        if not np.all(np.isfinite(c)):
-            raise ForceMatchError("the solution contains NaN/inf; increase the regularisation "
-                                  "(ridge/smooth) or check the input forces")
-        return c
-
     def solve(self, *, method: str = "ridge", ridge: float = 1e-12, smooth: float = 1e-8,
               min_samples: int = 10, trim: bool = True, table_points: int = 20) -> "ForceMatchResult":
         """Solve the normal equations; returns (and stores in ``.results``) a ForceMatchResult.
@@ -598,9 +450,8 @@ class SplineForceMatching:
         trim : restrict the output tables to the well-sampled range
         table_points : table points per spline interval
         """
-        if method not in ("ridge", "lstsq"):
+        if method not in METHODS:
             raise InputError("method must be 'ridge' or 'lstsq'")
-        self._close_block()
         ne = self.normal_equations
         if ne.n_frames == 0:
             raise ForceMatchError("no frames accumulated; call accumulate() with CG positions and forces")
@@ -620,31 +471,22 @@ class SplineForceMatching:
         b_all = ne.b.sum(0)
         cols = np.concatenate([np.arange(it.offset, it.offset + it.size) for it in keep])
         sub = np.ix_(cols, cols)
-        # solve on the kept columns; dropped interactions have c = 0
-        saved = self.interactions
-        remap = []
-        off = 0
-        for it in keep:
-            remap.append(Interaction(it.kind, it.types, it.basis, off))
-            off += it.size
-        self.interactions = remap
-        try:
-            t0 = time.perf_counter()
-            c = self._solve_system(A_all[sub], b_all[cols], ridge, smooth, method)
-            solve_s = time.perf_counter() - t0
-            jk = []
-            nb = len(ne.A_blocks)
-            if nb >= 2:
-                for k in range(nb):
-                    Ak = A_all - ne.A_blocks[k]
-                    bk = b_all - ne.b_blocks[k]
-                    try:
-                        jk.append(self._solve_system(Ak[sub], bk[cols], ridge, smooth,
-                                                     "ridge" if method == "ridge" else "lstsq"))
-                    except ForceMatchError:
-                        pass
-        finally:
-            self.interactions = saved
+        # solve on the kept columns (laid out from 0: the terms are passed to the solver, nothing
+        # on self changes); dropped interactions have c = 0
+        remap = layout(keep)
+        t0 = time.perf_counter()
+        c = solve_system(remap, A_all[sub], b_all[cols], ridge, smooth, method)
+        solve_s = time.perf_counter() - t0
+        jk = []
+        nb = len(ne.A_blocks)
+        if nb >= 2:
+            for k in range(nb):
+                Ak = A_all - ne.A_blocks[k]
+                bk = b_all - ne.b_blocks[k]
+                try:
+                    jk.append(solve_system(remap, Ak[sub], bk[cols], ridge, smooth, method))
+                except ForceMatchError:
+                    pass
         # residuals per bead type
         full_c = np.zeros(self.n_coef)
         full_c[cols] = c
@@ -690,9 +532,9 @@ class SplineForceMatching:
                 x_lo, x_hi = (lo if trim else b.x_min), b.x_max
             else:
                 x_lo, x_hi = (lo, hi) if trim else (b.x_min, b.x_max)
-            table, ferr = _make_table(it, coef, jk_coef, x_lo, x_hi, table_points)
+            table, ferr = make_table(it, coef, jk_coef, x_lo, x_hi, table_points)
             if trim and not b.periodic:
-                table, ferr = _add_walls(table, ferr, lower=x_lo > b.x_min + 1e-12,
+                table, ferr = add_walls(table, ferr, lower=x_lo > b.x_min + 1e-12,
                                          upper=it.kind != "pair" and x_hi < b.x_max - 1e-12)
             tables.append(table)
             info.append({"interaction": it.label, "kind": it.kind, "types": list(it.types),
@@ -702,7 +544,8 @@ class SplineForceMatching:
                          "n_samples": int(cnt.sum()), "samples_outside_grid": ne.outside[k].tolist(),
                          "sparse_ranges": [[float(_to_user(it.kind, a)), float(_to_user(it.kind, z)), n]
                                            for a, z, n in sparse],
-                         "max_force_error": float(np.nanmax(ferr)) if ferr is not None else None,
+                         "max_force_error": (float(np.nanmax(ferr)) if ferr is not None and np.any(np.isfinite(ferr))
+                                             else None),
                          "force_error": ferr})
         for t in self.fixed_tables:
             tables.append(t)
@@ -717,120 +560,23 @@ class SplineForceMatching:
                                         solve_seconds=solve_s, method=method)
         return self.results
 
-    def run(self, positions, forces, boxes=None, **solve_kw) -> "SplineForceMatching":
+    def run(self, positions, forces, boxes=None, *, progress: bool = True, **solve_kw) -> "SplineForceMatching":
         """Accumulate all frames and solve (results in ``.results``)."""
-        self.accumulate(positions, forces, boxes)
+        self.accumulate(positions, forces, boxes, progress=progress)
         self.solve(**solve_kw)
         return self
 
+    def summary(self) -> dict:
+        """The summary of the last :meth:`solve` (empty before)."""
+        return self.results.summary() if self.results is not None else {}
 
-def _make_table(it: Interaction, coef, jk_coef, x_lo, x_hi, points_per_interval):
-    """Fine table (U, dU) of one interaction from its spline coefficients, plus force error bars."""
-    b = it.basis
-    n_pts = max(int(round((x_hi - x_lo) / b.h * points_per_interval)), 2) + 1
-    if b.periodic:
-        n_pts = b.n_intervals * points_per_interval + 1
-    x = np.linspace(x_lo, x_hi, n_pts)
-    h = x[1] - x[0]
-    f = b.value(coef, x)
-    if b.periodic:
-        f = f - np.trapezoid(f, x) / (x[-1] - x[0])  # a periodic potential has zero mean force
-    fm = b.value(coef, 0.5 * (x[1:] + x[:-1]))
-    if b.periodic:
-        fm = fm - (np.trapezoid(b.value(coef, x), x) / (x[-1] - x[0]))
-    # U(x) = -∫ f dx, Simpson on each table interval (exact for the cubic pieces)
-    incr = -(h / 6.0) * (f[:-1] + 4 * fm + f[1:])
-    U = np.concatenate([[0.0], np.cumsum(incr)])
-    if it.kind == "pair":
-        U -= U[-1]  # zero at the cutoff
-    else:
-        U -= U.min()  # minimum zero for bonded
-    if b.periodic:
-        U[-1] = U[0]
-    ferr = None
-    if jk_coef is not None and len(jk_coef) >= 2:
-        fk = b.value(jk_coef, x)
-        nb = len(jk_coef)
-        ferr = np.sqrt((nb - 1) / nb * ((fk - fk.mean(0)) ** 2).sum(0))
-    return Table(it.kind, it.types, x[0], h, U, -f), ferr
+    def plot(self, directory) -> list[Path]:
+        """``fm.png`` (forces and potentials of every table) in ``directory``."""
+        return self.results.plot(directory) if self.results is not None else []
 
 
-def _wall_stiffness(x, U, dU, outward: float, w: float) -> float:
-    """Curvature k (eV/Å² or eV/rad²) of the quadratic wall at one table end.
-
-    ``outward`` is +1 at the upper end and -1 at the lower end. k is the largest of
-    (a) the curvature of the table over its last fifth at that end (a harmonic well continues
-    as itself: Boltzmann-inverted tables keep their physical stiffness), (b) a floor that lets
-    the wall rise by max(ΔU_table, 0.1 eV) over one table width, and (c) where the end slope
-    points the wrong way (U falling into the unsampled region), the stiffness that turns it
-    round within a tenth of the width.
-    """
-    m = max(3, len(x) // 5)
-    xs, Us = (x[-m:], U[-m:]) if outward > 0 else (x[:m], U[:m])
-    k_end = max(2.0 * float(np.polyfit(xs - xs.mean(), Us, 2)[0]), 0.0)
-    k_floor = 2.0 * max(float(np.ptp(U)), 0.1) / w ** 2
-    slope = float(dU[-1] if outward > 0 else dU[0]) * outward  # > 0: rising outward (confining)
-    k_turn = -slope / (0.1 * w) if slope < 0 else 0.0
-    return max(k_end, k_floor, k_turn)
-
-
-def _add_walls(t: Table, ferr, *, lower: bool, upper: bool):
-    """Continue a trimmed table into its unsampled ends with confining quadratic walls.
-
-    Unsampled means improbable, i.e. a high free energy: beyond the sampled range the potential
-    must rise. Linear continuation of a fitted end slope can point the wrong way (an angle
-    potential falling towards unsampled small angles folds the molecule). The wall
-    U = U_end + U'_end Δ + ½ k Δ² keeps U and U' continuous; k is chosen per end by
-    :func:`_wall_stiffness` (the end curvature of the table, a floor, and a turn-round within a
-    tenth of the width for wrong-way slopes). Angles are extended to [0, π]; bonds and pairs by
-    half the width.
-    """
-    if not (lower or upper):
-        return t, ferr
-    x, U, dU = t.x, t.U.copy(), t.dU.copy()
-    w = x[-1] - x[0]
-    h = t.dx
-    lo_x = np.zeros(0)
-    hi_x = np.zeros(0)
-    if lower:
-        end = 0.0 if t.kind == "angle" else max(x[0] - 0.5 * w, 0.0 if t.kind != "pair" else 0.1)
-        n = int(np.floor((x[0] - end) / h))
-        lo_x = x[0] - h * np.arange(n, 0, -1)
-    if upper:
-        end = math.pi if t.kind == "angle" else x[-1] + 0.5 * w
-        n = int(np.floor((end - x[-1]) / h))
-        hi_x = x[-1] + h * np.arange(1, n + 1)
-    parts_x, parts_U, parts_dU = [], [], []
-    if len(lo_x):
-        d = lo_x - x[0]  # negative
-        slope = dU[0]
-        k = _wall_stiffness(x, U, dU, -1.0, w)
-        parts_x.append(lo_x)
-        parts_U.append(U[0] + slope * d + 0.5 * k * d * d)
-        parts_dU.append(slope + k * d)
-    parts_x.append(x)
-    parts_U.append(U)
-    parts_dU.append(dU)
-    if len(hi_x):
-        d = hi_x - x[-1]
-        slope = dU[-1]
-        k = _wall_stiffness(x, U, dU, 1.0, w)
-        parts_x.append(hi_x)
-        parts_U.append(U[-1] + slope * d + 0.5 * k * d * d)
-        parts_dU.append(slope + k * d)
-    xx = np.concatenate(parts_x)
-    UU = np.concatenate(parts_U)
-    if t.kind != "pair":
-        UU = UU - UU.min()
-    else:
-        UU = UU - UU[-1]
-    if ferr is not None:
-        ferr = np.concatenate([np.full(len(lo_x), np.nan), ferr, np.full(len(hi_x), np.nan)])
-    return Table(t.kind, t.types, xx[0], h, UU, np.concatenate(parts_dU)), ferr
-
-
-class ForceMatchResult:
-    """Result of spline force matching.
+class ForceMatchResult(Analysis):
+    """Result of spline force matching (the ``.results`` of :class:`SplineForceMatching`).
 
     ``tables``: list of :class:`Table` (x in Å or rad, U eV, dU = -f); ``potential``: the
     :class:`TabulatedPotential`; ``interactions``: per-interaction info (grid, samples, sparse
@@ -843,29 +589,32 @@ class ForceMatchResult:
         self.tables, self.potential, self.interactions = tables, potential, interactions
         self.coefficients, self.residual = coefficients, residual
         self.n_frames, self.n_blocks, self.solve_seconds, self.method = n_frames, n_blocks, solve_seconds, method
+        self.results = Results(tables=tables, residual=residual, interactions=interactions)
 
     def summary(self) -> dict:
-        return {"n_frames": self.n_frames, "n_blocks": self.n_blocks, "method": self.method,
+        from ..jsonutil import jsonable
+        return jsonable({"n_frames": self.n_frames, "n_blocks": self.n_blocks, "method": self.method,
                 "solve_seconds": self.solve_seconds, "residual_per_bead_type": self.residual,
                 "interactions": [{k: v for k, v in d.items() if k != "force_error"} for d in self.interactions],
                 "units": {"distance": "Å", "angle": "deg", "energy": "eV", "force": "eV/Å (pairs, bonds), "
-                          "eV/rad (angles, dihedrals)"}}
-
-    def to_json(self, path=None) -> str:
-        text = json.dumps(self.summary(), indent=1)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+                          "eV/rad (angles, dihedrals)"}})
 
     def write_tables(self, directory) -> list[Path]:
         """One text table per interaction: x (Å or deg), U (eV), f (eV/Å or eV/rad), σ_f."""
         return write_table_files(self.tables, directory, [i["force_error"] for i in self.interactions])
 
-    def plot(self, path=None):
-        """Force and potential of every interaction (with error bands); saved to ``path``."""
+    def plot(self, directory=None) -> list[Path]:
+        """Force and potential of every interaction (with error bands): ``fm.png`` in
+        ``directory`` (a path ending in ``.png`` is used as the file name). Returns [path]."""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        if directory is None:
+            return []
+        target = Path(directory)
+        if target.suffix.lower() != ".png":
+            target.mkdir(parents=True, exist_ok=True)
+            target = target / "fm.png"
         n = len(self.tables)
         fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 5.5), squeeze=False)
         for k, (t, info) in enumerate(zip(self.tables, self.interactions)):
@@ -881,85 +630,6 @@ class ForceMatchResult:
             axes[1, k].set_ylabel("U (eV)")
             axes[1, k].set_xlabel(f"x ({_unit(t.kind)})")
         fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-        return fig
-
-
-def _harmonic_fallback(kind, key, label, xs, kT, min_count):
-    """Boltzmann inverse of a Gaussian fitted to too few samples: U = kT (x − μ)² / 2σ² (Å or
-    rad), with a warning naming the interaction. Refuses samples without spread."""
-    sd = float(np.std(xs))
-    if len(xs) < 10 or not sd > 0:
-        raise ForceMatchError(f"{label}: {len(xs)} samples without spread cannot be Boltzmann-inverted; "
-                              "add frames (a longer trajectory)")
-    mu = float(np.mean(xs))
-    warnings.warn(f"{label}: fewer than 4 histogram bins hold {min_count} samples ({len(xs)} samples); "
-                  f"using the Boltzmann inverse of a Gaussian fit (mean {float(_to_user(kind, mu)):.4g} "
-                  f"{_unit(kind)}, sd {float(_to_user(kind, sd)):.3g} {_unit(kind)}); add frames for a real "
-                  "histogram", SparseSamplingWarning, stacklevel=3)
-    lo, hi = (0.0, math.pi) if kind == "angle" else (max(mu - 8 * sd, 1e-3), mu + 8 * sd)
-    x = np.linspace(lo, hi, 401)
-    U = 0.5 * kT * (x - mu) ** 2 / sd ** 2
-    return Table(kind, key, lo, x[1] - x[0], U - U.min(), kT * (x - mu) / sd ** 2)
-
-
-def boltzmann_bonded_tables(type_names, species, topology: Topology, positions, boxes=None, *,
-                            temperature: float = 300.0, kinds=("bond", "angle"), bin_width=None,
-                            min_count: int = 20, smooth: int = 2) -> list:
-    """Bond and angle tables by Boltzmann inversion of the mapped distributions.
-
-    U(x) = -kT ln[P(x)/J(x)] with the Jacobian J = x² (bonds), sin θ (angles), on the range
-    where the histogram bins hold at least ``min_count`` samples (gaps inside interpolated; with
-    fewer than 4 such bins, the inverse of a fitted Gaussian with a :class:`SparseSamplingWarning`),
-    smoothed ``smooth`` times with a (1, 2, 1)/4 filter; beyond that range the tables rise with
-    confining quadratic walls (an unsampled coordinate is an improbable one). ``bin_width``:
-    {kind: width} in Å / deg (defaults 0.01 Å, 1.5 deg). Dihedrals: use
-    :class:`~cgkit.forcematch.ibi.IterativeBoltzmannInversion`.
-    For hybrid force matching pass the result as ``SplineForceMatching(..., fixed=tables)``.
-
-    positions (n_frames, n_beads, 3) Å; boxes per frame or one; temperature K. Returns a list
-    of :class:`Table` (x in Å or rad, U eV, minimum zero).
-    """
-    from ..units import KB_EV
-    from .validate import bonded_samples
-    kT = KB_EV * float(temperature)
-    width = {"bond": 0.01, "angle": 1.5}
-    width.update(bin_width or {})
-    names = np.asarray(type_names)[np.asarray(species)]
-    out = []
-    for kind in kinds:
-        if kind not in ("bond", "angle"):
-            raise InputError(f"boltzmann_bonded_tables inverts bonds and angles, got '{kind}'")
-        for key, x in bonded_samples(kind, positions, boxes, names, topology).items():
-            label = type_label(kind, key)
-            if kind == "angle":
-                edges = np.radians(np.arange(0.0, 180.0 + 1e-9, width[kind]))
-            else:
-                edges = np.arange(max(0.0, x.min() - width[kind]), x.max() + 2 * width[kind], width[kind])
-            xs = np.radians(x) if kind == "angle" else x
-            cnt, _ = np.histogram(xs, bins=edges)
-            c = 0.5 * (edges[1:] + edges[:-1])
-            good = np.nonzero(cnt >= min_count)[0]
-            if len(good) < 4:
-                out.append(_harmonic_fallback(kind, key, label, xs, kT, min_count))
-                continue
-            sel = np.arange(good[0], good[-1] + 1)
-            jac = c ** 2 if kind == "bond" else np.sin(c)
-            p = cnt[sel] / jac[sel]
-            ok = cnt[sel] >= min_count
-            U = np.full(len(sel), np.nan)
-            U[ok] = -kT * np.log(p[ok] / p[ok].max())
-            if not ok.all():
-                U[~ok] = np.interp(c[sel][~ok], c[sel][ok], U[ok])
-            for _ in range(smooth):
-                U = np.concatenate([[U[0]], 0.25 * (U[:-2] + 2 * U[1:-1] + U[2:]), [U[-1]]])
-            h = c[1] - c[0]
-            dU = np.gradient(U, h)
-            t = Table(kind, key, c[sel][0], h, U - U.min(), dU)
-            lower = t.x0 > h  # unsampled short bonds / small angles: confining wall
-            upper = kind == "bond" or t.x_max < math.pi - h
-            t, _ = _add_walls(t, None, lower=lower, upper=upper)
-            out.append(t)
-    return out
+        fig.savefig(target, dpi=110)
+        plt.close(fig)
+        return [target]

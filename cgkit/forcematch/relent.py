@@ -36,7 +36,7 @@ unsampled by the reference are named (interaction and x range) by a
 :class:`SparseSamplingWarning` when the driver is built. A region only the CG model visits
 is optimised: there ∂S/∂λ = −β⟨φ⟩_CG pushes the potential up.
 
-Start: Boltzmann inversion of the target distributions (:func:`cgkit.forcematch.ibi.boltzmann_table`)
+Start: Boltzmann inversion of the target distributions (:func:`cgkit.forcematch.boltzmann.boltzmann_table`)
 — or the user's ``start_tables`` — projected on the basis by least squares. The target
 distributions, the CG MD of every iteration, the JS-divergence scores and the optional pressure
 correction (ΔU(r) = A (1 − r/r_c), projected on the pair basis) are those of
@@ -52,7 +52,6 @@ S_rel is dimensionless (nats).
 """
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from pathlib import Path
@@ -65,7 +64,9 @@ from ..jsonutil import jsonable
 from ..topology import Topology
 from .geometry import KINDS, type_label
 from .ibi import IterativeBoltzmannInversion
-from .mscg import SparseSamplingWarning, SplineForceMatching, _boxes, _to_user, _unit
+from .boltzmann import SparseSamplingWarning
+from .interaction import Interaction, to_user as _to_user, unit as _unit
+from .mscg import SplineForceMatching, per_frame_boxes
 from .tabulated import Table, write_table_files
 
 __all__ = ["RelativeEntropyMinimisation", "relative_entropy_derivatives", "basis_values",
@@ -215,7 +216,7 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
         ref = np.asarray(reference_positions, dtype=np.float64)
         ref = ref[None] if ref.ndim == 2 else ref
         counts = [np.zeros(it.basis.n_intervals, dtype=np.int64) for it in self.interactions]
-        G = self._vectors(ref, reference_boxes, counts=counts, desc="RE reference")
+        G = self.basis_vectors(ref, reference_boxes, counts=counts, desc="RE reference")
         self.target_mean = G.mean(0)
         self.target_mean_cov = mean_covariance(G, self.n_blocks)
         self.n_reference_frames = len(G)
@@ -248,7 +249,7 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
                 grids[label] = (0.0, 180.0, _DEFAULT_SPACING["angle"])
             else:
                 grids[label] = _DEFAULT_SPACING["dihedral"]
-        other = [k for k in user if k.split()[0] in KINDS and k.split()[0] not in self.kinds]
+        other = [k for k in user if k.split()[0] in KINDS and Interaction.parse(k).kind not in self.kinds]
         if other:
             raise InputError(f"grids given for {other}, whose kind is not optimised (kinds = "
                              f"{list(self.kinds)}); add the kind or drop those grids")
@@ -327,12 +328,12 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
         return out
 
     # ------------------------------------------------------------------ accumulation
-    def _vectors(self, positions, boxes, *, counts=None, desc="RE samples") -> np.ndarray:
+    def basis_vectors(self, positions, boxes, *, counts=None, desc="RE samples") -> np.ndarray:
         """φ (n_frames, n_params): per frame, Σ over instances of every basis function value
         (histogram-like accumulation; ``counts`` gets samples per grid interval)."""
         from ..progress import progress_bar
         pos = np.asarray(positions, dtype=np.float64)
-        bx = _boxes(boxes, len(pos))
+        bx = per_frame_boxes(boxes, len(pos))
         G = np.zeros((len(pos), self.n_params))
         frames = progress_bar(range(len(pos)), desc=desc, unit="frame",
                               disable=None if self.progress else True)
@@ -423,7 +424,9 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
                 capped.append(it.label)
         return d, capped, int((f > 0).sum())
 
-    def _pressure_shift(self, pressure) -> tuple[np.ndarray, float | None]:
+    def pressure_shift(self, pressure) -> tuple[np.ndarray, float | None]:
+        """Coefficient change (n_params,) and amplitude A (eV, None without a correction) of the
+        pressure correction ΔU(r) = A (1 - r/r_c) for a measured ``pressure`` (GPa)."""
         d = np.zeros(self.n_params)
         if self.pressure is None or pressure is None:
             return d, None
@@ -443,7 +446,7 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
             self.start = pos[-1].copy()
         dists = self._distributions(pos, self.cell)
         counts = [np.zeros(it.basis.n_intervals, dtype=np.int64) for it in self.interactions]
-        G = self._vectors(pos, self.cell, counts=counts, desc="RE CG samples")
+        G = self.basis_vectors(pos, self.cell, counts=counts, desc="RE CG samples")
         n_opt = int((self.free & self.sampled).sum())
         if len(G) <= n_opt:
             warnings.warn(f"only {len(G)} CG frames for about {n_opt} optimised parameters: the Hessian "
@@ -459,7 +462,7 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
         a = self.active
         dS_quad = float(grad[a] @ d[a] + 0.5 * d[a] @ hess[np.ix_(a, a)] @ d[a])
         dS_fep = float(self.beta * (self.target_mean @ d) + _logmeanexp(-self.beta * (G @ d)))
-        dp, A = self._pressure_shift(pressure)
+        dp, A = self.pressure_shift(pressure)
         before = self.coef.copy()
         self.coef = self._normalised(self.coef + d + dp)
         self._update_tables()
@@ -518,12 +521,6 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
                     "delta_S_rel (nats): change of S_rel by the update, quadratic model and "
                     "free-energy-perturbation estimate from the CG samples"})
 
-    def to_json(self, path=None) -> str:
-        text = json.dumps(self.summary(), indent=1)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
     def write_tables(self, directory) -> list[Path]:
         """Every table of the current potential: x (Å or deg), U (eV), f = -dU/dx."""
         return write_table_files(self.potential.tables, directory)
@@ -580,6 +577,12 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return path
+
+    def plot(self, directory) -> list[Path]:
+        """``history.png`` (JS divergences and |∇S_rel| per iteration) in ``directory``."""
+        if not self.history:
+            return []
+        return [self.plot_history(Path(directory) / "history.png")]
 
     def plot_history(self, path) -> Path:
         """PNG: JS divergence of every distribution and |∇S_rel| per iteration."""

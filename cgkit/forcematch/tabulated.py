@@ -31,7 +31,7 @@ from ..potential import Potential
 from ..topology import Topology
 from .geometry import ARITY, KINDS, bonded_x, type_key, type_label
 
-__all__ = ["Table", "TabulatedPotential", "hermite"]
+__all__ = ["Table", "TabulatedPotential", "hermite", "write_table_files", "bonded_x_and_gradients"]
 
 
 class Table:
@@ -98,7 +98,9 @@ class Table:
 def write_table_files(tables, directory, errors=None) -> list:
     """One text table per interaction in ``directory``: ``<kind>_<T1>-<T2>[...].dat`` with
     columns x (Å, or deg for angles/dihedrals), U (eV), f = -dU/dx (eV/Å or eV/rad) and, when
-    ``errors`` (a list of arrays or None per table) is given, the error of f. Returns the paths."""
+    ``errors`` (a list of arrays or None per table) is given, the error of f, written as -1
+    where there is no estimate (a fixed table, a wall beyond the sampled range, fewer than two
+    jackknife blocks) so that the files hold no NaN. Returns the paths."""
     from pathlib import Path
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -111,9 +113,10 @@ def write_table_files(tables, directory, errors=None) -> list:
         head = (f"{t.label}: x ({'deg' if angular else 'Å'}), U (eV), f = -dU/dx "
                 f"({'eV/rad' if angular else 'eV/Å'})")
         if errors is not None:
-            err = errors[k]
-            cols.append(np.full(len(x), np.nan) if err is None else np.asarray(err))
-            head += ", jackknife error of f"
+            err = np.full(len(x), -1.0) if errors[k] is None else np.asarray(errors[k], dtype=float).copy()
+            err[~np.isfinite(err)] = -1.0
+            cols.append(err)
+            head += ", jackknife error of f (-1: no estimate)"
         p = d / f"{t.kind}_{'-'.join(t.types)}.dat"
         np.savetxt(p, np.column_stack(cols), header=head)
         paths.append(p)
@@ -315,7 +318,7 @@ class TabulatedPotential(Potential):
             if len(idx) == 0:
                 continue
             idx, tid = idx.to(dev), tid.to(dev)
-            x, grads = _bonded_x_and_gradients(kind, pos, idx, cell, pbc, graph.batch[idx[:, 0]])
+            x, grads = bonded_x_and_gradients(kind, pos, idx, cell, pbc, graph.batch[idx[:, 0]])
             e, de = hermite(x, tid, *self._packed_as(kind, dtype, dev), periodic=kind == "dihedral",
                             derivative=True)
             k = idx.shape[1]
@@ -382,7 +385,7 @@ def _shift_vectors(S, cell, graph_of, dtype):
     return torch.einsum("ek,ekl->el", S.to(dtype), c[graph_of])
 
 
-def _bonded_x_and_gradients(kind, pos, idx, cell, pbc, graph_of):
+def bonded_x_and_gradients(kind, pos, idx, cell, pbc, graph_of):
     """Internal coordinate x (m,) (Å or rad) of bonded instances ``idx`` (m, arity) and its
     gradient ∂x/∂r_b (m, arity, 3) in closed form (the same conventions as
     :func:`cgkit.forcematch.geometry.bonded_x`: θ at the middle bead, IUPAC dihedrals)."""

@@ -11,7 +11,6 @@ Units: distances Å, angles degrees, densities beads/Å³.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 
 from ..errors import InputError
 from ..neighbors import neighbor_list
+from ..results import Analysis, Results
 from ..topology import Topology
 from .geometry import as_cell, bonded_x, type_key, type_label
 
@@ -102,7 +102,7 @@ def rdf(positions, boxes, names, topology: Topology | None, r_max: float, n_bins
     return g, edges, n * len(pos) / vol_sum
 
 
-class StructuralValidation:
+class StructuralValidation(Analysis):
     """Compare a CG trajectory (``test``) with the mapped reference (``reference``).
 
     reference_positions, test_positions : (n_frames, n_beads, 3) Å
@@ -124,7 +124,7 @@ class StructuralValidation:
         self.ref = (reference_positions, reference_boxes)
         self.test = (test_positions, test_boxes)
         self.rdf_max, self.bins = float(rdf_max), int(bins)
-        self.results: dict = {}
+        self.results = Results()
 
     def run(self) -> "StructuralValidation":
         from cgkit.stats import Distribution, js_divergence
@@ -159,29 +159,29 @@ class StructuralValidation:
                     "js": js_divergence(pa, pb), "rms_g": float(np.sqrt(np.mean((ga[key] - gb[key]) ** 2))),
                     "r": rc, "g_reference": ga[key], "g_test": gb[key]}
             res["density"] = {"reference_beads_per_A3": rho_a, "test_beads_per_A3": rho_b,
-                              "relative_difference": (rho_b - rho_a) / rho_a}
-        self.results = res
+                              "relative_difference": (rho_b - rho_a) / rho_a if rho_a > 0 else None}
+        self.results = Results(res)
         return self
 
     def summary(self) -> dict:
+        """JS divergences, means and densities (strict-JSON ready: NaN → null)."""
+        from ..jsonutil import jsonable
         r = self.results
-        return {"distributions": {k: {"js_divergence": v["js"], "mean_reference": v["mean_reference"],
+        if not r:
+            return {}
+        return jsonable({"distributions": {k: {"js_divergence": v["js"], "mean_reference": v["mean_reference"],
                                       "mean_test": v["mean_test"]} for k, v in r["distributions"].items()},
                 "rdf": {k: {"js_divergence_r2g": v["js"], "rms_g": v["rms_g"]} for k, v in r["rdf"].items()},
                 "density": r["density"],
-                "note": "Jensen-Shannon divergence in bits (0 identical, 1 disjoint); angles in deg"}
-
-    def to_json(self, path=None) -> str:
-        text = json.dumps(self.summary(), indent=1)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+                "note": "Jensen-Shannon divergence in bits (0 identical, 1 disjoint); angles in deg"})
 
     def plot(self, directory) -> list[Path]:
         """Overlay PNGs: ``distributions.png`` (bonded) and ``rdf.png`` (pairs)."""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+
+        from .interaction import Interaction
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         out = []
@@ -200,7 +200,8 @@ class StructuralValidation:
                     for key, ls in (("reference", "-"), ("test", "--")):
                         dist = v[key]
                         ax.plot(dist.centres, dist.density, ls, label="reference" if key == "reference" else "CG")
-                    ax.set_xlabel(label.split()[0] + (" (Å)" if label.startswith("bond") else " (deg)"))
+                    kind = Interaction.parse(label).kind
+                    ax.set_xlabel(kind + (" (Å)" if kind == "bond" else " (deg)"))
                     ax.set_ylabel("probability density")
                 ax.set_title(f"{label}\nJS = {v['js']:.2g}", fontsize=9)
                 ax.legend(fontsize=7)

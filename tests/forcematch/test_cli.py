@@ -1,5 +1,4 @@
 """`cgkit fm` and `cgkit md` end to end on a small CG data set (PSF + extxyz with forces)."""
-import json
 from types import SimpleNamespace
 
 import ase.io
@@ -9,6 +8,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from cgkit.cli import main
+from cgkit.jsonutil import loads_strict
 from cgkit.trajectory import write_psf
 
 from .conftest import L
@@ -41,7 +41,7 @@ def test_cgkit_fm_then_md_with_validation(cg_files, tmp_path, capsys):
     rc = main(["fm", "--cg-trajectory", str(cg_files / "cg.extxyz"), "--cg-topology", str(cg_files / "cg.psf"),
                "--exclude", "1", "--pair-cutoff", "6", "--export", "lammps,gromacs", "--out", str(out)])
     assert rc == 0
-    s = json.loads((out / "summary.json").read_text())
+    s = loads_strict((out / "summary.json").read_text())
     assert {i["interaction"] for i in s["interactions"]} == {"pair A-A", "bond A-A"}
     r = s["residual_per_bead_type"]["A"]
     assert r["rms_residual_eV_per_A"] < 0.02 * r["rms_force_eV_per_A"]
@@ -55,7 +55,7 @@ def test_cgkit_fm_then_md_with_validation(cg_files, tmp_path, capsys):
                "--temperature", "150", "--write-every", "20", "--reference", str(cg_files / "cg.extxyz"),
                "--out", str(md_out)])
     assert rc == 0
-    s = json.loads((md_out / "summary.json").read_text())
+    s = loads_strict((md_out / "summary.json").read_text())
     assert s["md"]["n_steps"] == 400 and s["md"]["steps_per_second"] > 0
     v = s["validation"]
     assert v["distributions"]["bond A-A"]["js_divergence"] < 0.2
@@ -82,7 +82,7 @@ def test_cgkit_ibi_one_iteration(cg_files, tmp_path):
                "--pair-cutoff", "5.5", "--bins", "55", "--md-steps", "200", "--equilibration", "20",
                "--timestep", "4", "--out", str(out)])
     assert rc == 0
-    s = json.loads((out / "summary.json").read_text())
+    s = loads_strict((out / "summary.json").read_text())
     assert len(s["iterations"]) == 1 and set(s["iterations"][0]["scores"]) == {"pair A-A", "bond A-A"}
     assert (out / "cg_potential.pt").is_file() and (out / "tables" / "pair_A-A.dat").is_file()
 
@@ -93,7 +93,7 @@ def test_cgkit_fm_model_nn_trains_on_top_of_the_spline_prior(cg_files, tmp_path)
                "--exclude", "1", "--pair-cutoff", "6", "--stop", "30", "--model", "nn", "--nn-frames", "5",
                "--nn-epochs", "1", "--nn-channels", "4", "--nn-lmax", "0", "--nn-rcut", "5", "--out", str(out)])
     assert rc == 0
-    s = json.loads((out / "summary.json").read_text())
+    s = loads_strict((out / "summary.json").read_text())
     assert s["neural"]["frames"] == 5
     assert (out / "nn" / "cg_nn_potential.pt").is_file()
 
@@ -109,7 +109,7 @@ def test_cgkit_fm_maps_an_atomistic_trajectory_on_the_fly(tmp_path):
                str(data / "aa_subset.gro"), "--trajectory", str(data / "aa_subset.trr"), "--no-pairs",
                "--stop", "8", "--out", str(out)])
     assert rc == 0
-    s = json.loads((out / "summary.json").read_text())
+    s = loads_strict((out / "summary.json").read_text())
     assert [i["interaction"] for i in s["interactions"]] == ["bond A-B", "angle A-B-A"]
     assert s["timing"]["frames"] == 8
 
@@ -120,7 +120,7 @@ def test_cgkit_fm_bonded_boltzmann_fixes_the_inverted_bond_and_fits_pairs(cg_fil
                "--exclude", "1", "--pair-cutoff", "6", "--bonded", "boltzmann", "--temperature", "150",
                "--out", str(out)])
     assert rc == 0
-    s = json.loads((out / "summary.json").read_text())
+    s = loads_strict((out / "summary.json").read_text())
     assert s["bonded"]["method"] == "boltzmann" and s["bonded"]["fixed_tables"] == ["bond A-A"]
     assert s["bonded"]["reference_frames"] == 100
     fixed = {i["interaction"]: i.get("fixed", False) for i in s["interactions"]}
@@ -147,7 +147,7 @@ def test_cgkit_fm_bonded_ibi_iterates_the_bond_with_pairs_kept(cg_files, tmp_pat
                "--ibi-iterations", "1", "--ibi-steps", "200", "--ibi-equilibration", "20", "--timestep", "4",
                "--export", "lammps", "--out", str(out)])
     assert rc == 0
-    s = json.loads((out / "summary.json").read_text())
+    s = loads_strict((out / "summary.json").read_text())
     it = s["ibi"]["iterations"]
     assert len(it) == 1 and set(it[0]["scores"]) == {"pair A-A", "bond A-A"}
     assert all(np.isfinite(v["js"]) for v in it[0]["scores"].values())

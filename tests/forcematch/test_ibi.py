@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from cgkit.forcematch.ibi import IterativeBoltzmannInversion, boltzmann_table
+from cgkit.forcematch import IterativeBoltzmannInversion, boltzmann_table
 from cgkit.units import KB_EV
 
 from .conftest import L
@@ -74,14 +74,14 @@ def test_ibi_improves_the_rdf_of_a_dense_lennard_jones_liquid():
 def test_bonded_tables_confine_outside_the_resolved_range_even_with_a_wrong_way_end_slope():
     """After an IBI update the end slope of a bond table can point outwards-down; the continued
     table must still rise outwards (at least kT per bin) so that no bond escapes."""
-    from cgkit.forcematch.ibi import _confining_slope, _fill_linear, boltzmann_table
+    from cgkit.forcematch.boltzmann import boltzmann_table, confining_slope, fill_linear
     from cgkit.units import KB_EV
     kT = KB_EV * 450.0
     x = np.linspace(3.0, 6.0, 61)
     valid = (x > 4.0) & (x < 5.0)
     U = np.where(valid, -0.05 * (x - 4.5) ** 2, np.nan)  # an inverted well: both end slopes wrong-way
-    slope = _confining_slope("bond", x, kT)
-    V = _fill_linear(x, U, valid, False, "bond B-B", confining_slope=slope)
+    slope = confining_slope("bond", x, kT)
+    V = fill_linear(x, U, valid, False, "bond B-B", confining_slope=slope)
     left, right = x <= x[valid][0], x >= x[valid][-1]
     assert np.all(np.diff(V[left]) < 0) and np.all(np.diff(V[right]) > 0)
     assert np.diff(V[right]).min() >= slope * (x[1] - x[0]) * (1 - 1e-12)
@@ -90,4 +90,4 @@ def test_bonded_tables_confine_outside_the_resolved_range_even_with_a_wrong_way_
     t = boltzmann_table("bond", ("B", "B"), x, dens, kT)
     i0 = int(np.argmin(t.U))
     assert np.all(np.diff(t.U[:i0]) < 0) and np.all(np.diff(t.U[i0:]) > 0)
-    assert _confining_slope("pair", x, kT) is None and _confining_slope("dihedral", x, kT) is None
+    assert confining_slope("pair", x, kT) is None and confining_slope("dihedral", x, kT) is None

@@ -1,7 +1,6 @@
 """Relative-entropy minimisation: φ accumulation vs the simulated potential's energy, gradient
 and Hessian vs finite differences of S_rel, recovery of a known LJ + harmonic-dimer potential,
 unsampled interactions, and the ``cgkit relent`` command."""
-import json
 import math
 import warnings
 
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 
 from cgkit.cli import main
+from cgkit.jsonutil import loads_strict
 from cgkit.data import AtomicGraph
 from cgkit.forcematch.mscg import SparseSamplingWarning
 from cgkit.forcematch.relent import RelativeEntropyMinimisation, relative_entropy_derivatives
@@ -87,7 +87,7 @@ def test_basis_sums_equal_finite_differences_of_the_simulated_energy(lj_dimers):
     re = _re(lj_dimers, grids={"bond A-A": (1.46, 1.54, 0.02), "pair A-A": (3.0, RC, 0.3)})
     P = lj_dimers["positions"][[0, 50, 99]]
     cell = np.eye(3) * BOX
-    G = re._vectors(P, cell)
+    G = re.basis_vectors(P, cell)
     rng = np.random.default_rng(1)
     lam = re.coef + 0.01 * rng.normal(size=re.n_params) * re.free
     eps = 1e-3
@@ -113,7 +113,7 @@ def test_gradient_and_hessian_match_finite_differences_of_the_relative_entropy(l
     """S(λ) = β⟨U_λ⟩_AA + ln⟨exp(-β(U_λ - U_λ0))⟩_CG(λ0) (the relative entropy up to a constant,
     CG ensemble reweighted) differentiated numerically equals the analytic ∇S and β² Cov_CG(φ)."""
     re = _re(lj_dimers)
-    G = re._vectors(lj_dimers["positions"], [BOX] * 3)
+    G = re.basis_vectors(lj_dimers["positions"], [BOX] * 3)
     G_aa, G_cg = G[::2], G[1::2]  # two ensembles of configurations
     beta = re.beta
     rng = np.random.default_rng(2)
@@ -193,7 +193,7 @@ def test_an_interaction_without_reference_samples_is_held_with_a_warning(lj_dime
     assert any(m.startswith("bond A-A: the reference has no samples in its grid [3, 4] Å") for m in msgs), msgs
     bond = re.interactions[1]
     assert bond.label == "bond A-A" and not re.active[bond.columns].any()
-    G = re._vectors(lj_dimers["positions"][:20], [BOX] * 3)
+    G = re.basis_vectors(lj_dimers["positions"][:20], [BOX] * 3)
     grad, hess = relative_entropy_derivatives(re.target_mean, G, re.beta)
     d, _, _ = re.newton_step(grad, hess)
     assert np.all(np.isfinite(d)) and np.all(d[bond.columns] == 0) and np.any(d != 0)
@@ -207,14 +207,14 @@ def test_pressure_correction_adds_the_projected_linear_ramp_to_pair_potentials(l
     """Too high a pressure (ΔP > 0) → A = -min(ΔP·scale, 0.1 kT) (1 - r/r_c) on every pair
     potential (Reith et al.), as in IBI; bonds untouched."""
     re = _re(lj_dimers, pressure=0.0, pressure_scale=0.01)
-    d, A = re._pressure_shift(0.5)  # GPa above the target
+    d, A = re.pressure_shift(0.5)  # GPa above the target
     assert A == pytest.approx(-min(0.5 * 0.01, 0.1 * re.kT))
     pair, bond = re.interactions
     r = np.linspace(pair.basis.x_min, RC - 1.0, 50)  # away from the cutoff, where U is pinned smooth
     dU = pair.basis.value(d[pair.columns], r)
     assert np.abs(dU - A * (1 - r / RC)).max() < 0.05 * abs(A)
     assert np.all(d[bond.columns] == 0)
-    assert re._pressure_shift(None)[1] is None
+    assert re.pressure_shift(None)[1] is None
 
 
 @pytest.mark.filterwarnings("ignore::cgkit.forcematch.mscg.SparseSamplingWarning")
@@ -225,7 +225,7 @@ def test_cgkit_relent_writes_summary_potential_tables_and_plots(cg_files, tmp_pa
                "--pair-cutoff", "5.5", "--bins", "55", "--md-steps", "200", "--equilibration", "20",
                "--timestep", "4", "--pressure", "0", "--grid", "pair A-A=2.8:5.5:0.3", "--out", str(out)])
     assert rc == 0
-    s = json.loads((out / "summary.json").read_text())
+    s = loads_strict((out / "summary.json").read_text())
     assert len(s["iterations"]) == 1 and set(s["iterations"][0]["scores"]) == {"pair A-A", "bond A-A"}
     rec = s["iterations"][0]
     assert np.isfinite(rec["gradient_norm"]) and np.isfinite(rec["delta_S_rel_fep"])

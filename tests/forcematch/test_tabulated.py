@@ -126,11 +126,11 @@ def test_closed_form_forces_equal_autograd_forces_in_periodic_and_batched_system
             scale = ref["forces"].abs().max()
             assert (fast["forces"] - ref["forces"]).abs().max() < 1e-11 * scale
     # the closed-form bonded gradients equal the autograd ones instance by instance
-    from cgkit.forcematch.tabulated import _bonded_x_and_gradients
+    from cgkit.forcematch.tabulated import bonded_x_and_gradients
     g = AtomicGraph.from_arrays(pos, cell, True, pot.cutoff, species=species, type_names=("A", "B"))
     for kind in ("bond", "angle", "dihedral"):
         idx = torch.as_tensor(getattr(top, kind + "s"))
-        x, grad = _bonded_x_and_gradients(kind, g.positions, idx, g.cell[0], g.pbc[0], None)
+        x, grad = bonded_x_and_gradients(kind, g.positions, idx, g.cell[0], g.pbc[0], None)
         x_ref, grad_ref = instance_gradients(kind, g.positions, idx, g.cell[0], g.pbc[0])
         assert torch.allclose(x, x_ref, atol=1e-14)
         assert torch.allclose(grad, grad_ref, atol=1e-12), kind

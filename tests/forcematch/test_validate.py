@@ -33,9 +33,16 @@ def test_bonded_distributions_and_js_divergence_limits():
     base = np.array([[0, 0, 0], [1.5, 0, 0], [1.5, 1.5, 0]], float)
     P = base + rng.normal(scale=0.05, size=(200, 3, 3))
     s = bonded_samples("bond", P, None, np.array(["A", "B", "A"]), top)
-    ref = np.linalg.norm(P[:, 1] - P[:, 0], axis=1)
-    assert np.allclose(np.sort(s[("A", "B")][::2]), np.sort(ref)) or np.allclose(
-        np.sort(s[("A", "B")]), np.sort(np.concatenate([ref, np.linalg.norm(P[:, 2] - P[:, 1], axis=1)])))
+    # every bond of a type in every frame (frame by frame, bonds in topology order): both A-B
+    # bonds of the 200 frames, 400 samples (Å)
+    b01 = np.linalg.norm(P[:, 1] - P[:, 0], axis=1)
+    b12 = np.linalg.norm(P[:, 2] - P[:, 1], axis=1)
+    assert set(s) == {("A", "B")} and s[("A", "B")].shape == (400,)
+    assert np.allclose(s[("A", "B")], np.stack([b01, b12], axis=1).reshape(-1), rtol=1e-12, atol=1e-12)
+    a = bonded_samples("angle", P, None, np.array(["A", "B", "A"]), top)[("A", "B", "A")]
+    u, v = P[:, 0] - P[:, 1], P[:, 2] - P[:, 1]
+    ref_deg = np.degrees(np.arccos((u * v).sum(1) / np.linalg.norm(u, axis=1) / np.linalg.norm(v, axis=1)))
+    assert np.allclose(a, ref_deg, atol=1e-9)  # degrees
     same = StructuralValidation(P, P, ["A", "B"], [0, 1, 0], top).run()
     assert all(v["js"] < 1e-12 for v in same.results["distributions"].values())
     far = P.copy()
