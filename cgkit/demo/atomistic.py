@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .common import run_md_budget, savefig, plt
+from .common import plt, run_md_steps, savefig
 
 __all__ = ["run"]
 
@@ -34,11 +34,11 @@ def run(ctx) -> dict:
     start = read(str(ctx.need("teacher", td / "pe_start.extxyz", "atomistic")))
     p = ctx.cfg["atomistic"]
     T = ctx.cfg["pe"]["temperature"]
-    deadline = time.time() + 0.8 * ctx.budget("atomistic")
+    clock = ctx.clock("atomistic")
     md = MolecularDynamics(model, start, timestep=p["timestep"], temperature=T, friction=p["friction"],
                            seed=ctx.seed + 101, store_every=p["store_every"], log_every=p["store_every"],
                            progress=ctx.progress, n_threads=1)
-    n_done = run_md_budget(md, p["n_steps"], max(p["store_every"], 100), deadline)
+    n_done = run_md_steps(md, p["n_steps"], max(p["store_every"], 100), clock, "ENNP MD of the melt")
     r = md.results
     pos = r.positions[:, 0]  # (F, n, 3)
     cell = md.cell
@@ -73,7 +73,7 @@ def run(ctx) -> dict:
     d = ctx.dir("atomistic")
     np.savez_compressed(d / "trajectory.npz", positions=pos, forces=forces, cell=cell,
                         time=r.frame_time, masses=start.get_masses(),
-                        chain_id=start.arrays["chain_id"], bead_types=start.arrays["bead_types"])
+                        chain_id=start.arrays["chain_id"], bead_types=np.asarray(start.arrays["bead_types"], dtype=str))
     # thermodynamics plot
     fig, ax = plt().subplots(1, 2, figsize=(9, 3.4))
     t_ps = r.time / 1000.0

@@ -11,14 +11,17 @@ b) starts from the first mapped frame. Compared with the mapped atomistic (ENNP)
 """
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
+from ase import units as ase_units
 
-from .common import plt, run_md_budget, savefig
+from .common import plt, run_md_steps, savefig
 
 __all__ = ["run", "bead_universe", "bonded_samples"]
+
+#: amu/Å³ → g/cm³ (1 amu = 1e3/ase.units.kg g, 1 Å³ = 1e-24 cm³)
+AMU_PER_A3_TO_G_PER_CM3 = 1e27 / ase_units.kg
 
 
 def bead_universe(positions, cell, masses, bonds, molecule, resname: str = "PE"):
@@ -48,38 +51,17 @@ def bead_universe(positions, cell, masses, bonds, molecule, resname: str = "PE")
 
 
 def bonded_samples(positions, cell, bonds, angles):
-    """Bond lengths (Å) and bond angles (deg) of every frame, minimum image."""
-    inv = np.linalg.inv(cell)
-
-    def mic(d):
-        f = d @ inv
-        return (f - np.round(f)) @ cell
+    """Bond lengths (Å) and bond angles (deg) of every frame (minimum image), pooled over all
+    bond and angle types: :func:`cgkit.forcematch.validate.bonded_samples` of each kind."""
+    from ..forcematch.validate import bonded_samples as samples_of_kind
+    from ..topology import Topology
     x = np.asarray(positions, dtype=np.float64)
-    b = np.linalg.norm(mic(x[:, bonds[:, 1]] - x[:, bonds[:, 0]]), axis=-1).ravel()
-    u = mic(x[:, angles[:, 0]] - x[:, angles[:, 1]])
-    v = mic(x[:, angles[:, 2]] - x[:, angles[:, 1]])
-    c = (u * v).sum(-1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(v, axis=-1)
-    a = np.degrees(np.arccos(np.clip(c, -1, 1))).ravel()
-    return b, a
-
-
-def _js_counts(a, b) -> float:
-    """JS divergence (bits) of two histograms given as counts on the same bins."""
-    from cgkit.stats import Distribution, js_divergence
-    edges = np.arange(len(a) + 1, dtype=float)
-    if a.sum() <= 0 or b.sum() <= 0:
-        return 1.0
-    return js_divergence(Distribution(edges, a), Distribution(edges, b))
-
-
-def _js(ref, cand, n_bins: int, unit: str):
-    from cgkit.stats import Distribution, js_divergence
-    lo = min(ref.min(), cand.min())
-    hi = max(ref.max(), cand.max())
-    edges = np.linspace(lo, hi + 1e-9, n_bins + 1)
-    p = Distribution(edges, np.histogram(ref, edges)[0].astype(float) + 0.0, unit)
-    q = Distribution(edges, np.histogram(cand, edges)[0].astype(float) + 0.0, unit)
-    return js_divergence(p, q), p, q
+    topo = Topology(x.shape[1], bonds=np.asarray(bonds), angles=np.asarray(angles))
+    names = ["B"] * x.shape[1]  # one type: the demo compares all bonds (angles) together
+    b = samples_of_kind("bond", x, cell, names, topo)
+    a = samples_of_kind("angle", x, cell, names, topo)
+    return (np.concatenate(list(b.values())) if b else np.empty(0),
+            np.concatenate(list(a.values())) if a else np.empty(0))
 
 
 def run(ctx) -> dict:
@@ -90,6 +72,7 @@ def run(ctx) -> dict:
 
     from ..io_potential import load_potential
     from ..md import MolecularDynamics
+    from ..stats import js_of_samples
 
     fmres = ctx.read_result("forcematch", needed_by="cg")
     cg_label = ("CG (hybrid: FM pairs + BI/IBI bonded)" if fmres.get("bonded_tables") == "boltzmann"
@@ -106,13 +89,12 @@ def run(ctx) -> dict:
     start = Atoms(numbers=np.zeros(len(types), int), positions=ref_pos[0], cell=cell, pbc=True,
                   masses=masses)
     start.arrays["bead_types"] = np.array(types)
-    deadline = time.time() + 0.6 * ctx.budget("cg")
+    clock = ctx.clock("cg")
     md = MolecularDynamics(pot, start, timestep=p["timestep"], temperature=T, friction=p["friction"],
                            seed=ctx.seed + 202, store_every=p["store_every"], log_every=p["store_every"],
                            n_replicas=p["n_replicas"], progress=ctx.progress, n_threads=1)
-    n_done = run_md_budget(md, p["n_steps"], max(1000, p["store_every"]), deadline)
+    n_done = run_md_steps(md, p["n_steps"], max(1000, p["store_every"]), clock, "CG MD")
     r = md.results
-    cg_pos = r.positions.reshape(-1, len(types), 3)  # all replicas pooled
     n_skip = max(1, len(r.positions) // 10)  # drop the first 10 % (relaxation from the start)
     cg_pos = r.positions[n_skip:].reshape(-1, len(types), 3)
     cg_fs_per_s = n_done * p["timestep"] * p["n_replicas"] / r.elapsed_s
@@ -122,8 +104,10 @@ def run(ctx) -> dict:
     # bonded distributions on common bins
     b_ref, a_ref = bonded_samples(ref_pos, cell, bonds, angles)
     b_cg, a_cg = bonded_samples(cg_pos, cell, bonds, angles)
-    js_b, pb, qb = _js(b_ref, b_cg, 30, "Å")
-    js_a, pa, qa = _js(a_ref, a_cg, 30, "deg")
+    lo_b, hi_b = min(b_ref.min(), b_cg.min()), max(b_ref.max(), b_cg.max())
+    lo_a, hi_a = min(a_ref.min(), a_cg.min()), max(a_ref.max(), a_cg.max())
+    js_b, pb, qb = js_of_samples(b_ref, b_cg, 30, "Å", value_range=(lo_b, hi_b))
+    js_a, pa, qa = js_of_samples(a_ref, a_cg, 30, "deg", value_range=(lo_a, hi_a))
     fig, ax = plt().subplots(1, 2, figsize=(9, 3.5))
     for axis, (pp, qq, js, lab) in zip(ax, ((pb, qb, js_b, "bond length (Å)"), (pa, qa, js_a, "bond angle (deg)"))):
         axis.stairs(pp.density, pp.edges, label="mapped atomistic (ENNP)")
@@ -199,7 +183,7 @@ def run(ctx) -> dict:
     savefig(fig, d / "rg_time.png")
     figs.append(ctx.rel(d / "rg_time.png"))
     vol = abs(np.linalg.det(cell))
-    density = float(masses.sum() / vol * 1.66053906660)
+    density = float(masses.sum() / vol * AMU_PER_A3_TO_G_PER_CM3)
     # speed figure
     fig, ax = plt().subplots(figsize=(5, 3.2))
     ax.bar(["ENNP atomistic", "CG tables"], [at["fs_per_wall_s"], cg_fs_per_s], color=["C0", "C1"])

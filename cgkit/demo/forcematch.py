@@ -26,10 +26,12 @@ time budget allows (off by default; on in ``--size small`` as a smoke test and i
 """
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
+
+from ..jsonutil import loads_strict
+from .common import check_training
 
 
 __all__ = ["run", "load_mapping"]
@@ -49,50 +51,47 @@ def load_mapping(ctx, needed_by: str):
     return Mapping.from_yaml(shipped_mapping("polyethylene_ua_4to1"), u)
 
 
-def _hybrid(m, res, cg_pos, cg_frc, cell, T, p, pair, seed, deadline):
-    """VOTCA's hybrid scheme with the library pieces: bond and angle tables by Boltzmann
-    inversion of the mapped distributions (:func:`cgkit.forcematch.boltzmann_bonded_tables`),
-    kept fixed while pairs and dihedrals are force-matched on the forces they leave
-    (``SplineForceMatching(fixed=...)``), then ``p['ibi_iterations']`` iterations of
-    :class:`cgkit.forcematch.ibi.IterativeBoltzmannInversion` on bonds and angles with the
-    force-matched tables kept, stopping at ``deadline`` (time.time()).
-    Returns (potential, hybrid force-matching result, per-iteration JS divergences)."""
-    from ..forcematch import SplineForceMatching, boltzmann_bonded_tables
-    from ..forcematch.ibi import IterativeBoltzmannInversion
+def _hybrid(m, res, cg_pos, cg_frc, cell, T, p, pair, seed, clock):
+    """The library's hybrid recipe, :func:`cgkit.forcematch.hybrid_fit`: bond and angle tables by
+    Boltzmann inversion of the mapped distributions, pairs and dihedrals either from the all-MS-CG
+    fit ``res`` (``pairs_from: mscg``, the default) or force-matched on the forces the fixed
+    bonded tables leave (``pairs_from: hybrid``), then ``p['ibi_iterations']`` IBI iterations on
+    bonds and angles. The demo deliberately passes its own IBI settings (config ``ibi_*``: 45
+    bins, α = 0.7 and 3000 + 400 steps sampled every 10) instead of the library defaults: its
+    short trajectory gives noisy histograms on finer bins, and damping keeps the few iterations
+    from overshooting. ``clock``: the stage's wall-clock safety limit, checked between
+    iterations (reaching it fails the stage).
+    Returns (potential, hybrid force-matching result or None, per-iteration JS divergences)."""
+    from ..forcematch import IBISettings, Interaction, hybrid_fit
     names = list(dict.fromkeys(sorted(set(m.bead_types))))
     species = np.array([names.index(t) for t in m.bead_types])
-    bonded = boltzmann_bonded_tables(names, species, m.topology, cg_pos, cell, temperature=T)
-    hyb = None
+    n_iter = int(p.get("ibi_iterations", 0))
+    ibi = IBISettings(iterations=n_iter, alpha=float(p.get("ibi_alpha", 0.7)), md_steps=int(p.get("ibi_steps", 3000)),
+                      equilibration=int(p.get("ibi_equilibration", 400)), sample_every=10, timestep=5.0,
+                      seed=seed)
+    done = [0]
+
+    def between(rec):
+        done[0] += 1
+        if done[0] < n_iter:
+            clock.check(f"IBI (iteration {done[0]} of {n_iter})")
+
+    common = dict(temperature=T, bins=int(p.get("ibi_bins", 45)), ibi=ibi, masses=m.bead_masses,
+                  start_positions=cg_pos[0], box=cell, pair_cutoff=pair[1], callback=between)
     if p.get("pairs_from", "mscg") == "hybrid":
-        fm = SplineForceMatching(names, species, m.topology, pair=pair, bond=None, angle=None,
-                                 dihedral=p["dihedral"], block_size=max(2, len(cg_pos) // 10),
-                                 on_empty="drop", fixed=bonded)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fm.accumulate(cg_pos, cg_frc, cell, progress=False)
-            hyb = fm.solve(smooth=1e-6)
-        start = hyb.tables
+        fit = hybrid_fit(names, species, m.topology, cg_pos, cell, positions=cg_pos, forces=cg_frc, boxes=cell,
+                         fm=dict(pair=pair, dihedral=p["dihedral"], block_size=max(2, len(cg_pos) // 10),
+                                 on_empty="drop"), solve=dict(smooth=1e-6), **common)
     else:  # pairs and dihedrals of the all-MS-CG fit, bonds and angles Boltzmann-inverted
-        start = [t for t in res.tables if t.kind not in ("bond", "angle")] + bonded
-    half = 0.5 * float(np.min(np.linalg.norm(cell, axis=1)))
-    ibi = IterativeBoltzmannInversion(
-        names, species, m.topology, m.bead_masses, cg_pos, cell, cg_pos[0], cell, temperature=T,
-        pair_cutoff=min(pair[1], half - 1e-6), kinds=("bond", "angle"), bins=int(p.get("ibi_bins", 45)),
-        alpha=float(p.get("ibi_alpha", 0.7)), md_steps=int(p.get("ibi_steps", 3000)),
-        equilibration=int(p.get("ibi_equilibration", 400)), sample_every=10, timestep=5.0,
-        seed=seed, start_tables=start)
-    history = []
-    for _ in range(int(p.get("ibi_iterations", 0))):
-        if time.time() > deadline:
-            break
-        rec = ibi.step()
-        history.append({"iteration": rec["iteration"],
-                        **{f"js {k}": v["js"] for k, v in rec["scores"].items()
-                           if k.startswith(("bond", "angle"))}})
-    return ibi.potential, hyb, history
+        fit = hybrid_fit(names, species, m.topology, cg_pos, cell, rest_tables=res.tables, **common)
+    history = [{"iteration": rec["iteration"],
+                **{f"js {k}": v["js"] for k, v in rec["scores"].items()
+                   if Interaction.parse(k).kind in ("bond", "angle")}}
+               for rec in fit.history]
+    return fit.potential, fit.fit, history
 
 
-def _neural_cg(ctx, p, prior, cg_pos, cg_frc, cell, m, d) -> dict:
+def _neural_cg(ctx, p, prior, cg_pos, cg_frc, cell, m, d, clock) -> dict:
     """Neural CG potential (ENNP on beads) on top of the spline prior, trained on the mapped
     forces minus the prior's (:class:`cgkit.forcematch.neural.NeuralCGTraining`), when enabled."""
     if not p.get("neural_cg", False):
@@ -106,9 +105,10 @@ def _neural_cg(ctx, p, prior, cg_pos, cg_frc, cell, m, d) -> dict:
                           r_cut=float(p.get("neural_r_cut", 6.0)),
                           model={"channels": 8, "l_max": 1, "n_layers": 2, "dtype": "float32"},
                           train={"max_epochs": int(p.get("neural_epochs", 20)),
-                                 "max_time_minutes": float(p.get("neural_minutes", 1.0)),
+                                 "max_time_minutes": clock.remaining_minutes(),
                                  "threads": 2}, seed=ctx.seed).run()
     r = nn.results
+    check_training(loads_strict((d / "neural" / "nn" / "summary.json").read_text()), clock, "the neural CG potential")
 
     n_of = {t: int(np.sum(np.asarray(m.bead_types) == t)) for t in prior.type_names}
 
@@ -146,6 +146,7 @@ def _plot_bonded(res, potential, ibi, path) -> None:
 def run(ctx) -> dict:
     from ..forcematch import SparseSamplingWarning, SplineForceMatching
 
+    clock = ctx.clock("forcematch")
     ctx.read_result("atomistic", needed_by="forcematch")
     traj = np.load(ctx.need("atomistic", ctx.out / "atomistic" / "trajectory.npz", "forcematch"))
     m = load_mapping(ctx, "forcematch")
@@ -176,7 +177,7 @@ def run(ctx) -> dict:
     ibi = []
     if bonded == "boltzmann":
         potential, hyb, ibi = _hybrid(m, res, cg_pos, cg_frc, cell, ctx.cfg["pe"]["temperature"], p, tuple(pair), ctx.seed,
-                                      deadline=time.time() + 0.7 * ctx.budget("forcematch"))
+                                      clock=clock)
         resid_hybrid = hyb.residual if hyb is not None else None
     potential.save(d / "cg_potential.pt", metadata={"source": "cgkit demo spline MS-CG",
                                                    "bonded": bonded})
@@ -185,7 +186,7 @@ def run(ctx) -> dict:
     res.to_json(d / "forcematch.json")
     res.write_tables(d / "tables")
     res.plot(d / "tables.png")
-    neural = _neural_cg(ctx, p, potential, cg_pos, cg_frc, cell, m, d)
+    neural = _neural_cg(ctx, p, potential, cg_pos, cg_frc, cell, m, d, clock)
     figs = [ctx.rel(d / "tables.png")]
     if bonded == "boltzmann":
         _plot_bonded(res, potential, ibi, d / "bonded_tables.png")

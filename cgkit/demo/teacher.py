@@ -7,28 +7,27 @@
   rattled and strained cells, labelled by Stillinger–Weber with energies, forces and stresses
   (:func:`cgkit.sampling.sample_configurations`).
 
-Each set trains a small ENNP with :class:`cgkit.train.Trainer` under a wall-clock budget.
+Each set trains a small ENNP with :class:`cgkit.train.Trainer` for a fixed number of epochs
+(the stage's wall-clock limit is only a safety stop that fails the stage).
 Reported: validation force MAE against the teacher, beside the RMS of the teacher's forces
 (the MAE of a model that predicts zero force is ≈ 0.8 × that RMS).
 """
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 
-from .common import run_md_budget
+from ..jsonutil import write_json
+from .common import StageClock, check_training, run_md_steps
 
 __all__ = ["run"]
 
 
-def _train(ctx, name: str, data_path, species, p: dict, *, stress_weight: float = 0.0) -> dict:
+def _train(ctx, clock: StageClock, name: str, data_path, species, p: dict, *,
+           stress_weight: float = 0.0) -> dict:
     from ..train import Trainer
     out = ctx.dir("teacher") / f"{name}_ennp"
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists():  # a rerun starts a fresh training (the data changed)
-        ckpt.unlink()
     model = {k: p[k] for k in ("channels", "l_max", "n_layers", "n_radial", "radial_hidden",
                                "readout_hidden")}
     cfg = {"output": str(out), "seed": ctx.seed,
@@ -39,10 +38,11 @@ def _train(ctx, name: str, data_path, species, p: dict, *, stress_weight: float 
            "loss": {"energy": 1.0, "forces": 10.0, "stress": float(stress_weight)},
            "optimizer": {"lr": p["lr"]}, "batch_size": p["batch_size"],
            "scheduler": {"factor": 0.5, "patience": 2, "min_lr": 1e-4},
-           "max_epochs": p["max_epochs"], "max_time_minutes": p["minutes"],
+           "max_epochs": p["max_epochs"], "max_time_minutes": clock.remaining_minutes(),
            "early_stopping_patience": 1000, "checkpoint_every": 0, "threads": 2}
     tr = Trainer(cfg).run()
     s = tr.results
+    check_training(s, clock, f"the {name.upper()} ENNP")
     v = s["validation"]
     return {"model": ctx.rel(out / "model.pt"), "n_train": s["n_train"], "n_val": s["n_val"],
             "epochs": s["epochs"], "steps": s["steps"], "train_wall_s": s["wall_time_s"],
@@ -53,7 +53,7 @@ def _train(ctx, name: str, data_path, species, p: dict, *, stress_weight: float 
             "learning_curve": ctx.rel(out / "learning_curve.png") if (out / "learning_curve.png").exists() else None}
 
 
-def _polyethylene(ctx, deadline: float) -> dict:
+def _polyethylene(ctx, clock: StageClock) -> dict:
     from ase.io import write
 
     from ..md import MolecularDynamics
@@ -76,10 +76,11 @@ def _polyethylene(ctx, deadline: float) -> dict:
                                progress=ctx.progress)
         # equilibrate (storing nothing useful yet), then sample
         md.store_every = 0
-        md_steps += run_md_budget(md, tp["equilibration"] if k == 0 else tp["equilibration"] // 3,
-                                  500, deadline)
+        md_steps += run_md_steps(md, tp["equilibration"] if k == 0 else tp["equilibration"] // 3,
+                                 500, clock, f"TraPPE-UA equilibration at {T:.0f} K")
         md.store_every = tp["every"]
-        md_steps += run_md_budget(md, tp["every"] * tp["frames_per_temperature"], 500, deadline)
+        md_steps += run_md_steps(md, tp["every"] * tp["frames_per_temperature"], 500, clock,
+                                 f"TraPPE-UA sampling at {T:.0f} K")
         for pos in md.results.positions[:, 0]:
             a = atoms.copy()
             a.positions = pos
@@ -118,11 +119,12 @@ def _polyethylene(ctx, deadline: float) -> dict:
            "teacher_md_wall_s": t_md, "n_frames": len(labelled), "n_rattled": len(rattled), "teacher_force_rms": float(np.sqrt(np.mean(f ** 2))),
            "temperatures_K": tp["temperatures"]}
     p = ctx.cfg["ennp_pe"]
-    res["ennp"] = _train(ctx, "pe", sources, ("CH3", "CH2"), p)
+    clock.check("TraPPE-UA labelling")
+    res["ennp"] = _train(ctx, clock, "pe", sources, ("CH3", "CH2"), p)
     return res
 
 
-def _silicon(ctx) -> dict:
+def _silicon(ctx, clock: StageClock) -> dict:
     from ase.build import bulk
     from ase.io import write
 
@@ -172,15 +174,15 @@ def _silicon(ctx) -> dict:
            "sampling_wall_s": time.perf_counter() - t0,
            "teacher_force_rms": float(np.sqrt(np.mean(f ** 2)))}
     p = ctx.cfg["ennp_si"]
-    res["ennp"] = _train(ctx, "si", data, ("Si",), p, stress_weight=p["stress_weight"])
+    clock.check("Stillinger–Weber sampling")
+    res["ennp"] = _train(ctx, clock, "si", data, ("Si",), p, stress_weight=p["stress_weight"])
     return res
 
 
 def run(ctx) -> dict:
-    deadline = time.time() + 0.2 * ctx.budget("teacher")  # teacher MD share of the budget
-    pe = _polyethylene(ctx, deadline)
-    si = _silicon(ctx)
+    clock = ctx.clock("teacher")
+    pe = _polyethylene(ctx, clock)
+    si = _silicon(ctx, clock)
     figs = [x for x in (pe["ennp"].get("learning_curve"), si["ennp"].get("learning_curve")) if x]
-    (ctx.dir("teacher") / "models.json").write_text(json.dumps(
-        {"pe": pe["ennp"]["model"], "si": si["ennp"]["model"]}, indent=1))
+    write_json(ctx.dir("teacher") / "models.json", {"pe": pe["ennp"]["model"], "si": si["ennp"]["model"]})
     return {"pe": pe, "si": si, "figures": figs}

@@ -32,7 +32,6 @@ def _check_targets(res):
     # issue 8: distilled ENNP within 0.3 THz of SW along the band path, elastic constants within 5 GPa
     assert d["phonons_vs_SW"]["max_abs_diff_THz"] <= 0.3, d["phonons_vs_SW"]
     assert d["elastic_max_abs_diff_vs_SW_GPa"] <= 5.0, d["elastic_vs_SW_GPa"]
-    assert res["demo_stage"]["phonon_max_abs_diff_THz"] == pytest.approx(d["phonons_vs_SW"]["max_abs_diff_THz"], abs=0.02)
     # the teacher's own numbers are the published SW values
     sw, pub = res["properties"]["SW"], res["published_sw"]
     for k in ("C11", "C12", "C44_relaxed", "C44_clamped"):

@@ -1,5 +1,6 @@
-"""``cgkit demo``: stage plumbing on the tiny size (fast), the helpers against independent
-references, error messages, and (slow) the default demo's acceptance numbers."""
+"""``cgkit demo``: stage plumbing on the tiny size (fast), reproducibility (fixed epochs and
+steps: the same command gives the same numbers), the output folder rules, the helpers against
+independent references, error messages, and (slow) the default demo's acceptance numbers."""
 from __future__ import annotations
 
 import json
@@ -15,8 +16,13 @@ import pytest
 
 from cgkit.demo import STAGES, StageMissing, make_config, run_demo
 from cgkit.demo.cgmd import bonded_samples
+from cgkit.demo.common import StageClock, TimeLimitExceeded, check_training, run_md_steps
 from cgkit.demo.report import summary_rows
+from cgkit.demo.runner import reproducible_part
 from cgkit.errors import InputError
+from cgkit.jsonutil import loads_strict
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------- tiny end-to-end
@@ -24,7 +30,7 @@ from cgkit.errors import InputError
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo_output"
     t0 = time.perf_counter()
-    results = run_demo(out, size="small", seed=3, progress=False)
+    results = run_demo(out, size="small", seed=0, progress=False)  # seed 0: the CLI default
     return out, results, time.perf_counter() - t0
 
 
@@ -33,7 +39,7 @@ def test_every_stage_of_the_tiny_demo_completes_and_records_its_wall_time(small_
     assert list(results) == list(STAGES)
     for st, r in results.items():
         assert r["status"] == "ok", (st, r.get("reason"), r.get("traceback"))
-        assert r["wall_time_s"] > 0 and r["budget_s"] > 0
+        assert r["wall_time_s"] > 0 and r["time_limit_s"] > 0
         assert json.loads((out / st / "result.json").read_text())["status"] == "ok"
 
 
@@ -59,8 +65,15 @@ def test_tiny_demo_writes_models_trajectories_and_tables_that_later_stages_read(
     nn = results["forcematch"]["neural_cg"]
     assert nn["status"] == "ok" and (out / nn["potential"]).is_file()
     assert np.isfinite(nn["prior_plus_nn_residual_eV_per_A"]) and nn["prior_residual_eV_per_A"] > 0
-    # CG speed is measured, never copied from the atomistic run
-    assert results["cg"]["fs_per_wall_s"] != results["atomistic"]["fs_per_wall_s"]
+    # the speed-up is CG simulated time per wall second over the atomistic run's, each from its
+    # own step count, time step, replicas and MD wall time
+    a, c = results["atomistic"], results["cg"]
+    cfg = make_config("small")
+    assert a["n_steps"] == cfg["atomistic"]["n_steps"] and c["n_steps"] == cfg["cg"]["n_steps"]
+    assert a["fs_per_wall_s"] == pytest.approx(a["n_steps"] * a["timestep_fs"] / a["md_wall_s"], rel=1e-9)
+    assert c["fs_per_wall_s"] == pytest.approx(c["n_steps"] * c["timestep_fs"] * c["n_replicas"] / c["md_wall_s"],
+                                               rel=1e-9)
+    assert c["speedup"] == pytest.approx(c["fs_per_wall_s"] / a["fs_per_wall_s"], rel=1e-9)
 
 
 def test_tiny_demo_report_is_self_contained_with_a_marked_row_for_every_number(small_run):
@@ -86,6 +99,7 @@ def test_a_stage_run_alone_without_its_inputs_names_the_stage_to_run_first(tmp_p
         run_demo(tmp_path / "empty", size="small", stages=["forcematch"], progress=False)
     with pytest.raises(StageMissing, match="--stage teacher"):
         run_demo(tmp_path / "empty", size="small", stages=["silicon"], progress=False)
+    assert not (tmp_path / "empty").exists()  # a refused rerun leaves no folder behind
 
 
 def test_bad_options_are_clear_errors(tmp_path):
@@ -105,6 +119,168 @@ def test_steps_scale_the_md_step_counts_only():
     assert b["atomistic"]["n_steps"] == 2 * a["atomistic"]["n_steps"]
     assert b["cg"]["n_steps"] == 2 * a["cg"]["n_steps"]
     assert b["ennp_pe"] == a["ennp_pe"] and b["silicon"] == a["silicon"]
+
+
+# ---------------------------------------------------------------------------- reproducibility
+def test_every_budget_is_a_count_and_the_time_limit_scale_changes_only_the_safety_limits():
+    """No wall-clock budget is left in any size: training has epochs, MD steps, IBI iterations;
+    --time-limit-scale changes nothing but the safety limits."""
+    def walk(d, path=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from walk(v, f"{path}{k}.")
+            else:
+                yield f"{path}{k}", v
+    for size in ("small", "default", "large"):
+        cfg = make_config(size)
+        keys = dict(walk(cfg))
+        assert not [k for k in keys if "minute" in k or "budget" in k], (size, keys)
+        assert cfg["ennp_pe"]["max_epochs"] >= 1 and cfg["ennp_si"]["max_epochs"] >= 1
+        slow = make_config(size, time_limit_scale=3.0)
+        assert slow["time_limit_s"] == {k: 3.0 * v for k, v in cfg["time_limit_s"].items()}
+        assert {k: v for k, v in slow.items() if k not in ("time_limit_s", "time_limit_scale")} == \
+               {k: v for k, v in cfg.items() if k not in ("time_limit_s", "time_limit_scale")}
+    with pytest.raises(InputError, match="time-limit-scale"):
+        make_config("small", time_limit_scale=0)
+
+
+def test_md_runs_exactly_its_steps_and_a_reached_safety_limit_is_an_error():
+    class FakeMD:
+        def __init__(self):
+            self.steps = []
+
+        def run(self, k):
+            self.steps.append(k)
+    md = FakeMD()
+    assert run_md_steps(md, 250, 100, StageClock("cg", 1e9), "CG MD") == 250
+    assert md.steps == [100, 100, 50]
+    md = FakeMD()
+    with pytest.raises(TimeLimitExceeded, match=r"stage 'cg' reached its wall-clock safety limit.*CG MD \(step 100 of 250\)"):
+        run_md_steps(md, 250, 100, StageClock("cg", -1.0), "CG MD")
+    assert md.steps == [100]  # stopped, never silently shortened
+    check_training({"stop_reason": "max_epochs", "epochs": 5}, StageClock("teacher", -1.0), "the PE ENNP")
+    with pytest.raises(TimeLimitExceeded, match="after 3 epochs"):
+        check_training({"stop_reason": "max_time_minutes", "epochs": 3}, StageClock("teacher", 10.0), "the PE ENNP")
+
+
+def test_a_stage_that_reached_its_safety_limit_is_reported_as_failed():
+    reason = "TimeLimitExceeded: stage 'silicon' reached its wall-clock safety limit of 300 s"
+    rows = summary_rows({"silicon": {"status": "failed", "reason": reason}})
+    si = [r for r in rows if r["section"] == "e. silicon"]
+    assert si and all(r["status"] == "failed" and r["note"] == reason for r in si)
+    assert "PASS" not in {r["status"] for r in rows}
+
+
+def _copy_demo(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_rerunning_stages_in_place_reproduces_their_numbers_exactly(small_run, tmp_path):
+    """Fixed steps and seeds: the atomistic, CG and silicon stages rerun on the same inputs give
+    the same numbers (timings aside), and the rerun replaces those stages in place."""
+    out, results, _ = small_run
+    copy = _copy_demo(out, tmp_path / "again")
+    new = run_demo(copy, size="small", seed=0, stages=["atomistic", "cg", "silicon", "report"], progress=False)
+    for st in ("atomistic", "cg", "silicon"):
+        assert new[st]["status"] == "ok", new[st].get("reason")
+        assert reproducible_part(new[st]) == reproducible_part(results[st]), st
+        on_disk = loads_strict((copy / st / "result.json").read_text())
+        assert on_disk["wall_time_s"] == new[st]["wall_time_s"]  # the rerun's result replaced the old one
+    a = loads_strict((out / "summary.json").read_text())
+    b = loads_strict((copy / "summary.json").read_text())
+    assert reproducible_part(a) == reproducible_part(b)
+    assert not [p for p in copy.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+    manifest = loads_strict((copy / ".cgkit-files.json").read_text())["files"]
+    assert "silicon/result.json" in manifest and "summary.json" in manifest
+
+
+def test_reproducible_part_drops_only_timings():
+    summary = {"rows": [{"quantity": "speed-up", "value": 20.0, "timing": True},
+                        {"quantity": "R_g", "value": 5.7}],
+               "stages": {"cg": {"speedup": 20.0, "md_wall_s": 3.0, "js_bond": 0.01, "wall_time_s": 9.0}}}
+    assert reproducible_part(summary) == {"rows": [{"quantity": "R_g", "value": 5.7}],
+                                          "stages": {"cg": {"js_bond": 0.01}}}
+
+
+# ---------------------------------------------------------------------------- output folder
+def test_a_whole_run_refuses_a_non_empty_out_before_any_work(tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    t0 = time.perf_counter()
+    with pytest.raises(InputError, match="not empty"):
+        run_demo(out, size="small", progress=False)
+    assert time.perf_counter() - t0 < 5 and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    proc = subprocess.run([sys.executable, "-m", "cgkit.cli", "demo", "--size", "small", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "cgkit demo: error:" in proc.stderr and "--overwrite" in proc.stderr
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_stage_reruns_only_in_a_demo_folder_made_with_the_same_settings(small_run, tmp_path):
+    out, _, _ = small_run
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.txt").write_text("x")
+    with pytest.raises(InputError, match="not one"):
+        run_demo(other, size="small", stages=["report"], progress=False)
+    copy = _copy_demo(out, tmp_path / "copy")
+    with pytest.raises(InputError, match="--seed|seed"):
+        run_demo(copy, size="small", seed=1, stages=["report"], progress=False)
+    with pytest.raises(InputError, match="size"):
+        run_demo(copy, size="default", stages=["report"], progress=False)
+
+
+def test_a_failed_in_place_rerun_keeps_the_earlier_files_of_the_stage(small_run, tmp_path, monkeypatch):
+    out, _, _ = small_run
+    copy = _copy_demo(out, tmp_path / "copy")
+    before = (copy / "silicon" / "result.json").read_text()
+    from cgkit.demo import silicon
+    from cgkit.errors import StructureError
+
+    def broken(ctx):
+        (ctx.dir("silicon") / "half_written.json").write_text("{")
+        raise StructureError("simulated failure")
+    monkeypatch.setattr(silicon, "run", broken)
+    res = run_demo(copy, size="small", stages=["silicon"], progress=False)
+    assert res["silicon"]["status"] == "failed" and "simulated failure" in res["silicon"]["reason"]
+    assert (copy / "silicon" / "result.json").read_text() == before
+    assert not (copy / "silicon" / "half_written.json").exists()
+    assert not [p for p in copy.iterdir() if ".partial-" in p.name]
+
+
+# ---------------------------------------------------------------------------- public API only
+def _private_or_demo_imports(path: Path, forbid_demo: bool) -> list[str]:
+    import ast
+    bad = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            parts = [p for p in mod.split(".") if p]
+            if any(p.startswith("_") and not p.startswith("__") for p in parts):
+                bad.append(f"{path.name}: from {mod} import ...")
+            bad += [f"{path.name}: from {mod} import {a.name}" for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")]
+            if forbid_demo and (mod.startswith("cgkit.demo") or (node.level and "demo" in parts)):
+                bad.append(f"{path.name}: from {mod} (the demo)")
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if any(p.startswith("_") for p in a.name.split(".")) or (forbid_demo and a.name.startswith("cgkit.demo")):
+                    bad.append(f"{path.name}: import {a.name}")
+    return bad
+
+
+def test_demo_and_case_studies_use_only_public_names():
+    files = sorted((ROOT / "cgkit" / "demo").glob("*.py"))
+    bad = [b for f in files for b in _private_or_demo_imports(f, forbid_demo=False)]
+    for study in ("silicon", "copper"):
+        for f in sorted((ROOT / "case_studies" / study).glob("*.py")):
+            bad += _private_or_demo_imports(f, forbid_demo=True)
+    assert not bad, bad
+    # one JS divergence and one JSON conversion: the demo defines neither
+    src = "\n".join(f.read_text() for f in files)
+    assert "def _js" not in src and "def _jsonable" not in src and "1.6605" not in src
 
 
 # ---------------------------------------------------------------------------- helpers vs references
@@ -150,29 +326,85 @@ def test_summary_marks_follow_the_issue_targets():
     assert "PASS" not in marks and "skipped" in marks
 
 
+# ---------------------------------------------------------------------------- slow: seeds, load
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_the_small_demo_passes_for_every_seed(seed, tmp_path):
+    """Issue 13.12: every stage of ``cgkit demo --size small`` completes for seeds 0-4 (seed 0
+    is the module fixture of the default suite)."""
+    results = run_demo(tmp_path / "d", size="small", seed=seed, progress=False)
+    for st, r in results.items():
+        assert r["status"] == "ok", (seed, st, r.get("reason"))
+
+
+@pytest.mark.slow
+def test_the_same_command_gives_the_same_summary_beside_a_cpu_bound_job(small_run, tmp_path):
+    """Issue 12.9: a second run of the small demo, with a CPU-bound process competing for the
+    cores, writes the same summary.json numbers (timings aside) as the quiet module run."""
+    out, _, _ = small_run
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        again = tmp_path / "again"
+        proc = subprocess.run([sys.executable, "-m", "cgkit.cli", "demo", "--size", "small", "--out", str(again)],
+                              capture_output=True, text=True)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    a = reproducible_part(loads_strict((out / "summary.json").read_text()))
+    b = reproducible_part(loads_strict((again / "summary.json").read_text()))
+    assert a == b
+
+
 # ---------------------------------------------------------------------------- the real default demo
+#: the numbers the README quotes for the default run (seed 0). The run is deterministic, so the
+#: test allows only a 10 % margin (floating-point differences between CPUs and library builds)
+README_NUMBERS = {"js_bond": 0.0194, "js_angle": 0.0051, "rg_rel_diff": 0.037,
+                  "phonon_max_abs_diff_THz": 0.201, "elastic_max_abs_diff_GPa": 1.66}
+NOISE_MARGIN = 0.10
+
+
+def test_the_readme_quotes_the_numbers_the_slow_demo_test_holds():
+    section = (ROOT / "README.md").read_text().split("## The main job")[1].split("\n## ")[0]
+    for text in ("JS 0.0194 (bonds) and 0.0051 (angles) bit", "(3.7 %)", "within\n0.201 THz",
+                 "within 1.66 GPa", "100 training epochs", "60\nfor the silicon ENNP"):
+        assert text in section, text
+    cfg = make_config("default")
+    assert cfg["ennp_pe"]["max_epochs"] == 100 and cfg["ennp_si"]["max_epochs"] == 60
+
+
 @pytest.mark.slow
 def test_default_demo_meets_the_acceptance_targets_within_the_time_budget(tmp_path):
+    """The README's claim for ``cgkit demo``: every acceptance target of the issue passes
+    (config.TARGETS: JS < 0.02 bit, R_g within 5 %, speed-up >= 10x, Si phonons within
+    0.3 THz, elastic constants within 5 GPa) in under 15 minutes on 2 cores. The run is
+    deterministic (fixed epochs, steps and seeds), so there is no statistical margin on the
+    computed numbers; only the wall time gets a start-up slack."""
+    from cgkit.demo import TARGETS
     out = tmp_path / "demo_output"
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "cgkit.cli", "demo", "--out", str(out)],
                           capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert str((out / "report" / "index.html").resolve()) in proc.stdout
-    s = json.loads((out / "summary.json").read_text())["stages"]
-    assert wall < 15 * 60 + 120  # 15 min plus interpreter/import start-up slack
+    summary = loads_strict((out / "summary.json").read_text())
+    s = summary["stages"]
+    assert not summary["failed_stages"] and summary["n_fail"] == 0, summary["failed_stages"]
+    assert wall < 15 * 60 + 60  # 15 min plus interpreter/import start-up slack
     cg, si = s["cg"], s["silicon"]
-    # issue targets: JS < 0.02 (bond, angle), R_g within 5 %, speed-up >= 10x. R_g gets a
-    # tolerance (8 %): with 3 ps of ENNP data its statistical error is a few per cent.
-    assert cg["js_bond"] < 0.02 and cg["js_angle"] < 0.02
-    assert cg["rg_rel_diff"] < 0.08
-    assert cg["speedup"] >= 10.0
-    # the distilled Si model: issue targets 0.3 THz / 5 GPa; the small model trained for a few
-    # minutes reaches ~0.2-0.8 THz and ~5-10 GPa depending on how many steps the machine allows,
-    # so the check is looser (and the report marks the issue targets pass/fail as they are)
-    assert si["phonon_max_abs_diff_THz"] < 1.0
-    assert si["elastic_max_abs_diff_GPa"] < 15.0
+    assert cg["js_bond"] < TARGETS["js_bond"] and cg["js_angle"] < TARGETS["js_angle"]
+    assert cg["rg_rel_diff"] < TARGETS["rg_rel"]
+    assert cg["speedup"] >= TARGETS["speedup"]
+    assert si["phonon_max_abs_diff_THz"] <= TARGETS["phonon_thz"]
+    assert si["elastic_max_abs_diff_GPa"] <= TARGETS["elastic_gpa"]
+    # and what the README quotes, within the stated margin
+    got = {"js_bond": cg["js_bond"], "js_angle": cg["js_angle"], "rg_rel_diff": cg["rg_rel_diff"],
+           "phonon_max_abs_diff_THz": si["phonon_max_abs_diff_THz"],
+           "elastic_max_abs_diff_GPa": si["elastic_max_abs_diff_GPa"]}
+    for k, v in README_NUMBERS.items():
+        assert got[k] == pytest.approx(v, rel=NOISE_MARGIN, abs=1e-3), (k, got[k], v)
     for key in ("pe", "si"):
         e = s["teacher"][key]["ennp"]
-        assert e["force_mae"] < 0.5 * s["teacher"][key]["teacher_force_rms"]
+        assert e["stop_reason"] == "max_epochs"  # the fixed budget, never the safety limit
+        assert e["force_mae"] < 0.25 * e["force_ref_rms"]
