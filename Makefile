@@ -24,7 +24,7 @@ test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
 demo: install
-	$(BIN)/cgkit demo --out demo_output
+	$(BIN)/cgkit demo --out demo_output --overwrite
 
 bench: install
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _terminate_as_exception()
     try:
         return int(args.func(args) or 0)
     except CgkitError as exc:
@@ -72,6 +73,19 @@ def main(argv=None) -> int:
                      f"the command line; CGKIT_DEBUG=1 shows the traceback): "
                      f"{type(exc).__name__}: {exc}")
         return INTERNAL_ERROR
+
+
+def _terminate_as_exception():
+    """SIGTERM (batch-system kills, ``kill PID``) raises KeyboardInterrupt like Ctrl-C, so that
+    :class:`cgkit.outputs.OutputFolder` removes its staging folder and nothing partial stays."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a worker): leave the default
+        pass
 
 
 #: exit code of an unexpected exception (a bug): distinct from 1, a refused input

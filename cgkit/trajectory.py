@@ -47,7 +47,7 @@ from .units import KCAL_PER_MOL_TO_EV, KJ_PER_MOL_TO_EV
 __all__ = ["Frame", "Trajectory", "open_trajectory", "CGTrajectoryWriter", "write_psf",
            "read_cg_atoms", "read_cg_arrays", "read_cg_system", "read_cg_reference",
            "read_lammps_dump", "LammpsDump", "TruncatedTrajectoryWarning", "check_frame_finite",
-           "complete_frames", "load_universe", "check_trajectory_file", "is_lammps_dump", "cell_to_dimensions",
+           "complete_frames", "load_universe", "universe_from_frames", "check_trajectory_file", "is_lammps_dump", "cell_to_dimensions",
            "dimensions_to_cell"]
 
 
@@ -714,3 +714,30 @@ def read_lammps_dump(path, *, units: str = "real", coordinates: str = "auto", st
         return np.array(items)
     return LammpsDump(positions=np.array(P), forces=stack(F, "forces"), velocities=stack(V, "velocities"),
                       cells=np.array(C), steps=np.array(S), frames=np.array(I))
+
+
+def universe_from_frames(positions, cell, masses, bonds, molecule, resname: str = "PE"):
+    """An MDAnalysis Universe of bead frames (F, B, 3) Å in an orthorhombic/triclinic ``cell``:
+    one residue per chain (``molecule`` (B,) index), bonds (nb, 2), masses (B,) amu, chains made
+    whole (:class:`cgkit.topology.UnwrapPlan`), held in memory — ready for
+    :class:`cgkit.properties.polymer.PolymerAnalysis`."""
+    import MDAnalysis as mda
+    from MDAnalysis.coordinates.memory import MemoryReader
+
+    from .topology import Topology
+    pos = np.asarray(positions, dtype=np.float64)
+    molecule = np.asarray(molecule)
+    pos = Topology(len(molecule), bonds=bonds, molecule=molecule).unwrap(pos, cell)
+    n = pos.shape[1]
+    n_res = int(molecule.max()) + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = mda.Universe.empty(n, n_residues=n_res, atom_resindex=molecule, trajectory=False)
+        u.add_TopologyAttr("names", ["B"] * n)
+        u.add_TopologyAttr("types", ["B"] * n)
+        u.add_TopologyAttr("resnames", [resname] * n_res)
+        u.add_TopologyAttr("masses", np.asarray(masses, dtype=float))
+        u.add_TopologyAttr("bonds", [tuple(map(int, b)) for b in bonds])
+        dims = np.tile(cell_to_dimensions(cell), (len(pos), 1))
+        u.load_new(pos.astype(np.float32), format=MemoryReader, dimensions=dims)
+    return u

@@ -123,5 +123,5 @@ def test_saved_potential_loads_with_identical_energy(tmp_path, rng):
     with pytest.raises(InputError, match="no potential file"):
         load_potential(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_text("not a model")
-    with pytest.raises(InputError, match="not a readable"):
+    with pytest.raises(InputError, match="not a cgkit model file"):
         load_potential(tmp_path / "junk.pt")

@@ -59,3 +59,28 @@ def test_line_progress_reports_eta_without_a_terminal():
     lines = buf.getvalue().splitlines()
     assert lines[0].startswith("work: 1/10 step (10%)") and "ETA" in lines[0]
     assert lines[-1].startswith("work: 4/10 step") and "done" in lines[-1] and "loss=0.1" in lines[-1]
+
+
+def test_sigterm_leaves_no_partial_output(tmp_path):
+    """A killed command (SIGTERM, as batch systems send) leaves neither --out nor a staging folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time; from cgkit import cli; from cgkit.outputs import OutputFolder\n"
+            "def slow(args):\n"
+            "    with OutputFolder(args.out) as out:\n"
+            "        (out / 'half.txt').write_text('x'); print('ready', flush=True); time.sleep(60)\n"
+            "p = cli.build_parser(); sub = [a for a in p._actions if hasattr(a, 'choices') and a.choices][0]\n"
+            "q = sub.add_parser('slow'); q.add_argument('--out'); q.set_defaults(func=slow)\n"
+            "orig = cli.build_parser; cli.build_parser = lambda: p\n"
+            "sys.exit(cli.main(['slow', '--out', sys.argv[1]]))\n")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

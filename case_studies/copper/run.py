@@ -250,10 +250,8 @@ def _thermal_at(ph, T: float) -> dict:
 
 # ---------------------------------------------------------------------- plots and tables
 def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    from cgkit.plotting import pyplot
+    return pyplot()
 
 
 STYLE = {"EMT": dict(color="k", lw=1.3), "ENNP": dict(color="C3", lw=1.0, ls="--")}

@@ -54,6 +54,9 @@ sys.path.insert(0, str(ROOT))
 TEMPERATURE = 450.0       # K
 PRESSURE_BAR = 1.01325    # 1 atm
 DENSITY_START = 0.75      # g/cm³ of the built melts (LAMMPS NPT then finds the model's own)
+#: force-matching grids (the demo's for the same 4:1 map): pair r_min, r_max, spacing (Å);
+#: dihedral spline spacing (degrees)
+FM_GRIDS = {"pair": [2.5, 8.0, 0.25], "dihedral": 30.0}
 CG_DT = 5.0               # fs
 CG_FRICTION = 0.005       # 1/fs (5/ps)
 C_C_BOND = 1.54           # Å, TraPPE r0: the bond length of the characteristic ratio
@@ -271,9 +274,8 @@ def fit_cg_model(systems: dict, p: dict, seed: int, out: Path) -> tuple:
     5/ps, not the library's 10/ps; α = 1.0 is the library default). Returns the potential, the
     fit record and the IBI record (per-iteration JS divergences, bits; iteration k scores the
     tables before its update, so iteration 0 is the hybrid model)."""
-    from cgkit.demo.config import make_config
     from cgkit.forcematch import IBISettings, Interaction, hybrid_fit
-    fmc = make_config("default")["forcematch"]       # the demo's grids
+    fmc = FM_GRIDS
     ref = systems[IBI_LENGTH]
     m = ref["mapping"]
     others = [n for n in FIT_LENGTHS if n != IBI_LENGTH]
@@ -337,7 +339,7 @@ def cg_md(pot, m, start, box, n_equil, n_prod, store_every, seed):
 # ----------------------------------------------------------------------------- analysis
 def analyse(positions, box, masses, topo, n_blocks=4):
     """PolymerAnalysis summary of a trajectory (positions (F, n, 3) Å, cubic box lengths)."""
-    from cgkit.demo.cgmd import bead_universe
+    from cgkit.trajectory import universe_from_frames as bead_universe
     from cgkit.properties.polymer import PolymerAnalysis
     cell = np.diag(box)
     u = bead_universe(positions, cell, masses, topo.bonds, topo.molecule)
@@ -377,9 +379,14 @@ def js_bonded(ref_pos, cg_pos, box_ref, box_cg, topo):
     """JS divergence (bits) of bond-length and bond-angle distributions, CG vs mapped, on 40
     bins over the mapped range (CG samples outside it go to the end bins and are counted);
     also returns the Distribution pairs for plotting."""
-    from cgkit.demo.cgmd import bonded_samples
-    b_r, a_r = bonded_samples(ref_pos, np.diag(box_ref), topo.bonds, topo.angles)
-    b_c, a_c = bonded_samples(cg_pos, np.diag(box_cg), topo.bonds, topo.angles)
+    from cgkit.forcematch.validate import bonded_samples
+    names = ["B"] * topo.n_particles    # one type: all bonds (angles) compared together
+
+    def pooled(kind, pos, box):
+        (x,) = bonded_samples(kind, pos, np.diag(box), names, topo).values()
+        return x
+    b_r, a_r = pooled("bond", ref_pos, box_ref), pooled("angle", ref_pos, box_ref)
+    b_c, a_c = pooled("bond", cg_pos, box_cg), pooled("angle", cg_pos, box_cg)
     jb, pb, qb = _js_ref_range(b_r, b_c, 40, "Å")
     ja, pa, qa = _js_ref_range(a_r, a_c, 40, "deg")
     return {"bond": jb, "angle": ja, "bond_mean_A": {"mapped": float(b_r.mean()), "cg": float(b_c.mean())},
@@ -422,8 +429,8 @@ def q(g, key):
 
 # ----------------------------------------------------------------------------- plots
 def _plt():
-    from cgkit.demo.common import plt
-    return plt()
+    from cgkit.plotting import pyplot
+    return pyplot()
 
 
 def plot_sizes(res, path):
@@ -461,7 +468,7 @@ def plot_sizes(res, path):
     ax[1].set_xlabel("chain length N (carbons)")
     ax[1].set_ylabel("characteristic ratio C_N = ⟨R_ee²⟩/(n l²) (dimensionless)")
     ax[1].legend(fontsize=7)
-    from cgkit.demo.common import savefig
+    from cgkit.plotting import savefig
     savefig(fig, path)
 
 
@@ -479,7 +486,7 @@ def plot_distributions(dists, path):
             ax[i, j].set_ylabel(f"probability density (1/{unit})")
             ax[i, j].set_title(f"C{n}: JS = {js[key]:.4f} bit", fontsize=9)
             ax[i, j].legend(fontsize=7)
-    from cgkit.demo.common import savefig
+    from cgkit.plotting import savefig
     savefig(fig, path)
 
 
@@ -493,7 +500,7 @@ def plot_speed(speed, path):
     ax.set_ylabel("simulated fs per wall second (1 core)")
     ax.set_title(f"C48 melt: CG {speed['speedup_vs_cgkit_torch']:.0f}× cgkit torch, "
                  f"{speed['speedup_vs_lammps']:.1f}× LAMMPS", fontsize=9)
-    from cgkit.demo.common import savefig
+    from cgkit.plotting import savefig
     savefig(fig, path)
 
 

@@ -328,10 +328,8 @@ def ensemble_spread(members, frames) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- figures
 def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    from cgkit.plotting import pyplot
+    return pyplot()
 
 
 def plot_phonons(phs: dict, path: Path, title: str) -> None:

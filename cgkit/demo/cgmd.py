@@ -11,43 +11,17 @@ b) starts from the first mapped frame. Compared with the mapped atomistic (ENNP)
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
-from ase import units as ase_units
+from ..units import AMU_PER_A3_TO_G_PER_CM3
 
 from .common import plt, run_md_steps, savefig
 
 __all__ = ["run", "bead_universe", "bonded_samples"]
 
-#: amu/Å³ → g/cm³ (1 amu = 1e3/ase.units.kg g, 1 Å³ = 1e-24 cm³)
-AMU_PER_A3_TO_G_PER_CM3 = 1e27 / ase_units.kg
 
 
-def bead_universe(positions, cell, masses, bonds, molecule, resname: str = "PE"):
-    """An MDAnalysis Universe of bead frames (F, B, 3) Å in an orthorhombic/triclinic ``cell``:
-    one residue per chain, bonds, masses, chains made whole (in memory)."""
-    import MDAnalysis as mda
-    from MDAnalysis.coordinates.memory import MemoryReader
-
-    from ..topology import Topology
-    from ..trajectory import cell_to_dimensions
-    pos = np.asarray(positions, dtype=np.float64)
-    molecule = np.asarray(molecule)
-    pos = Topology(len(molecule), bonds=bonds, molecule=molecule).unwrap(pos, cell)
-    n = pos.shape[1]
-    n_res = int(molecule.max()) + 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        u = mda.Universe.empty(n, n_residues=n_res, atom_resindex=molecule, trajectory=False)
-        u.add_TopologyAttr("names", ["B"] * n)
-        u.add_TopologyAttr("types", ["B"] * n)
-        u.add_TopologyAttr("resnames", [resname] * n_res)
-        u.add_TopologyAttr("masses", np.asarray(masses, dtype=float))
-        u.add_TopologyAttr("bonds", [tuple(map(int, b)) for b in bonds])
-        dims = np.tile(cell_to_dimensions(cell), (len(pos), 1))
-        u.load_new(pos.astype(np.float32), format=MemoryReader, dimensions=dims)
-    return u
+from ..trajectory import universe_from_frames as bead_universe  # noqa: E402  (library home)
 
 
 def bonded_samples(positions, cell, bonds, angles):

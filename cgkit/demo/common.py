@@ -69,14 +69,4 @@ def check_training(summary: dict, clock: StageClock, what: str) -> None:
             f"numbers. {clock.hint}".rstrip())
 
 
-def plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as pyplot
-    return pyplot
-
-
-def savefig(fig, path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt().close(fig)
+from ..plotting import pyplot as plt, savefig  # noqa: E402,F401  (one home: cgkit.plotting)

@@ -13,7 +13,7 @@ Units: Å, eV, eV/Å.
 """
 from __future__ import annotations
 
-import json
+from ..jsonutil import write_json
 import math
 from pathlib import Path
 
@@ -138,5 +138,5 @@ class NeuralCGTraining:
             "prior_plus_nn": force_residuals(self.potential, self.positions, self.forces, bx, self.type_names,
                                              self.species),
             "training_folder": cfg["output"], "config": cfg}
-        (self.out / "summary.json").write_text(json.dumps(self.results, indent=1, default=str))
+        write_json(self.out / "summary.json", self.results)
         return self

@@ -18,13 +18,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..units import AMU_PER_A3_TO_G_PER_CM3
 from .pe_topology import chain_topology
 from .trappe import ANGLE_T0, BOND_R0, TORSION_C, TRAPPE_MASSES, TraPPEUA, torsion_energy_K
 
 __all__ = ["build_pe_melt", "AMU_PER_A3_TO_G_CM3"]
 
 #: amu/Å³ → g/cm³
-AMU_PER_A3_TO_G_CM3 = 1.66053906660
+AMU_PER_A3_TO_G_CM3 = AMU_PER_A3_TO_G_PER_CM3  # cgkit.units
 
 
 def _place(a, b, c, bond, theta, phi):
