@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    _terminate_as_exception()
+    previous_sigterm = _terminate_as_exception()
+    restore = _one_line_warnings(args.command)
     try:
         return int(args.func(args) or 0)
     except CgkitError as exc:
@@ -73,6 +74,32 @@ def main(argv=None) -> int:
                      f"the command line; CGKIT_DEBUG=1 shows the traceback): "
                      f"{type(exc).__name__}: {exc}")
         return INTERNAL_ERROR
+    finally:
+        restore()
+        if previous_sigterm is not None:
+            import signal
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _one_line_warnings(command: str):
+    """cgkit's own warnings (:class:`cgkit.errors.CgkitWarning`) print as one line naming the
+    command, without Python's file:line prefix; other warnings keep the default format."""
+    import warnings
+
+    from .errors import CgkitWarning
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CgkitWarning):
+            _print_error(f"cgkit {command}: warning: {message}")
+        else:
+            default(message, category, filename, lineno, file, line)
+    warnings.showwarning = show
+
+    def restore():
+        if warnings.showwarning is show:
+            warnings.showwarning = default
+    return restore
 
 
 def _terminate_as_exception():
@@ -83,9 +110,9 @@ def _terminate_as_exception():
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
     try:
-        signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread (e.g. called from a worker): leave the default
-        pass
+        return None
 
 
 #: exit code of an unexpected exception (a bug): distinct from 1, a refused input

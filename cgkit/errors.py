@@ -45,5 +45,11 @@ class TrainingError(CgkitError):
     """Training cannot proceed (no data, diverged loss, incompatible checkpoint)."""
 
 
+class CgkitWarning(UserWarning):
+    """Base class of cgkit's warnings: a result is given but something about it needs the
+    user's attention (a truncated file, a large time step, an overridden check). The command line
+    prints them as one line ``cgkit <command>: warning: ...``."""
+
+
 class RelaxationError(CgkitError):
     """A structure did not relax within the allowed steps (e.g. a strained cell for elastic constants)."""

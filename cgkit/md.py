@@ -45,6 +45,8 @@ Right or refused:
 """
 from __future__ import annotations
 
+from .errors import CgkitWarning
+
 import copy
 import math
 import time
@@ -64,7 +66,7 @@ from .units import FS_ASE, KB_EV
 __all__ = ["MolecularDynamics", "MDResults", "TrajectoryWriter", "TimestepWarning", "kinetic_temperature"]
 
 
-class TimestepWarning(UserWarning):
+class TimestepWarning(CgkitWarning):
     """The MD time step is above the recommended one (or above ``dt_max`` by explicit override)."""
 
 

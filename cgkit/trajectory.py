@@ -34,6 +34,8 @@ bonds, angles, dihedrals): ``MDAnalysis.Universe("cg.psf", "cg.trr")`` reads it 
 """
 from __future__ import annotations
 
+from .errors import CgkitWarning
+
 import re
 import warnings
 from dataclasses import dataclass
@@ -51,7 +53,7 @@ __all__ = ["Frame", "Trajectory", "open_trajectory", "CGTrajectoryWriter", "writ
            "dimensions_to_cell"]
 
 
-class TruncatedTrajectoryWarning(UserWarning):
+class TruncatedTrajectoryWarning(CgkitWarning):
     """A trajectory file ends in an incomplete frame; only its complete frames are read."""
 
 _LAMMPS_UNITS = {

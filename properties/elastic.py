@@ -39,6 +39,8 @@ describe a pre-stressed state, not the equilibrium crystal.
 """
 from __future__ import annotations
 
+from cgkit.errors import CgkitWarning
+
 import time
 import warnings
 
@@ -67,7 +69,7 @@ _NAMES = ("xx", "yy", "zz", "yz", "xz", "xy")
 RESIDUAL_STRESS_WARNING_GPA = 0.5
 
 
-class ResidualStressWarning(UserWarning):
+class ResidualStressWarning(CgkitWarning):
     """The reference structure is under a large residual stress (not relaxed)."""
 
 

@@ -36,6 +36,8 @@ per mole of primitive cells.
 """
 from __future__ import annotations
 
+from cgkit.errors import CgkitWarning
+
 import time
 import warnings
 from pathlib import Path
@@ -59,11 +61,11 @@ __all__ = ["Phonons", "ImaginaryModeWarning", "SmallSupercellWarning", "Supercel
 #: Å; atoms closer than this (periodic images included) are refused as overlapping
 
 
-class ImaginaryModeWarning(UserWarning):
+class ImaginaryModeWarning(CgkitWarning):
     """The structure has imaginary phonon frequencies (reported as negative numbers)."""
 
 
-class SmallSupercellWarning(UserWarning):
+class SmallSupercellWarning(CgkitWarning):
     """The supercell is narrower than twice the interaction reach (computed on request) or its
     reach cannot be checked."""
 

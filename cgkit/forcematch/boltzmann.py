@@ -31,6 +31,8 @@ temperature in K.
 """
 from __future__ import annotations
 
+from ..errors import CgkitWarning
+
 import math
 import warnings
 
@@ -60,7 +62,7 @@ class ForceMatchError(CgkitError):
     """Force matching cannot give a meaningful answer (no samples, singular system, ...)."""
 
 
-class SparseSamplingWarning(UserWarning):
+class SparseSamplingWarning(CgkitWarning):
     """Part of an interaction's grid has too few samples to determine the force there."""
 
 
