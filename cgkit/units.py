@@ -25,7 +25,7 @@ NM_TO_A = 10.0
 KJ_PER_MOL_NM_TO_EV_PER_A = KJ_PER_MOL_TO_EV / NM_TO_A
 #: Angular frequency sqrt(eV/Å²/amu) → THz (ordinary frequency, ν = ω/2π)
 SQRT_EV_A2_AMU_TO_THZ = _u.fs * 1e3 / (2.0 * 3.141592653589793)  # ω [1/ASE time] → ν [THz]; ≈ 15.6333
-#: mass density amu/Å³ → g/cm³ (1 amu = 1e3/kg g, 1 Å³ = 1e-24 cm³; ≈ 1.66054)
-AMU_PER_A3_TO_G_PER_CM3 = 1e27 / _u.kg
+#: mass density amu/Å³ → g/cm³ (1 amu = 1.66053906660e-24 g, CODATA 2018; 1 Å³ = 1e-24 cm³)
+AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
 #: Kelvin → eV
 K_TO_EV = _u.kB

@@ -11,17 +11,13 @@ b) starts from the first mapped frame. Compared with the mapped atomistic (ENNP)
 """
 from __future__ import annotations
 
-
 import numpy as np
-from ..units import AMU_PER_A3_TO_G_PER_CM3
 
+from ..trajectory import universe_from_frames as bead_universe
+from ..units import AMU_PER_A3_TO_G_PER_CM3
 from .common import plt, run_md_steps, savefig
 
 __all__ = ["run", "bead_universe", "bonded_samples"]
-
-
-
-from ..trajectory import universe_from_frames as bead_universe  # noqa: E402  (library home)
 
 
 def bonded_samples(positions, cell, bonds, angles):
