@@ -363,18 +363,6 @@ def ree_autocorrelation(positions, box, topo) -> float:
     return float((r0 * r1).sum(-1).mean() / (0.5 * ((r0 * r0).sum(-1) + (r1 * r1).sum(-1))).mean())
 
 
-def _js_ref_range(ref, cand, n_bins: int, unit: str):
-    """JS divergence (bits) of two sample sets on ``n_bins`` bins over the reference range
-    (min to max of ``ref``); candidate samples outside are counted in the end bins, so an outlier
-    is penalised without coarsening the bins for everything else."""
-    from cgkit.stats import Distribution, js_divergence
-    edges = np.linspace(ref.min(), ref.max() + 1e-9, n_bins + 1)
-    c = np.clip(cand, edges[0], edges[-1] - 1e-12)
-    p = Distribution(edges, np.histogram(ref, edges)[0].astype(float), unit)
-    q = Distribution(edges, np.histogram(c, edges)[0].astype(float), unit)
-    return js_divergence(p, q), p, q
-
-
 def js_bonded(ref_pos, cg_pos, box_ref, box_cg, topo):
     """JS divergence (bits) of bond-length and bond-angle distributions, CG vs mapped, on 40
     bins over the mapped range (CG samples outside it go to the end bins and are counted);
@@ -387,8 +375,9 @@ def js_bonded(ref_pos, cg_pos, box_ref, box_cg, topo):
         return x
     b_r, a_r = pooled("bond", ref_pos, box_ref), pooled("angle", ref_pos, box_ref)
     b_c, a_c = pooled("bond", cg_pos, box_cg), pooled("angle", cg_pos, box_cg)
-    jb, pb, qb = _js_ref_range(b_r, b_c, 40, "Å")
-    ja, pa, qa = _js_ref_range(a_r, a_c, 40, "deg")
+    from cgkit.stats import js_of_samples  # reference range; CG outliers counted in the end bins
+    jb, pb, qb = js_of_samples(b_r, b_c, 40, "Å")
+    ja, pa, qa = js_of_samples(a_r, a_c, 40, "deg")
     return {"bond": jb, "angle": ja, "bond_mean_A": {"mapped": float(b_r.mean()), "cg": float(b_c.mean())},
             "angle_mean_deg": {"mapped": float(a_r.mean()), "cg": float(a_c.mean())},
             "bond_max_A": {"mapped": float(b_r.max()), "cg": float(b_c.max())},
