@@ -3,7 +3,7 @@
 Steps (every number goes to ``results/results.json``; the README quotes them):
 
 1. (``--regenerate-aa``, needs gmx + votca-tutorials) run ``make_aa_trajectory.py``: OPLS-AA
-   hexane, 250 molecules, 100 ps with forces every 0.5 ps, mapped with mappings/hexane_3bead.yaml
+   hexane, 212 molecules, 80 ps with forces every 0.4 ps, mapped with mappings/hexane_3bead.yaml
    into ``data/hexane_cg.{psf,trr}``. Without the flag the committed data are used.
 2. Spline MS-CG of everything (bond, angle, A-A/A-B/B-B pairs) → CG MD → validation.
 3. Hybrid (:func:`cgkit.forcematch.hybrid_fit`): bond and angle by Boltzmann inversion of the
