@@ -10,13 +10,13 @@ Steps (every number goes to ``results/results.json``; the README quotes them):
    elastic constants). A separate test set (crystal MD at 800 K, another seed) is never seen
    by the training.
 2. Distillation: a small ENNP trained with :class:`cgkit.train.Trainer` in float32 on one
-   thread (10 % validation), a fixed number of epochs (25, ≈ 14 min); the wall-clock cap is
+   thread (10 % validation), a fixed number of epochs (25, ≈ 9 min on one core); the wall-clock cap is
    only a safety stop that fails the run.
 3. The trained model is cast to float64 and, beside EMT, gives
    (a) validation and test energy/force/stress errors;
    (e) the equilibrium lattice constant (cell relaxation, FrechetCellFilter + BFGS);
    (b) phonons (:class:`cgkit.properties.phonons.Phonons`; EMT by phonopy finite displacements,
-       the ENNP by its analytic Hessian) in a 6×6×6 conventional supercell (864 atoms, 21.7 Å
+       the ENNP by its analytic Hessian) in a 6×6×6 conventional supercell (864 atoms, 21.5 Å
        wide: more than twice the 10 Å reach of the two-layer ENNP, so no force constant is folded) at
        each model's own a0: band structure along the fcc path, DOS, max |Δν| along the path;
    (c) harmonic thermal properties (free energy, entropy, C_v, 0–1000 K) from the phonon DOS;

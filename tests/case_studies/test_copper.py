@@ -1,4 +1,4 @@
-"""Copper case study (slow): rerun case_studies/copper/run.py (full mode, ≈ 18 min on one
+"""Copper case study (slow): rerun case_studies/copper/run.py (full mode, ≈ 11 min on one
 thread) and check the numbers quoted in its README (results/results.json) within tolerances,
 plus the acceptance targets: validation force MAE < 10 meV/Å (issue 3), EMT's elastic
 constants within 0.2 GPa of issue 6's reference, and the distilled ENNP's phonons and
