@@ -401,7 +401,8 @@ def power_fit(N, y, dy):
 
 
 def cn_extrapolation(N, C, dC):
-    """C_N = C_∞ (1 − a/N) fitted (weighted, linear in 1/N); returns C_∞ and its error."""
+    """C_N = C_∞ (1 − a/N) fitted (weighted, linear in 1/N: C_N = c0 + c1/N, so C_∞ = c0 and
+    a = −c1/c0); returns C_∞, its error and a."""
     N, C, dC = (np.asarray(v, dtype=float) for v in (N, C, dC))
     X = np.stack([np.ones_like(N), 1.0 / N], axis=1)
     W = np.diag(1.0 / np.maximum(dC, 1e-3) ** 2)
@@ -409,7 +410,7 @@ def cn_extrapolation(N, C, dC):
     coef = cov @ X.T @ W @ C
     dof = max(len(N) - 2, 1)
     chi2 = float(((C - X @ coef) ** 2 * np.diag(W)).sum() / dof)
-    return float(coef[0]), float(np.sqrt(cov[0, 0] * max(chi2, 1.0))), float(coef[1])
+    return float(coef[0]), float(np.sqrt(cov[0, 0] * max(chi2, 1.0))), float(-coef[1] / coef[0])
 
 
 def q(g, key):
@@ -441,6 +442,10 @@ def plot_sizes(res, path):
     ax[0].plot(NN, f["prefactor_A"] * NN[0] ** (f["nu"] - 0.5) * NN ** 0.5, "k:", lw=1, label="slope 1/2 (ideal chain)")
     ax[0].set_xscale("log")
     ax[0].set_yscale("log")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    ax[0].xaxis.set_minor_formatter(NullFormatter())   # minor labels overlapped on the log axis
+    ax[0].xaxis.set_major_formatter(ScalarFormatter())
+    ax[0].set_xticks([24, 48, 96, 192, 384])
     ax[0].set_xlabel("chain length N (carbons)")
     ax[0].set_ylabel("size (Å)")
     ax[0].legend(fontsize=7)
@@ -455,7 +460,7 @@ def plot_sizes(res, path):
                label=f"C_N = C_∞(1 − a/N), C_∞ = {ex['C_inf']:.2f} ± {ex['C_inf_error']:.2f}")
     ax[1].axhspan(6.7, 8.0, color="0.85", label="literature PE melt C_∞ 6.7–8 (413–450 K)")
     ax[1].set_xlabel("chain length N (carbons)")
-    ax[1].set_ylabel("characteristic ratio C_N = ⟨R_ee²⟩/(n l²) (dimensionless)")
+    ax[1].set_ylabel("C_N = ⟨R_ee²⟩/(n l²)")
     ax[1].legend(fontsize=7)
     from cgkit.plotting import savefig
     savefig(fig, path)
