@@ -798,7 +798,6 @@ class MDResults(Results):
 
     # ------------------------------------------------------------------ protocol
     def summary(self) -> dict:
-        T = self.temperature
         etot = self.total_energy
         tcheck = self.temperature_check()
         warnings_ = [w for w in ((self.timestep_check or {}).get("warning"),

@@ -37,6 +37,7 @@ from __future__ import annotations
 from .errors import CgkitWarning
 
 import re
+import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ from .units import KCAL_PER_MOL_TO_EV, KJ_PER_MOL_TO_EV
 __all__ = ["Frame", "Trajectory", "open_trajectory", "CGTrajectoryWriter", "write_psf",
            "read_cg_atoms", "read_cg_arrays", "read_cg_system", "read_cg_reference",
            "read_lammps_dump", "LammpsDump", "TruncatedTrajectoryWarning", "check_frame_finite",
-           "complete_frames", "load_universe", "universe_from_frames", "check_trajectory_file", "is_lammps_dump", "cell_to_dimensions",
+           "complete_frames", "load_universe", "recording_truncation", "universe_from_frames", "check_trajectory_file", "is_lammps_dump", "cell_to_dimensions",
            "dimensions_to_cell"]
 
 
@@ -743,3 +744,18 @@ def universe_from_frames(positions, cell, masses, bonds, molecule, resname: str 
         dims = np.tile(cell_to_dimensions(cell), (len(pos), 1))
         u.load_new(pos.astype(np.float32), format=MemoryReader, dimensions=dims)
     return u
+
+
+@contextlib.contextmanager
+def recording_truncation(notes: list):
+    """Inside the block, :class:`TruncatedTrajectoryWarning` messages are appended to ``notes``
+    (for a command's summary.json) and every warning caught is shown again on leaving, so the
+    user still sees it (the CLI prints cgkit warnings as one line ``cgkit <cmd>: warning: ...``)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TruncatedTrajectoryWarning)
+        yield notes
+    for w in caught:
+        if issubclass(w.category, TruncatedTrajectoryWarning):
+            notes.append(str(w.message))
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+

@@ -47,7 +47,7 @@ import warnings
 import numpy as np
 import torch
 
-from cgkit.errors import CgkitError, InputError, NotSupportedError, StructureError
+from cgkit.errors import InputError, NotSupportedError, StructureError
 from cgkit.results import Analysis
 from cgkit.units import EV_PER_A3_TO_GPA
 

@@ -4,7 +4,6 @@ validates a definition against a topology; ``cgkit map convert`` turns VOTCA XML
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 _EPILOG = """examples:
@@ -138,17 +137,10 @@ def _convert(args) -> int:
 
 def _open(args, notes: list):
     """The atomistic trajectory; truncation warnings are printed and kept in ``notes``."""
-    from ..trajectory import TruncatedTrajectoryWarning, open_trajectory
+    from ..trajectory import open_trajectory, recording_truncation
     kw = dict(start=args.start, stop=args.stop, step=args.step, lammps_units=args.lammps_units)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", TruncatedTrajectoryWarning)
+    with recording_truncation(notes):
         traj = open_trajectory(args.topology, args.trajectory, **kw)
-    for w in caught:
-        if issubclass(w.category, TruncatedTrajectoryWarning):
-            notes.append(str(w.message))
-            _warn(str(w.message))
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return traj
 
 

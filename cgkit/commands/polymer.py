@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import warnings
 
 
 def register(subparsers) -> None:
@@ -61,10 +59,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _warn(text: str) -> None:
-    print(f"cgkit polymer: warning: {text}", file=sys.stderr, flush=True)
-
-
 def run(args) -> int:
     from pathlib import Path
 
@@ -73,8 +67,8 @@ def run(args) -> int:
     from cgkit.outputs import OutputFolder
     from cgkit.properties.compare import Comparison
     from cgkit.properties.polymer import PolymerAnalysis
-    from cgkit.trajectory import (TruncatedTrajectoryWarning, complete_frames, is_lammps_dump,
-                                  load_universe)
+    from cgkit.trajectory import (complete_frames, is_lammps_dump, load_universe,
+                                  recording_truncation)
 
     for f in [args.topology, *args.trajectory] + ([args.compare] if args.compare else []):
         if not Path(f).exists():
@@ -83,20 +77,13 @@ def run(args) -> int:
         raise InputError("--step must be a positive number of frames")
     notes: list[str] = []
     source = " ".join(args.trajectory) or args.topology
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", TruncatedTrajectoryWarning)
+    with recording_truncation(notes):
         dumps = [is_lammps_dump(t) for t in args.trajectory]
         if any(dumps) and not all(dumps):
             raise InputError("give either LAMMPS dumps or other trajectory files, not a mix")
         u = load_universe(args.topology, *args.trajectory,
                           **({"format": "LAMMPSDUMP"} if dumps and all(dumps) else {}))
         n_frames = complete_frames(u, source)
-    for w in caught:
-        if issubclass(w.category, TruncatedTrajectoryWarning):
-            notes.append(str(w.message))
-            _warn(str(w.message))
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     start, stop, step = slice(args.start, args.stop, args.step).indices(n_frames)
     if not len(range(start, stop, step)):
         raise InputError(f"no frames selected: {source} has {n_frames} complete frame(s); check "

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MappingError
-from .yamlio import LDict, LList, line_of
+from .yamlio import LDict, line_of
 
 __all__ = ["AtomRef", "BeadDef", "TemplateDef", "MappingDefinition", "parse_definition",
            "check_bonded_names", "SCHEMA_VERSION"]
