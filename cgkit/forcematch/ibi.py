@@ -33,7 +33,7 @@ from ..errors import InputError
 from ..results import Analysis, Results
 from ..topology import Topology
 from ..units import EV_PER_A3_TO_GPA, KB_EV
-from .boltzmann import (DENSITY_FLOOR, bonded_histogram, boltzmann_table, confining_slope, fill_linear,
+from .boltzmann import (DENSITY_FLOOR, ForceMatchError, bonded_histogram, boltzmann_table, confining_slope, fill_linear,
                         table_from_values)
 from .geometry import type_key, type_label
 from .tabulated import Table, TabulatedPotential
@@ -115,7 +115,7 @@ class IterativeBoltzmannInversion(Analysis):
                 continue
             try:
                 self.tables[k] = boltzmann_table(k[0], k[1], x, dens, self.kT, counts=counts.get(k))
-            except InputError:
+            except (InputError, ForceMatchError):  # too few samples, or none at all
                 if k[0] in self.kinds:
                     raise
                 warnings.warn(f"{type_label(*k)}: too few samples to Boltzmann-invert and not iterated "

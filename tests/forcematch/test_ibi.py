@@ -91,3 +91,34 @@ def test_bonded_tables_confine_outside_the_resolved_range_even_with_a_wrong_way_
     i0 = int(np.argmin(t.U))
     assert np.all(np.diff(t.U[:i0]) < 0) and np.all(np.diff(t.U[i0:]) > 0)
     assert confining_slope("pair", x, kT) is None and confining_slope("dihedral", x, kT) is None
+
+
+def test_an_empty_pair_target_that_is_not_iterated_is_warned_not_fatal():
+    """Bonded-only IBI (kinds bond, angle) of isolated A-B-A molecules: no pair is ever within the
+    cutoff, so the pair targets are empty. That must not stop the refinement of the bonded terms
+    (it raised "pair A-A: the distribution is empty" before); iterating pairs still refuses."""
+    from cgkit.errors import CgkitError
+    from cgkit.topology import Topology
+
+    rng = np.random.default_rng(0)
+    n_mol, box = 2, 60.0
+    frames = []
+    for _ in range(30):
+        x = []
+        for m in range(n_mol):
+            c = np.array([15.0 + 30.0 * m, 30.0, 30.0])
+            a = c + rng.normal(scale=0.05, size=3) + [2.5, 0, 0]
+            b = c + rng.normal(scale=0.05, size=3) + [-1.0, 2.3, 0]
+            x += [a, c, b]
+        frames.append(np.array(x))
+    frames = np.array(frames)
+    bonds = [(3 * m + i, 3 * m + 1) for m in range(n_mol) for i in (0, 2)]
+    topo = Topology.from_bonds(3 * n_mol, bonds, exclude=2)
+    species = np.array([0, 1, 0] * n_mol)
+    args = (["A", "B"], species, topo, np.full(3 * n_mol, 14.0), frames, np.array([box] * 3),
+            frames[0], np.array([box] * 3))
+    with pytest.warns(UserWarning, match="not iterated"):
+        ibi = IterativeBoltzmannInversion(*args, pair_cutoff=8.0, kinds=("bond", "angle"), bins=20)
+    assert {k[0] for k in ibi.tables} == {"bond", "angle"}
+    with pytest.raises(CgkitError, match="empty"):
+        IterativeBoltzmannInversion(*args, pair_cutoff=8.0, kinds=("pair", "bond"), bins=20)
