@@ -46,6 +46,7 @@ Right or refused:
 from __future__ import annotations
 
 from .errors import CgkitWarning
+from .structures import close_pairs
 
 import copy
 import math
@@ -69,27 +70,6 @@ __all__ = ["MolecularDynamics", "MDResults", "TrajectoryWriter", "TimestepWarnin
 class TimestepWarning(CgkitWarning):
     """The MD time step is above the recommended one (or above ``dt_max`` by explicit override)."""
 
-
-def close_pairs(positions, cell, pbc, cutoff: float, *, only=None, limit: int = 5) -> list:
-    """The closest pairs ``(distance Å, i, j)`` (i < j, sorted, at most ``limit``) closer than
-    ``cutoff`` Å; with ``only`` (indices) just the pairs that involve one of those particles.
-    ``positions`` (n, 3) Å, ``cell`` (3, 3) Å, ``pbc`` (3,)."""
-    from .neighbors import neighbor_list
-    positions = np.asarray(positions, dtype=np.float64)
-    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
-    if cutoff <= 0 or len(positions) < 2:
-        return []
-    ei, shifts = neighbor_list(positions, cell, pbc, cutoff)
-    i, j = ei
-    keep = i < j
-    if only is not None:
-        sel = np.zeros(len(positions), dtype=bool)
-        sel[np.asarray(list(only), dtype=np.int64)] = True
-        keep &= sel[i] | sel[j]
-    i, j, shifts = i[keep], j[keep], shifts[keep]
-    d = np.linalg.norm(positions[j] - positions[i] + shifts @ cell, axis=1)
-    order = np.argsort(d, kind="stable")[:limit]
-    return [(float(d[k]), int(i[k]), int(j[k])) for k in order]
 
 _MDA_FORMATS = {".dcd", ".xtc", ".trr"}
 _ASE_FORMATS = {".xyz", ".extxyz"}

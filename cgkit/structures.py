@@ -12,24 +12,47 @@ import numpy as np
 
 from .errors import InputError, StructureError
 
-__all__ = ["MIN_DISTANCE", "read_structure", "check_periodic", "check_overlaps"]
+__all__ = ["MIN_DISTANCE", "read_structure", "check_periodic", "check_overlaps", "close_pairs"]
 
 #: closest allowed interatomic distance, Å (closer atoms are duplicates or a broken cell)
 MIN_DISTANCE = 0.5
 
 
+def close_pairs(positions, cell, pbc, cutoff: float, *, only=None, limit: int = 5) -> list:
+    """The closest pairs ``(distance Å, i, j)`` (i < j, or i == j for a particle and its own
+    periodic image; sorted, at most ``limit``) closer than ``cutoff`` Å; with ``only`` (indices)
+    just the pairs that involve one of those particles. ``positions`` (n, 3) Å, ``cell`` (3, 3)
+    Å, ``pbc`` (3,)."""
+    from .neighbors import neighbor_list
+    positions = np.asarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    if cutoff <= 0 or len(positions) == 0:
+        return []
+    ei, shifts = neighbor_list(positions, cell, pbc, cutoff)
+    i, j = ei
+    shifts = np.asarray(shifts)
+    first = np.take_along_axis(shifts, np.argmax(shifts != 0, axis=1)[:, None], axis=1)[:, 0]
+    keep = (i < j) | ((i == j) & (first > 0))  # each self-image pair once
+    if only is not None:
+        sel = np.zeros(len(positions), dtype=bool)
+        sel[np.asarray(list(only), dtype=np.int64)] = True
+        keep &= sel[i] | sel[j]
+    i, j, shifts = i[keep], j[keep], shifts[keep]
+    d = np.linalg.norm(positions[j] - positions[i] + shifts @ cell, axis=1)
+    order = np.argsort(d, kind="stable")[:limit]
+    return [(float(d[k]), int(i[k]), int(j[k])) for k in order]
+
+
 def check_overlaps(atoms, min_distance: float = MIN_DISTANCE):
     """Refuse (StructureError) atoms closer than ``min_distance`` Å, periodic images included."""
-    from ase.neighborlist import neighbor_list
     if not np.all(np.isfinite(atoms.get_positions())) or not np.all(np.isfinite(atoms.cell.array)):
         bad = np.where(~np.all(np.isfinite(atoms.get_positions()), axis=1))[0]
         raise StructureError(f"non-finite positions (atoms {bad[:10].tolist()}) or cell: fix the structure")
-    i, j, d = neighbor_list("ijd", atoms, min_distance)
-    if len(d):
-        k = int(np.argmin(d))
-        a, b = int(i[k]), int(j[k])
+    pairs = close_pairs(atoms.get_positions(), atoms.cell.array, atoms.pbc, min_distance, limit=1)
+    if pairs:
+        d, a, b = pairs[0]
         what = f"atoms {a} and {b}" if a != b else f"atom {a} and its own periodic image"
-        raise StructureError(f"{what} are {d[k]:.3g} Å apart (closer than {min_distance} Å): "
+        raise StructureError(f"{what} are {d:.3g} Å apart (closer than {min_distance} Å): "
                              "overlapping atoms; remove duplicates or fix the cell")
 
 
