@@ -174,8 +174,7 @@ def committee_predictions(ensemble, structures: Sequence, *, raw: bool = True) -
     Returns ``energy`` (G,) eV, ``energy_std`` (G,) eV, ``forces`` (n,3) eV/Å, ``forces_std``
     (n,) eV/Å (atoms of all structures concatenated in order) and ``structure`` (n,) index;
     ``raw=True`` gives the uncalibrated spreads."""
-    from .ensemble import EnsemblePotential
-    if not isinstance(ensemble, EnsemblePotential):
+    if not hasattr(ensemble, "compute_with_uncertainty"):
         raise InputError("uncertainty needs a committee (an EnsemblePotential, e.g. `cgkit train "
                          "--ensemble K`'s ensemble.pt)")
     E, Es, F, Fs, idx = [], [], [], [], []
