@@ -1,0 +1,109 @@
+"""Uncertainty-aware exploration MD with trust levels.
+
+A committee (:class:`cgkit.ensemble.EnsemblePotential`) drives Langevin MD (ASE) from a start
+structure at a temperature (K), optionally under a homogeneous strain of the cell. Every
+``sample_every`` steps the largest calibrated per-atom force uncertainty σ_F (eV/Å) is compared
+with the trust levels (DP-GEN's convention):
+
+* σ_F < ``lo``: the committee is trusted there; the frame is not a candidate;
+* ``lo`` ≤ σ_F < ``hi``: a candidate for labelling;
+* σ_F ≥ ``hi``: the trajectory has left the region where the model is meaningful (it may be
+  unphysical); the run stops there and that frame is discarded.
+
+The σ trace of every inspected step is returned, so MD runs can be monitored and plotted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["TrustLevels", "ExplorationResult", "explore"]
+
+
+@dataclass(frozen=True)
+class TrustLevels:
+    """Force-uncertainty trust levels ``lo`` < ``hi`` (eV/Å, calibrated per-atom σ_F)."""
+
+    lo: float
+    hi: float
+
+    def __post_init__(self):
+        if not (np.isfinite(self.lo) and np.isfinite(self.hi)) or not (0 <= self.lo < self.hi):
+            raise InputError(f"trust levels need 0 <= lo < hi (eV/Å), got lo={self.lo}, hi={self.hi}")
+
+    def classify(self, sigma: float) -> str:
+        """'accurate', 'candidate' or 'failed' for a largest per-atom σ_F (eV/Å)."""
+        if sigma < self.lo:
+            return "accurate"
+        return "candidate" if sigma < self.hi else "failed"
+
+
+@dataclass
+class ExplorationResult:
+    """Candidates (ASE Atoms without a calculator, ``info['sigma_max']`` in eV/Å), the σ trace
+    ``steps``/``sigma_max`` of the inspected steps, the counts per class and why it ended
+    (``'completed'`` or ``'uncertainty above hi at step N'``)."""
+
+    candidates: list = field(default_factory=list)
+    steps: list = field(default_factory=list)
+    sigma_max: list = field(default_factory=list)
+    counts: dict = field(default_factory=lambda: {"accurate": 0, "candidate": 0, "failed": 0})
+    stopped: str = "completed"
+
+
+def explore(committee, atoms, *, temperature_K: float, n_steps: int, timestep_fs: float = 2.0,
+            trust: TrustLevels, sample_every: int = 10, friction_per_fs: float = 0.02,
+            strain=None, seed: int = 0) -> ExplorationResult:
+    """Langevin MD of ``atoms`` with ``committee`` (see the module docstring).
+
+    ``strain``: a 3×3 (or 6-Voigt engineering) strain applied to the cell (atoms scaled with it)
+    before the run; ``seed`` fixes the initial velocities and the Langevin noise."""
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ..ensemble import EnsembleCalculator, EnsemblePotential
+    from ..sampling import thermalize
+
+    if not isinstance(committee, EnsemblePotential):
+        raise InputError("exploration needs a committee (an EnsemblePotential) to estimate its uncertainty")
+    if n_steps < 1 or sample_every < 1 or timestep_fs <= 0 or temperature_K < 0:
+        raise InputError(f"exploration needs n_steps >= 1, sample_every >= 1, timestep_fs > 0 and "
+                         f"temperature_K >= 0 (got {n_steps}, {sample_every}, {timestep_fs}, {temperature_K})")
+    a = atoms.copy()
+    if strain is not None:
+        if not a.pbc.all():
+            raise InputError("a strain needs a periodic structure (pbc all True)")
+        e = np.asarray(strain, dtype=np.float64)
+        if e.shape == (6,):
+            e = np.array([[e[0], e[5] / 2, e[4] / 2], [e[5] / 2, e[1], e[3] / 2], [e[4] / 2, e[3] / 2, e[2]]])
+        if e.shape != (3, 3):
+            raise InputError(f"strain must be 3x3 or 6 Voigt components, got shape {e.shape}")
+        a.set_cell(a.cell.array @ (np.eye(3) + e).T, scale_atoms=True)
+    calc = EnsembleCalculator(committee)
+    a.calc = calc
+    thermalize(a, temperature_K, np.random.default_rng(seed))
+    md = Langevin(a, timestep_fs * units.fs, temperature_K=temperature_K,
+                  friction=friction_per_fs / units.fs, fixcm=False, rng=np.random.default_rng(seed + 1))
+    res = ExplorationResult()
+    done = 0
+    while done < n_steps:
+        k = min(sample_every, n_steps - done)
+        md.run(k)
+        done += k
+        a.get_forces()  # results of the current positions
+        sigma = float(np.max(calc.results["forces_std"]))
+        res.steps.append(done)
+        res.sigma_max.append(sigma)
+        cls = trust.classify(sigma)
+        res.counts[cls] += 1
+        if cls == "failed":
+            res.stopped = f"uncertainty above hi at step {done}"
+            break
+        if cls == "candidate":
+            c = a.copy()
+            c.calc = None
+            c.info.update(sigma_max=sigma, temperature_K=float(temperature_K), md_step=done)
+            res.candidates.append(c)
+    return res
