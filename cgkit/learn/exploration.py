@@ -43,11 +43,14 @@ class TrustLevels:
 
 @dataclass
 class ExplorationResult:
-    """Candidates (ASE Atoms without a calculator, ``info['sigma_max']`` in eV/Å), the σ trace
+    """Candidates (ASE Atoms without a calculator, ``info['sigma_max']`` in eV/Å), every
+    inspected frame below hi in ``frames`` when asked for (``keep_all=True``: the pool a random
+    selection draws from), the σ trace
     ``steps``/``sigma_max`` of the inspected steps, the counts per class and why it ended
     (``'completed'`` or ``'uncertainty above hi at step N'``)."""
 
     candidates: list = field(default_factory=list)
+    frames: list = field(default_factory=list)
     steps: list = field(default_factory=list)
     sigma_max: list = field(default_factory=list)
     counts: dict = field(default_factory=lambda: {"accurate": 0, "candidate": 0, "failed": 0})
@@ -56,7 +59,7 @@ class ExplorationResult:
 
 def explore(committee, atoms, *, temperature_K: float, n_steps: int, timestep_fs: float = 2.0,
             trust: TrustLevels, sample_every: int = 10, friction_per_fs: float = 0.02,
-            strain=None, seed: int = 0) -> ExplorationResult:
+            strain=None, seed: int = 0, keep_all: bool = False) -> ExplorationResult:
     """Langevin MD of ``atoms`` with ``committee`` (see the module docstring).
 
     ``strain``: a 3×3 (or 6-Voigt engineering) strain applied to the cell (atoms scaled with it)
@@ -101,9 +104,12 @@ def explore(committee, atoms, *, temperature_K: float, n_steps: int, timestep_fs
         if cls == "failed":
             res.stopped = f"uncertainty above hi at step {done}"
             break
-        if cls == "candidate":
+        if cls == "candidate" or keep_all:
             c = a.copy()
             c.calc = None
             c.info.update(sigma_max=sigma, temperature_K=float(temperature_K), md_step=done)
-            res.candidates.append(c)
+            if keep_all:
+                res.frames.append(c)
+            if cls == "candidate":
+                res.candidates.append(c)
     return res

@@ -1,0 +1,194 @@
+"""The `cgkit learn` configuration: defaults, validation and the structures it explores from.
+
+A minimal complete config (everything else has the defaults of :data:`DEFAULT_CONFIG`)::
+
+    teacher: ase:EMT
+    species: [Cu]
+    structures:
+      - {bulk: Cu, crystalstructure: fcc, a: 3.61, cubic: true, repeat: [2, 2, 2]}
+
+Every key with its default (units: K, fs, eV/Å)::
+
+    teacher: null                 # any --potential/ASE spec: ase:EMT, cgkit:sw, model.pt,
+                                  #   ase:tblite.ase.TBLite:method=GFN2-xTB
+    species: null                 # element symbols the committee is built for
+    structures: []                # exploration starting points: file names (every frame is one),
+                                  #   {bulk: El, crystalstructure, a, cubic, repeat, vacancies: n},
+                                  #   {surface: fcc111, symbol, size, vacuum, a}
+    seed: 0
+    seed_set: {file: null, n_rattled: 4, rattle: 0.1}   # start labels: a labelled file, or rattled
+                                  #   copies (std Å) of every structure labelled by the teacher
+    committee:
+      size: 3                     # members (different seeds)
+      model: {preset: small, r_cut: 4.0}          # any `cgkit train` model options
+      train: {max_epochs: 40}     # any `cgkit train` keys (loss, optimizer, batch_size, ...)
+      warm_start: true            # later iterations start from the previous members' weights
+      warm_start_epochs: 20       # epochs of a warm-started iteration
+    exploration: {temperatures: [300.0], strains: [0.0], steps: 200, sample_every: 10,
+                  timestep_fs: 2.0, friction_per_fs: 0.02}
+    trust: {lo: 0.05, hi: 0.5}    # calibrated per-atom force sigma (eV/Å), DP-GEN style
+    selection: {max_per_iteration: 8}   # farthest-point sampling among the candidates
+    calibration: {method: scale}  # fitted on fresh labels the committee had not seen
+    labelling: {backend: serial, workers: 2, address: null, jobqueue: null}
+    stop: {max_iterations: 4, label_budget: 200, candidate_fraction: 0.05}
+    test: {file: null}            # labelled test set: error vs number of labels in the report
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["DEFAULT_CONFIG", "merge_config", "validate_config", "build_structures"]
+
+DEFAULT_CONFIG = {
+    "teacher": None,
+    "species": None,
+    "structures": [],
+    "seed": 0,
+    "seed_set": {"file": None, "n_rattled": 4, "rattle": 0.1},
+    "committee": {"size": 3, "model": {"preset": "small", "r_cut": 4.0}, "train": {"max_epochs": 40},
+                  "warm_start": True, "warm_start_epochs": 20},
+    "exploration": {"temperatures": [300.0], "strains": [0.0], "steps": 200, "sample_every": 10,
+                    "timestep_fs": 2.0, "friction_per_fs": 0.02},
+    "trust": {"lo": 0.05, "hi": 0.5},
+    "selection": {"max_per_iteration": 8},
+    "calibration": {"method": "scale"},
+    "labelling": {"backend": "serial", "workers": 2, "address": None, "jobqueue": None},
+    "stop": {"max_iterations": 4, "label_budget": 200, "candidate_fraction": 0.05},
+    "test": {"file": None},
+}
+
+_FREE = {("committee", "model"), ("committee", "train"), ("labelling", "jobqueue")}
+
+
+def merge_config(user: dict, *, where: str = "the learn config") -> dict:
+    """Defaults overlaid by ``user``; unknown keys refused with the allowed ones named."""
+    if not isinstance(user, dict):
+        raise InputError(f"{where} must be a mapping of keys to values, got {type(user).__name__}")
+    cfg = copy.deepcopy(DEFAULT_CONFIG)
+
+    def merge(base, new, path):
+        for k, v in new.items():
+            if k not in base:
+                raise InputError(f"unknown key '{'.'.join(path + (k,))}' in {where}; allowed here: "
+                                 f"{', '.join(sorted(base))}")
+            if isinstance(base[k], dict) and path + (k,) not in _FREE:
+                if not isinstance(v, dict):
+                    raise InputError(f"'{'.'.join(path + (k,))}' in {where} must be a mapping")
+                merge(base[k], v, path + (k,))
+            elif path + (k,) in _FREE and v is not None:
+                if not isinstance(v, dict):
+                    raise InputError(f"'{'.'.join(path + (k,))}' in {where} must be a mapping")
+                base[k] = {**(base[k] or {}), **v}
+            else:
+                base[k] = v
+    merge(cfg, user, ())
+    return cfg
+
+
+def _num(v, name, *, integer=False, minimum=None, above=None):
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+    if integer:
+        ok = ok and float(v).is_integer()
+    if ok and minimum is not None:
+        ok = v >= minimum
+    if ok and above is not None:
+        ok = v > above
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        bound = f" >= {minimum}" if minimum is not None else (f" > {above}" if above is not None else "")
+        raise InputError(f"'{name}' must be {kind}{bound}, got {v!r}")
+    return int(v) if integer else float(v)
+
+
+def validate_config(cfg: dict) -> dict:
+    if not cfg["teacher"] or not isinstance(cfg["teacher"], str):
+        raise InputError("'teacher' is required: a spec such as ase:EMT, cgkit:sw, model.pt or "
+                         "ase:tblite.ase.TBLite:method=GFN2-xTB")
+    sp = cfg["species"]
+    if not isinstance(sp, list) or not sp or not all(isinstance(s, str) for s in sp):
+        raise InputError("'species' is required: a list of element symbols, e.g. [Cu]")
+    if not isinstance(cfg["structures"], list) or not cfg["structures"]:
+        raise InputError("'structures' is required: exploration starting points (files or builders)")
+    _num(cfg["seed"], "seed", integer=True, minimum=0)
+    c = cfg["committee"]
+    _num(c["size"], "committee.size", integer=True, minimum=2)
+    _num(c["warm_start_epochs"], "committee.warm_start_epochs", integer=True, minimum=1)
+    e = cfg["exploration"]
+    for T in e["temperatures"]:
+        _num(T, "exploration.temperatures", minimum=0)
+    for s in e["strains"]:
+        _num(s, "exploration.strains", above=-0.5)
+    _num(e["steps"], "exploration.steps", integer=True, minimum=1)
+    _num(e["sample_every"], "exploration.sample_every", integer=True, minimum=1)
+    _num(e["timestep_fs"], "exploration.timestep_fs", above=0)
+    _num(e["friction_per_fs"], "exploration.friction_per_fs", minimum=0)
+    lo = _num(cfg["trust"]["lo"], "trust.lo", minimum=0)
+    hi = _num(cfg["trust"]["hi"], "trust.hi", above=0)
+    if not lo < hi:
+        raise InputError(f"trust.lo must be below trust.hi (eV/Å), got lo={lo}, hi={hi}")
+    _num(cfg["selection"]["max_per_iteration"], "selection.max_per_iteration", integer=True, minimum=1)
+    st = cfg["stop"]
+    _num(st["max_iterations"], "stop.max_iterations", integer=True, minimum=1)
+    _num(st["label_budget"], "stop.label_budget", integer=True, minimum=1)
+    _num(st["candidate_fraction"], "stop.candidate_fraction", minimum=0)
+    ss = cfg["seed_set"]
+    _num(ss["n_rattled"], "seed_set.n_rattled", integer=True, minimum=0)
+    _num(ss["rattle"], "seed_set.rattle", minimum=0)
+    if not ss["file"] and ss["n_rattled"] == 0:
+        raise InputError("the seed set is empty: give seed_set.file or seed_set.n_rattled >= 1")
+    return cfg
+
+
+def _build_one(spec: dict, k: int):
+    from ase.build import bulk
+    import ase.build
+    spec = dict(spec)
+    try:
+        if "bulk" in spec:
+            name = spec.pop("bulk")
+            repeat = spec.pop("repeat", None)
+            vac = int(spec.pop("vacancies", 0))
+            a = bulk(name, **spec)
+            if repeat:
+                a = a.repeat(tuple(repeat))
+            if vac:
+                if vac >= len(a):
+                    raise InputError(f"structures[{k}]: {vac} vacancies in a cell of {len(a)} atoms")
+                del a[list(range(vac))]
+            return [a]
+        if "surface" in spec:
+            kind = spec.pop("surface")
+            fn = getattr(ase.build, kind, None)
+            if fn is None or not callable(fn):
+                raise InputError(f"structures[{k}]: unknown surface builder '{kind}' (ase.build.{kind})")
+            return [fn(**spec)]
+    except TypeError as exc:
+        raise InputError(f"structures[{k}]: {exc}") from None
+    raise InputError(f"structures[{k}] must be a file name or a mapping with 'bulk' or 'surface', got {spec!r}")
+
+
+def build_structures(specs, base: Path | None = None) -> list:
+    """ASE Atoms of every ``structures`` entry (files: every frame)."""
+    from ase.io import read
+    out = []
+    for k, spec in enumerate(specs):
+        if isinstance(spec, str):
+            p = Path(spec) if base is None or Path(spec).is_absolute() else base / spec
+            if not p.is_file():
+                raise InputError(f"structures[{k}]: no file '{p}'")
+            try:
+                out.extend(read(str(p), ":"))
+            except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+                raise InputError(f"structures[{k}]: cannot read '{p}': {exc}") from None
+        elif isinstance(spec, dict):
+            out.extend(_build_one(spec, k))
+        else:
+            raise InputError(f"structures[{k}] must be a file name or a builder mapping, got {spec!r}")
+    for k, a in enumerate(out):
+        a.calc = None
+    return out
