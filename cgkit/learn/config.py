@@ -14,7 +14,8 @@ Every key with its default (units: K, fs, eV/Å)::
     species: null                 # element symbols the committee is built for
     structures: []                # exploration starting points: file names (every frame is one),
                                   #   {bulk: El, crystalstructure, a, cubic, repeat, vacancies: n},
-                                  #   {surface: fcc111, symbol, size, vacuum, a}
+                                  #   {surface: fcc111, symbol, size, vacuum, a},
+                                  #   {molecule: CH3CH2OH, vacuum: 6.0} (open boundaries)
     seed: 0
     seed_set: {file: null, n_rattled: 4, rattle: 0.1}   # start labels: a labelled file, or rattled
                                   #   copies (std Å) of every structure labelled by the teacher
@@ -161,6 +162,17 @@ def _build_one(spec: dict, k: int):
                     raise InputError(f"structures[{k}]: {vac} vacancies in a cell of {len(a)} atoms")
                 del a[list(range(vac))]
             return [a]
+        if "molecule" in spec:
+            from ase.build import molecule
+            name = spec.pop("molecule")
+            vacuum = float(spec.pop("vacuum", 0.0))
+            try:
+                a = molecule(name, **spec)
+            except KeyError:
+                raise InputError(f"structures[{k}]: unknown molecule '{name}' (ase.build.molecule names)") from None
+            if vacuum:
+                a.center(vacuum=vacuum)
+            return [a]
         if "surface" in spec:
             kind = spec.pop("surface")
             fn = getattr(ase.build, kind, None)
@@ -169,7 +181,8 @@ def _build_one(spec: dict, k: int):
             return [fn(**spec)]
     except TypeError as exc:
         raise InputError(f"structures[{k}]: {exc}") from None
-    raise InputError(f"structures[{k}] must be a file name or a mapping with 'bulk' or 'surface', got {spec!r}")
+    raise InputError(f"structures[{k}] must be a file name or a mapping with 'bulk', 'surface' or "
+                     f"'molecule', got {spec!r}")
 
 
 def build_structures(specs, base: Path | None = None) -> list:
