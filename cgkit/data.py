@@ -16,6 +16,8 @@ batch          (n,)         long, structure index of every atom
 edge_index     (2, E)       long, (i, j): j is a neighbor of centre i
 cell_shifts    (E, 3)       long, r_ij = r_j - r_i + cell_shifts @ cell
 cutoff         float        Å, the neighbor-list cutoff the edges were built with
+charges        (n,) or None e, fixed point charges (from ASE ``initial_charges``; None
+                            when the structure carries none); used by Coulomb terms
 ============== ============ ======================================================
 
 ``targets`` holds optional training labels (``energy`` (G,), ``forces`` (n, 3),
@@ -49,17 +51,20 @@ class AtomicGraph:
     cutoff: float
     type_names: tuple[str, ...]
     targets: dict = field(default_factory=dict)
+    charges: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_arrays(cls, positions, cell, pbc, cutoff: float, *, species=None,
                     type_names: Sequence[str] | None = None, atomic_numbers=None, masses=None,
-                    dtype: torch.dtype = torch.float64, targets: dict | None = None) -> "AtomicGraph":
+                    dtype: torch.dtype = torch.float64, targets: dict | None = None,
+                    charges=None) -> "AtomicGraph":
         """Build a single-structure graph from arrays.
 
         positions (n, 3) Å; cell (3, 3) Å; pbc (3,) bool or bool; cutoff Å;
         species (n,) indices into ``type_names`` (default: all type 0);
-        masses (n,) amu (default: from atomic numbers, or 1 amu).
+        masses (n,) amu (default: from atomic numbers, or 1 amu);
+        charges (n,) e, fixed point charges (default None: no charges).
         """
         positions = np.asarray(positions, dtype=np.float64)
         cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64).reshape(3, 3)
@@ -82,6 +87,12 @@ class AtomicGraph:
         masses = np.asarray(masses, dtype=np.float64)
         if masses.shape != (n,) or np.any(~np.isfinite(masses)) or np.any(masses <= 0):
             raise InputError("masses must be positive and finite, one per atom (amu)")
+        if charges is not None:
+            charges = np.asarray(charges, dtype=np.float64).reshape(-1)
+            if charges.shape != (n,) or not np.all(np.isfinite(charges)):
+                raise InputError(f"charges must be finite, one per atom (e): got shape "
+                                 f"{charges.shape} for {n} atoms")
+            charges = torch.as_tensor(charges, dtype=dtype)
         return cls(
             positions=torch.as_tensor(positions, dtype=dtype),
             species=torch.as_tensor(species),
@@ -95,6 +106,7 @@ class AtomicGraph:
             cutoff=float(cutoff),
             type_names=tuple(type_names),
             targets=dict(targets or {}),
+            charges=charges,
         )
 
     @classmethod
@@ -107,6 +119,8 @@ class AtomicGraph:
         symbols present. Atoms of a type not in ``type_names`` raise
         :class:`UnknownSpeciesError`. With ``read_targets`` the energy/forces/stress stored
         in ``atoms.calc`` or ``atoms.info``/``atoms.arrays`` become ``targets``.
+        Non-zero ASE ``initial_charges`` (e) become ``charges``; without them (or all zero)
+        ``charges`` is None.
         """
         names = atoms.arrays.get("bead_types")
         names = [str(s) for s in (names if names is not None else atoms.get_chemical_symbols())]
@@ -120,10 +134,16 @@ class AtomicGraph:
                 "use a potential trained for them or relabel the atoms")
         species = np.array([lookup[s] for s in names], dtype=np.int64)
         targets = _targets_from_atoms(atoms) if read_targets else None
+        charges = None
+        if "initial_charges" in atoms.arrays:
+            q = np.asarray(atoms.get_initial_charges(), dtype=np.float64)
+            if np.any(q != 0):
+                charges = q
         return cls.from_arrays(atoms.get_positions(), atoms.cell.array, atoms.pbc, cutoff,
                                species=species, type_names=type_names,
                                atomic_numbers=atoms.get_atomic_numbers(),
-                               masses=atoms.get_masses(), dtype=dtype, targets=targets)
+                               masses=atoms.get_masses(), dtype=dtype, targets=targets,
+                               charges=charges)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -170,7 +190,8 @@ class AtomicGraph:
                        atomic_numbers=conv(self.atomic_numbers), masses=conv(self.masses),
                        cell=conv(self.cell), pbc=conv(self.pbc), batch=conv(self.batch),
                        edge_index=conv(self.edge_index), cell_shifts=conv(self.cell_shifts),
-                       targets={k: conv(v) for k, v in self.targets.items()})
+                       targets={k: conv(v) for k, v in self.targets.items()},
+                       charges=conv(self.charges))
 
     def with_positions(self, positions, cell=None, *, rebuild: bool = True) -> "AtomicGraph":
         """The same system at new positions (and cell); edges rebuilt unless ``rebuild=False``.
@@ -210,7 +231,8 @@ class AtomicGraph:
                 cell=self.cell[k:k + 1], pbc=self.pbc[k:k + 1],
                 batch=torch.zeros(b - a, dtype=torch.long),
                 edge_index=self.edge_index[:, em] - a, cell_shifts=self.cell_shifts[em],
-                cutoff=self.cutoff, type_names=self.type_names, targets=tg))
+                cutoff=self.cutoff, type_names=self.type_names, targets=tg,
+                charges=None if self.charges is None else self.charges[a:b]))
         return out
 
     def to_atoms(self, index: int = 0):
@@ -222,6 +244,8 @@ class AtomicGraph:
                       masses=g.masses.detach().cpu().numpy())
         if (g.atomic_numbers == 0).any():
             atoms.arrays["bead_types"] = np.array([self.type_names[s] for s in g.species.tolist()])
+        if g.charges is not None:
+            atoms.set_initial_charges(g.charges.detach().cpu().numpy())
         return atoms
 
 
@@ -229,7 +253,8 @@ def batch_graphs(graphs: Sequence[AtomicGraph]) -> AtomicGraph:
     """Concatenate structures into one batched graph (for training and replicas).
 
     All graphs must share ``type_names`` and ``cutoff``. Per-atom targets are concatenated,
-    per-structure targets stacked.
+    per-structure targets stacked. ``charges`` are concatenated when any structure has them
+    (zeros for a structure without charges), None otherwise.
     """
     if not graphs:
         raise InputError("cannot batch an empty list of structures")
@@ -260,7 +285,16 @@ def batch_graphs(graphs: Sequence[AtomicGraph]) -> AtomicGraph:
         batch=torch.cat(batch),
         edge_index=torch.cat([g.edge_index + int(o) for g, o in zip(graphs, offsets)], dim=1),
         cell_shifts=torch.cat([g.cell_shifts for g in graphs]),
-        cutoff=g0.cutoff, type_names=g0.type_names, targets=targets)
+        cutoff=g0.cutoff, type_names=g0.type_names, targets=targets,
+        charges=_batch_charges(graphs))
+
+
+def _batch_charges(graphs):
+    if all(g.charges is None for g in graphs):
+        return None
+    return torch.cat([g.charges if g.charges is not None
+                      else torch.zeros(g.n_atoms, dtype=g.positions.dtype, device=g.positions.device)
+                      for g in graphs])
 
 
 def _targets_from_atoms(atoms) -> dict:

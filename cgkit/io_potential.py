@@ -16,6 +16,8 @@ Every command resolves ``--potential`` here (:func:`load_model`, :func:`load_pot
 =========================================================== =====================================
 ``model.pt`` (a saved cgkit model file)                      cgkit Potential
 ``cgkit:sw``, ``cgkit:lj:sigma=3.4,epsilon=0.0104,cutoff=8.5`` built-in cgkit Potential
+``cgkit:coulomb``, ``cgkit:nacl-bmh``, ``cgkit:spcfw``       charged built-ins (Ewald; see
+                                                             docs/charged_potentials.md)
 ``ase:EMT``, ``ase:LennardJones:sigma=3.4,epsilon=0.0104,rc=8.5,smooth=True``
                                                              ASE calculator by class name
 ``ase:some.module.Class:key=value``                          any importable ASE calculator class
@@ -47,6 +49,9 @@ BUILTINS = {
     "lj": ("cgkit.potentials.lennard_jones", "LennardJones"),
     "lennard_jones": ("cgkit.potentials.lennard_jones", "LennardJones"),
     "trappe_ua": ("cgkit.potentials.trappe", "TraPPEUA"),
+    "coulomb": ("cgkit.potentials.coulomb", "CoulombPotential"),
+    "nacl-bmh": ("cgkit.potentials.nacl", "NaClBMH"),
+    "spcfw": ("cgkit.potentials.spcfw", "SPCFw"),
 }
 
 

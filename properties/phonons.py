@@ -30,8 +30,30 @@ common neighbour, up to 2 × reach apart; these indirect couplings are weak, and
 criterion met the bands of SW silicon and of a two-layer ENNP agree with those of larger
 supercells to < 1e-4 THz along the whole path — see tests/properties/test_phonons_refusals.py.)
 
+Polar crystals (non-analytic correction, ``nac=True`` / ``--nac``). A potential with long-range
+Coulomb interactions (one that provides ``born_effective_charges(atoms)``: ``cgkit:coulomb``,
+``cgkit:nacl-bmh``, ``cgkit:spcfw``, long-range ENNPs) has force constants that decay as 1/r³,
+which no finite supercell holds, and a macroscopic field at q → 0 that splits LO from TO modes.
+With ``nac=True`` the Born effective charges Z* (from the potential, computed for the unit cell,
+or given as ``born_charges``) and the high-frequency dielectric tensor ε∞ (``epsilon_inf``,
+scalar or 3×3; default 1, the exact value for point charges that do not respond to a field,
+i.e. for every fixed-charge model) go to phonopy's Gonze–Lee correction (``nac_params``,
+``method="gonze"``, ``factor`` = k_e = 14.399645 eV·Å/e²): phonopy subtracts the dipole–dipole
+force constants (an Ewald sum with Z* and ε∞) from the supercell force constants, interpolates
+the short-range rest and adds the dipole–dipole dynamical matrix back at every q. For rigid point
+charges (Z* = q·I, ε∞ = 1) the dipole–dipole term *is* the harmonic Coulomb interaction, so the
+rest has the reach of the short-range terms alone: the supercell criterion above then uses the
+potential's ``short_range_cutoff`` (BMH/LJ cutoff; 0 for bare Coulomb) — exact, not an
+approximation. Bands show the LO–TO splitting (phonopy takes the q → 0 direction from the path
+segment at Γ); ``results["lo_to"]`` lists the Γ frequencies with the correction along the
+Cartesian x, y and z directions beside those without. Without ``nac`` a long-range potential is
+refused (:class:`SupercellTooSmallError`: the long-range force constants would be folded into the
+supercell), unless ``allow_small_supercell``. The MD time step (``timestep``) is that of the
+supercell's Γ point from the force constants as computed (Ewald, tin-foil boundary), i.e. of an
+MD run in that supercell, with or without ``nac``.
+
 Units: frequencies THz (imaginary modes as negative numbers), force constants eV/Å², masses
-amu, thermal properties as phonopy: free energy kJ/mol, entropy and heat capacity J/(K·mol)
+amu, Born charges e, thermal properties as phonopy: free energy kJ/mol, entropy and heat capacity J/(K·mol)
 per mole of primitive cells.
 """
 from __future__ import annotations
@@ -56,7 +78,11 @@ from .timestep import stability_from_hessian, timestep_from_frequency
 
 __all__ = ["Phonons", "ImaginaryModeWarning", "SmallSupercellWarning", "SupercellTooSmallError",
            "analytic_force_constants", "ase_to_phonopy", "phonopy_to_ase", "interaction_reach",
-           "perpendicular_widths", "check_supercell", "check_overlaps"]
+           "perpendicular_widths", "check_supercell", "check_overlaps", "born_charges_of",
+           "is_long_range", "epsilon_tensor", "supercell_charges", "K_E"]
+
+#: eV·Å/e², the Coulomb constant (phonopy's NAC unit factor for eV, Å, e)
+K_E = 14.399645
 
 #: Å; atoms closer than this (periodic images included) are refused as overlapping
 
@@ -103,6 +129,9 @@ def interaction_reach(model, atoms=None):
 
 def _potential_reach(pot):
     from cgkit.potential import SumPotential
+    src = getattr(pot, "short_range_cutoff", None)
+    if src is not None:  # a potential with a long-range Coulomb part: its short-range reach
+        return float(src), f"{type(pot).__name__} short-range cutoff (Coulomb long range by NAC)"
     terms = getattr(pot, "terms", None) if isinstance(pot, SumPotential) else None
     members = getattr(pot, "members", None)
     parts = list(terms) if terms is not None else (list(members) if members is not None else None)
@@ -119,10 +148,78 @@ def _potential_reach(pot):
     cutoff = float(getattr(pot, "cutoff", 0.0) or 0.0)
     if not cutoff > 0:
         return None, f"{type(pot).__name__} has no cutoff"
-    if ENNP and isinstance(pot, ENNP):
-        n = len(pot.layers)
+    layers = getattr(pot, "layers", None)  # ENNP, and wrappers of one (e.g. LongRangeENNP)
+    if (ENNP and isinstance(pot, ENNP)) or (layers is not None and hasattr(layers, "__len__")):
+        n = len(layers)
         return n * cutoff, f"{n} message-passing layers × cutoff {cutoff:g} Å"
     return cutoff, f"{type(pot).__name__} cutoff"
+
+
+def _parts(model):
+    """The potential terms of a model (a Potential, a sum, an ensemble or a CgkitCalculator)."""
+    from cgkit.calculator import CgkitCalculator
+    if isinstance(model, CgkitCalculator):
+        model = model.potential
+    terms = getattr(model, "terms", None)
+    if terms is None:
+        terms = getattr(model, "members", None)
+    if terms is not None:
+        return [p for t in terms for p in _parts(t)]
+    return [model]
+
+
+def is_long_range(model) -> bool:
+    """True when a cgkit model (or a term of it) has long-range Coulomb interactions, i.e.
+    provides ``born_effective_charges``."""
+    return any(callable(getattr(p, "born_effective_charges", None)) for p in _parts(model))
+
+
+def born_charges_of(model, atoms) -> np.ndarray | None:
+    """(n, 3, 3) e: the Born effective charges of ``atoms`` from the model (summed over the
+    terms of a sum; the mean over the members of an ensemble), or None when the model has
+    none."""
+    from cgkit.calculator import CgkitCalculator
+    if isinstance(model, CgkitCalculator):
+        model = model.potential
+    fn = getattr(model, "born_effective_charges", None)
+    if callable(fn):
+        z = np.asarray(fn(atoms), dtype=np.float64)
+        if z.shape != (len(atoms), 3, 3) or not np.all(np.isfinite(z)):
+            raise NotSupportedError(f"{type(model).__name__}.born_effective_charges returned "
+                                    f"shape {z.shape} (or non-finite values); expected "
+                                    f"({len(atoms)}, 3, 3) finite numbers")
+        return z
+    terms, members = getattr(model, "terms", None), getattr(model, "members", None)
+    if terms is not None:
+        zs = [z for z in (born_charges_of(t, atoms) for t in terms) if z is not None]
+        return sum(zs) if zs else None
+    if members is not None:
+        zs = [born_charges_of(m, atoms) for m in members]
+        if any(z is None for z in zs):
+            return None
+        return sum(zs) / len(zs)
+    return None
+
+
+def epsilon_tensor(epsilon_inf) -> np.ndarray:
+    """(3, 3) ε∞ from a scalar, 3 diagonal values or a 3×3 / 9-value tensor; refused unless
+    finite, symmetric and ≥ 1 in every direction."""
+    e = np.asarray(epsilon_inf if epsilon_inf is not None else 1.0, dtype=float)
+    if e.size == 1:
+        e = np.eye(3) * float(e.reshape(-1)[0])
+    elif e.size == 3:
+        e = np.diag(e.reshape(-1))
+    elif e.size == 9:
+        e = e.reshape(3, 3)
+    else:
+        raise InputError(f"epsilon_inf (--epsilon-inf) takes 1, 3 (diagonal) or 9 (3×3) numbers, "
+                         f"got {e.size}")
+    if not np.all(np.isfinite(e)) or not np.allclose(e, e.T, atol=1e-10):
+        raise InputError(f"epsilon_inf must be a finite symmetric tensor, got {e.tolist()}")
+    if np.linalg.eigvalsh(e).min() < 1.0 - 1e-12:
+        raise InputError(f"epsilon_inf must be ≥ 1 in every direction (a dielectric constant), got "
+                         f"eigenvalues {np.linalg.eigvalsh(e).tolist()}")
+    return e
 
 
 def perpendicular_widths(cell) -> np.ndarray:
@@ -132,25 +229,29 @@ def perpendicular_widths(cell) -> np.ndarray:
     return np.array([V / np.linalg.norm(np.cross(L[(i + 1) % 3], L[(i + 2) % 3])) for i in range(3)])
 
 
-def check_supercell(atoms, supercell_matrix, model) -> dict:
+def check_supercell(atoms, supercell_matrix, model, *, nac: bool = False) -> dict:
     """The supercell criterion (module docstring): ``ok`` when every perpendicular width of the
     supercell of ``atoms`` (``supercell_matrix`` 3×3, rows in units of ``atoms.cell``) is at
     least ``2 × reach``. Returns ``ok`` (None when the reach is unknown), ``reach`` Å,
     ``reach_from``, ``widths`` Å, ``needed_width`` Å and ``smallest_diagonal`` (the smallest
-    diagonal supercell of ``atoms`` that fits)."""
+    diagonal supercell of ``atoms`` that fits). A long-range (Coulomb) model fails the check
+    whatever the size unless ``nac`` (``long_range`` True, ``needs_nac`` True)."""
     M = np.asarray(supercell_matrix, dtype=float)
     unit = np.asarray(atoms.cell.array, dtype=float)
     widths = perpendicular_widths(M @ unit)
     reach, how = interaction_reach(model, atoms)
+    long_range = is_long_range(model)
     out = {"reach": reach, "reach_from": how, "widths": widths.tolist(), "criterion":
-           "every perpendicular width of the supercell ≥ 2 × reach"}
+           "every perpendicular width of the supercell ≥ 2 × reach", "long_range": long_range,
+           "needs_nac": bool(long_range and not nac)}
     if reach is None:
         out.update(ok=None, needed_width=None, smallest_diagonal=None)
         return out
     need = 2.0 * reach
     w_unit = perpendicular_widths(unit)
     smallest = [int(max(1, np.ceil(need / w - 1e-9))) for w in w_unit]
-    out.update(ok=bool(np.all(widths >= need - 1e-6)), needed_width=need, smallest_diagonal=smallest)
+    out.update(ok=bool(np.all(widths >= need - 1e-6)) and not out["needs_nac"], needed_width=need,
+               smallest_diagonal=smallest)
     return out
 
 
@@ -179,16 +280,38 @@ def _supercell_matrix(supercell):
 
 
 # ---------------------------------------------------------------------- analytic Hessian
-def analytic_force_constants(potential, phonon, *, use_symmetry: bool = True) -> np.ndarray:
+def supercell_charges(phonon, unit_charges):
+    """(n_sc,) e: the unit cell's ASE initial charges carried to ``phonon.supercell`` (None
+    when there are none)."""
+    if unit_charges is None:
+        return None
+    sc = phonon.supercell
+    u2u = sc.u2u_map
+    return np.array([unit_charges[u2u[s]] for s in sc.s2u_map], dtype=np.float64)
+
+
+def _unit_charges(atoms):
+    if "initial_charges" not in atoms.arrays:
+        return None
+    q = np.asarray(atoms.get_initial_charges(), dtype=np.float64)
+    return q if np.any(q != 0) else None
+
+
+def analytic_force_constants(potential, phonon, *, use_symmetry: bool = True,
+                             charges=None) -> np.ndarray:
     """Full-layout force constants (n_sc, n_sc, 3, 3) eV/Å² of ``phonon.supercell``.
 
     Only the Hessian rows of the symmetry-independent atoms of the supercell are computed
     (``use_symmetry``; phonopy's space-group operations and atom permutations fill the other
     rows, as phonopy does with its displaced-supercell forces); without symmetry, the rows of
     the primitive-cell atoms, mapped to all atoms by the lattice translations.
+    ``charges``: (n_sc,) e, initial charges of the supercell atoms (for potentials that read
+    them, e.g. ``cgkit:coulomb``; see :func:`supercell_charges`).
     """
     from phonopy.harmonic.force_constants import compact_fc_to_full_fc, distribute_force_constants
     sc = phonopy_to_ase(phonon.supercell)
+    if charges is not None:
+        sc.set_initial_charges(charges)
     graph = potential.graph(sc, dtype=torch.float64)
     n_s = len(sc)
     if use_symmetry:
@@ -262,6 +385,12 @@ class Phonons(Analysis):
     symprec : symmetry tolerance (Å)
     allow_small_supercell : compute even when the supercell is narrower than twice the model's
         reach (see the module docstring); recorded in ``results["warnings"]`` and warned
+    nac : apply the non-analytic correction of polar crystals (module docstring); needs Born
+        effective charges from the potential (``born_effective_charges``) or ``born_charges``
+    epsilon_inf : ε∞ for ``nac``: a scalar, 3 diagonal values or a 3×3 tensor (default 1, exact
+        for fixed point charges)
+    born_charges : (n, 3, 3) e (or (n,) charges q meaning q·I) of the atoms of ``structure``,
+        overriding the potential's (e.g. for an ASE calculator)
 
     Results (``self.results``)
     --------------------------
@@ -272,6 +401,9 @@ class Phonons(Analysis):
     ``max_frequency`` THz (band path and mesh) and ``timestep`` (λ_max eV/Å²/amu, ω_max rad/fs,
     dt_max fs, … of the supercell's Γ point, i.e. of an MD run in that supercell);
     ``asr`` {drift_before, drift_after, max_change} eV/Å²; ``imaginary`` {count, min_frequency};
+    with ``nac``: ``nac`` {epsilon_inf, born_charges of the primitive-cell atoms e, born_sum (Σ Z*
+    over the unit cell before the neutrality correction) e, method, factor} and ``lo_to``
+    {directions, frequencies_nac THz per direction, frequencies_without THz, max_splitting THz};
     ``timings`` s; ``method``; ``supercell_check`` (reach Å, widths Å, ok, smallest diagonal
     supercell, override); ``warnings`` (list of str).
     """
@@ -280,7 +412,8 @@ class Phonons(Analysis):
                  method: str = "auto", displacement: float = 0.01, mesh=(20, 20, 20),
                  band_npoints: int = 51, temperatures=(0.0, 1000.0, 10.0), symmetrize: bool = True,
                  imaginary_tol: float = 1e-2, symprec: float = 1e-5, progress: bool = True,
-                 allow_small_supercell: bool = False):
+                 allow_small_supercell: bool = False, nac: bool = False, epsilon_inf=None,
+                 born_charges=None):
         self.atoms = read_structure(structure)
         check_periodic(self.atoms, "a phonon calculation")
         check_overlaps(self.atoms)
@@ -301,6 +434,20 @@ class Phonons(Analysis):
         self.symprec = float(symprec)
         self.progress = progress
         self.allow_small_supercell = bool(allow_small_supercell)
+        self.nac = bool(nac)
+        if not self.nac and (epsilon_inf is not None or born_charges is not None):
+            raise InputError("epsilon_inf and born_charges are parameters of the non-analytic "
+                             "correction: pass nac=True (--nac) as well")
+        self.epsilon_inf = epsilon_tensor(epsilon_inf) if self.nac else None
+        self.born_charges = None
+        if born_charges is not None:
+            z = np.asarray(born_charges, dtype=float)
+            if z.shape == (len(self.atoms),):
+                z = z[:, None, None] * np.eye(3)[None]
+            if z.shape != (len(self.atoms), 3, 3) or not np.all(np.isfinite(z)):
+                raise InputError(f"born_charges must be finite, shape ({len(self.atoms)}, 3, 3) or "
+                                 f"({len(self.atoms)},) e, got shape {z.shape}")
+            self.born_charges = z
         self.phonopy = None
         self.results = Results()
         self._model = None
@@ -317,15 +464,29 @@ class Phonons(Analysis):
         ``allow_small_supercell`` is False; otherwise returns the check (``ok``, ``reach``,
         ``widths``, ``smallest_diagonal``, ``override``, ``warning``)."""
         potential, calc = self._resolved()
-        chk = check_supercell(self.atoms, self.supercell_matrix,
-                              potential if potential is not None else calc)
+        model = potential if potential is not None else calc
+        if self.nac:
+            self._born()  # refuse --nac without Born charges before anything else
+        chk = check_supercell(self.atoms, self.supercell_matrix, model, nac=self.nac)
         chk["override"] = self.allow_small_supercell
         chk["warning"] = None
         M = self.supercell_matrix
         label = ("×".join(str(int(x)) for x in np.diag(M)) if np.allclose(M, np.diag(np.diag(M)))
                  else str(M.tolist()))
         widths = ", ".join(f"{w:.2f}" for w in chk["widths"])
-        if chk["ok"] is None:
+        if chk["needs_nac"]:
+            msg = (f"{type(potential).__name__} has long-range Coulomb interactions: its force "
+                   "constants decay as 1/r³ and no finite supercell holds them, and the LO–TO "
+                   "splitting at Γ needs the macroscopic field")
+            if not self.allow_small_supercell:
+                raise SupercellTooSmallError(
+                    msg + ": use the non-analytic correction, --nac [--epsilon-inf 1] "
+                    "(nac=True), or pass --allow-small-supercell (allow_small_supercell=True) to "
+                    "compute with the long-range force constants folded into the supercell")
+            chk["warning"] = msg + "; computed without --nac on request (--allow-small-supercell): " \
+                                   "the bands lack the LO–TO splitting and are wrong away from " \
+                                   "the supercell's commensurate q-points"
+        elif chk["ok"] is None:
             chk["warning"] = (f"the supercell cannot be checked against the interaction range: "
                               f"{chk['reach_from']}; make sure its widths ({widths} Å) are at least "
                               "twice the range of the potential")
@@ -347,6 +508,38 @@ class Phonons(Analysis):
                                    "frequencies away from the supercell's commensurate q-points are wrong"
         return chk
 
+    def _born(self) -> np.ndarray:
+        """(n_unit, 3, 3) e: Born effective charges of the unit cell (given or from the
+        potential); refused when there are none."""
+        if self.born_charges is not None:
+            z = self.born_charges
+        else:
+            potential, calc = self._resolved()
+            model = potential if potential is not None else calc
+            z = born_charges_of(model, self.atoms)
+            if z is None:
+                raise InputError(
+                    f"--nac (nac=True) needs Born effective charges, but the potential "
+                    f"({type(model).__name__}) provides none (it has no born_effective_charges); "
+                    "use a charged potential (cgkit:nacl-bmh, cgkit:coulomb, cgkit:spcfw, an ENNP "
+                    "with learned charges), give born_charges=..., or drop --nac")
+        total = z.sum(axis=0)
+        if float(np.abs(total).max()) > 1e-2:
+            raise InputError(f"the Born effective charges of the unit cell sum to "
+                             f"{np.round(total, 6).tolist()} e; they must sum to zero (charge "
+                             "neutrality, the acoustic sum rule): check the charges of the structure")
+        return z
+
+    def _nac_params(self, phonon) -> dict:
+        """phonopy ``nac_params`` for the primitive cell (Gonze–Lee, factor k_e)."""
+        z = self._born()
+        total = z.sum(axis=0)
+        z = z - total[None] / len(z)  # a residual below 1e-2 e (learned charges) spread evenly
+        sc = phonon.supercell
+        unit_idx = [sc.u2u_map[sc.s2u_map[s]] for s in phonon.primitive.p2s_map]
+        return {"born": np.ascontiguousarray(z[unit_idx]), "dielectric": self.epsilon_inf.copy(),
+                "factor": K_E, "method": "gonze", "_born_sum": total}
+
     # ------------------------------------------------------------------ force constants
     def _make_phonopy(self):
         from phonopy import Phonopy
@@ -358,9 +551,12 @@ class Phonons(Analysis):
         phonon.generate_displacements(distance=self.displacement)
         forces = []
         cells = phonon.supercells_with_displacements
+        charges = supercell_charges(phonon, _unit_charges(self.atoms))
         for sc in progress_bar(cells, desc="displaced supercells", unit="cell",
                                disable=None if self.progress else True):
             a = phonopy_to_ase(sc)
+            if charges is not None:
+                a.set_initial_charges(charges)
             a.calc = calc
             forces.append(np.asarray(a.get_forces(), dtype=np.float64))
         phonon.forces = np.asarray(forces)
@@ -393,7 +589,8 @@ class Phonons(Analysis):
         timings = {"phonopy_setup": time.perf_counter() - t0}
         t_fc = time.perf_counter()
         if method == "analytic":
-            phonon.force_constants = analytic_force_constants(potential, phonon)
+            phonon.force_constants = analytic_force_constants(
+                potential, phonon, charges=supercell_charges(phonon, _unit_charges(self.atoms)))
             n_calls = 0
         else:
             n_calls = self._fd_force_constants(phonon, calc)
@@ -409,12 +606,21 @@ class Phonons(Analysis):
         asr["drift_after"] = _asr_drift(fc_new)
         asr["max_change"] = float(np.abs(fc_new - fc).max())
         asr["units"] = "eV/Å²"
+        if self.nac:
+            nac = self._nac_params(phonon)
+            born_sum = nac.pop("_born_sum")
+            phonon.nac_params = nac
         res = Results(method=method, n_force_calls=n_calls, asr=asr,
                       n_atoms_unitcell=len(self.atoms), n_atoms_primitive=len(phonon.primitive),
                       n_atoms_supercell=len(phonon.supercell),
                       supercell_matrix=self.supercell_matrix.tolist(),
                       displacement=self.displacement if method == "finite_displacement" else None,
                       supercell_check=check)
+        if self.nac:
+            res["nac"] = {"method": "gonze", "factor": K_E, "epsilon_inf": self.epsilon_inf.tolist(),
+                          "born_charges": np.asarray(phonon.nac_params["born"]).tolist(),
+                          "born_sum": born_sum.tolist(),
+                          "units": {"born_charges": "e", "factor": "eV·Å/e²"}}
         t1 = time.perf_counter()
         self._band(phonon, res)
         self._mesh(phonon, res)
@@ -542,6 +748,19 @@ class Phonons(Analysis):
         except Exception as exc:  # noqa: BLE001 - irreps are optional decoration
             irreps = f"not available: {exc}"
         res["gamma"] = {"frequencies": freqs.tolist(), "irreps": irreps}
+        if self.nac:
+            # q → 0 along Cartesian x, y, z (phonopy wants reduced coordinates: q_red = q_cart·cellᵀ)
+            cell = np.asarray(phonon.primitive.cell)
+            lo = {}
+            for name, d in zip("xyz", np.eye(3)):
+                phonon.run_qpoints([[0.0, 0.0, 0.0]], nac_q_direction=d @ cell.T)
+                lo[name] = np.asarray(phonon.qpoints.frequencies[0]).tolist()
+            split = max(float(np.max(np.abs(np.asarray(f) - freqs))) for f in lo.values())
+            res["lo_to"] = {"directions": {"x": [1, 0, 0], "y": [0, 1, 0], "z": [0, 0, 1]},
+                            "frequencies_nac": lo, "frequencies_without": freqs.tolist(),
+                            "max_splitting": split,
+                            "note": "Γ frequencies for q → 0 along each Cartesian direction "
+                                    "(with the non-analytic term) and at q = 0 without it (TO)"}
 
     # ------------------------------------------------------------------ output
     def _need(self):
@@ -555,7 +774,8 @@ class Phonons(Analysis):
         keys = ["method", "n_force_calls", "n_atoms_unitcell", "n_atoms_primitive",
                 "n_atoms_supercell", "supercell_matrix", "displacement", "labels_frequencies",
                 "max_frequency", "max_frequency_band", "max_frequency_qpoint", "gamma",
-                "timestep", "asr", "imaginary", "supercell_check", "warnings", "timings"]
+                "timestep", "asr", "imaginary", "supercell_check", "nac", "lo_to", "warnings",
+                "timings"]
         out = {k: r[k] for k in keys if k in r}
         out["units"] = {"frequency": "THz", "lambda_max": "eV/Å²/amu", "omega_max": "rad/fs",
                         "dt": "fs", "force_constants": "eV/Å²", "time": "s"}

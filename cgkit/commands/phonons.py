@@ -15,8 +15,13 @@ def register(subparsers):
                     "FORCE_CONSTANTS. A supercell whose perpendicular widths are not all at least "
                     "twice the potential's interaction reach (cutoff; n_layers × cutoff for a "
                     "message-passing ENNP) is refused with the smallest diagonal supercell that "
-                    "fits. Example: cgkit phonons --structure Si.cif --potential cgkit:sw "
-                    "--supercell 3 3 3 --out ph/")
+                    "fits. Polar crystals: --nac applies phonopy's non-analytic correction with "
+                    "the potential's Born effective charges and --epsilon-inf (LO–TO splitting; "
+                    "required for potentials with long-range Coulomb terms, whose supercell then "
+                    "only needs twice their short-range cutoff). Example: cgkit phonons "
+                    "--structure Si.cif --potential cgkit:sw --supercell 3 3 3 --out ph/; "
+                    "cgkit phonons --structure NaCl.cif --potential cgkit:nacl-bmh --nac "
+                    "--supercell 3 3 3 --out ph-nacl/")
     p.add_argument("--structure", required=True, help="unit cell, any ASE-readable file (periodic in 3D)")
     add_potential_option(p)
     p.add_argument("--supercell", type=int, nargs="+", default=[3, 3, 3], metavar="N",
@@ -25,6 +30,13 @@ def register(subparsers):
                    help="compute even when the supercell is narrower than twice the interaction "
                         "reach (results are then wrong away from the supercell's commensurate "
                         "q-points); recorded in summary.json and printed as a warning")
+    p.add_argument("--nac", action="store_true",
+                   help="non-analytic correction for polar crystals (LO–TO splitting): Born "
+                        "effective charges from the potential, ε∞ from --epsilon-inf")
+    p.add_argument("--epsilon-inf", type=float, nargs="+", default=None, metavar="EPS",
+                   help="high-frequency dielectric constant for --nac: 1 number (isotropic), 3 "
+                        "(diagonal) or 9 (3×3 row-major); default 1, exact for fixed point "
+                        "charges (rigid-ion models)")
     p.add_argument("--primitive", default="auto",
                    help="phonopy primitive matrix: 'auto' (by symmetry, default) or 'none' (the unit cell)")
     p.add_argument("--method", default="auto", choices=["auto", "analytic", "finite_displacement"],
@@ -68,7 +80,8 @@ def run(args) -> int:
                  primitive_matrix=prim, method=args.method, displacement=args.displacement,
                  mesh=args.mesh, temperatures=(0.0, args.tmax, args.tstep),
                  symmetrize=not args.no_symmetrize,
-                 allow_small_supercell=args.allow_small_supercell)
+                 allow_small_supercell=args.allow_small_supercell, nac=args.nac,
+                 epsilon_inf=args.epsilon_inf)
     ph.check_supercell()  # refuse a too-small supercell before any output or computation
     with OutputFolder(args.out, overwrite=args.overwrite, command="phonons") as out:
         with warnings.catch_warnings():
@@ -84,6 +97,8 @@ def run(args) -> int:
     for msg in ph.results["warnings"]:
         print(f"warning: {msg}")
     r = ph.results
+    if "lo_to" in r:
+        print(f"non-analytic correction: largest LO–TO splitting at Γ {r['lo_to']['max_splitting']:.4f} THz")
     ts = r["timestep"]
     print(f"max frequency {r['max_frequency']:.4f} THz; supercell Γ: λ_max {ts['lambda_max']:.5g} "
           f"eV/Å²/amu, ω_max {ts['omega_max']:.5g} rad/fs, dt_max {ts['dt_max']:.3f} fs "

@@ -4,5 +4,9 @@ Each is a :class:`cgkit.potential.Potential`: forces, stress and Hessians come f
 """
 from .lennard_jones import LennardJones, polynomial_switch
 from .stillinger_weber import StillingerWeber, triplets_from_edges
+from .coulomb import CoulombPotential
+from .nacl import NaClBMH
+from .spcfw import SPCFw
 
-__all__ = ["LennardJones", "StillingerWeber", "polynomial_switch", "triplets_from_edges"]
+__all__ = ["LennardJones", "StillingerWeber", "polynomial_switch", "triplets_from_edges",
+           "CoulombPotential", "NaClBMH", "SPCFw"]
