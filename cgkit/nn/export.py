@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["export_torchscript"]
+__all__ = ["export_torchscript", "export_lammps", "receptive_field", "split_prior", "LAMMPS_FORMAT"]
 
 
 def _exported_wrapper():
@@ -165,3 +165,276 @@ def export_torchscript(potential, path, *, check: bool = True) -> dict:
         report.update(check_atoms=gc.n_atoms, energy_rel_error=e_rel, forces_max_error=f_err,
                       stress_max_error=s_err)
     return report
+
+
+# ---------------------------------------------------------------------- LAMMPS (pair_style cgkit)
+#: format tag of files for the LAMMPS plugin (``lammps_plugin/``); the plugin refuses others
+LAMMPS_FORMAT = "cgkit-lammps-1"
+
+
+def _lammps_wrapper():
+    """The scripted module the LAMMPS plugin calls (defined lazily, see :func:`_exported_wrapper`)."""
+    from typing import List, Tuple
+
+    import torch
+
+    class LammpsPotential(torch.nn.Module):
+        """Energy of a LAMMPS domain: local atoms' energies on the graph of local + ghost atoms."""
+
+        cgkit_format: str
+        cutoff: float
+        receptive_field: float
+        type_names: List[str]
+        dtype_name: str
+
+        def __init__(self, core, cutoff: float, receptive_field: float, type_names, dtype_name: str):
+            super().__init__()
+            self.core = core
+            self.cgkit_format = LAMMPS_FORMAT
+            self.cutoff = float(cutoff)
+            self.receptive_field = float(receptive_field)
+            self.type_names = list(type_names)
+            self.dtype_name = dtype_name
+
+        def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                    nlocal: int, compute_virial: bool, per_atom_virial: bool
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+            n = positions.shape[0]
+            pos = positions.detach().requires_grad_(True)
+            # explicit ghosts: no periodic shifts. The shifts still enter the traced function
+            # (r_ij = r_j - r_i + S_ij·cell with cell = I), so ∂E/∂S_ij = ∂E/∂r_ij: the pair virial
+            shifts = torch.zeros(edge_index.shape[1], 3, dtype=positions.dtype)
+            shifts.requires_grad_(compute_virial)
+            eye = torch.eye(3, dtype=positions.dtype)
+            e_all = self.core(pos, eye, species, edge_index, shifts)
+            e_loc = e_all[:nlocal]
+            energy = e_loc.sum()
+            virial = torch.zeros(6, dtype=positions.dtype)
+            vatom = torch.zeros(0, 6, dtype=positions.dtype)
+            if compute_virial:
+                grads = torch.autograd.grad([energy], [pos, shifts], allow_unused=True)
+                g_edge = grads[1]
+                if g_edge is not None:
+                    i, j = edge_index[0], edge_index[1]
+                    vec = positions[j] - positions[i]
+                    a = torch.tensor([0, 1, 2, 0, 0, 1])
+                    b = torch.tensor([0, 1, 2, 1, 2, 2])
+                    w = -vec[:, a] * g_edge[:, b]  # (E, 6) LAMMPS order xx yy zz xy xz yz
+                    virial = w.sum(0)
+                    if per_atom_virial:
+                        vatom = torch.zeros(n, 6, dtype=positions.dtype)
+                        vatom = vatom.index_add(0, i, 0.5 * w).index_add(0, j, 0.5 * w)
+            else:
+                grads = torch.autograd.grad([energy], [pos], allow_unused=True)
+            g_pos = grads[0]
+            forces = -g_pos if g_pos is not None else torch.zeros_like(positions)
+            return energy.detach(), e_loc.detach(), forces.detach(), virial.detach(), vatom.detach()
+
+    LammpsPotential.__annotations__ = {"cgkit_format": str, "cutoff": float, "receptive_field": float,
+                                       "type_names": List[str], "dtype_name": str}
+    return LammpsPotential
+
+
+def receptive_field(potential) -> float:
+    """Distance (Å) within which other atoms change the atomic energies of an atom of ``potential``.
+
+    ENNP: ``n_layers × cutoff`` (each message-passing layer reaches one cutoff further);
+    ensembles and sums: the largest of their members'; the local potentials of
+    :mod:`cgkit.potentials` (Lennard-Jones, Stillinger-Weber: an atom's energy depends on its
+    neighbours within the cutoff only): the cutoff. Other potentials raise
+    :class:`cgkit.errors.NotSupportedError` (their range is not known).
+    """
+    from ..ensemble import EnsemblePotential
+    from ..errors import NotSupportedError
+    from ..potential import SumPotential
+    from ..potentials.lennard_jones import LennardJones
+    from ..potentials.stillinger_weber import StillingerWeber
+    from .model import ENNP
+
+    if isinstance(potential, ENNP):
+        return len(potential.layers) * float(potential.cutoff)
+    if isinstance(potential, EnsemblePotential):
+        return max(receptive_field(m) for m in potential.members)
+    if isinstance(potential, SumPotential):
+        return max(receptive_field(t) for t in potential.terms)
+    if isinstance(potential, (LennardJones, StillingerWeber)):
+        return float(potential.cutoff)
+    raise NotSupportedError(f"{type(potential).__name__} cannot be exported for LAMMPS: only ENNPs, "
+                            "ensembles and sums of them (and the Lennard-Jones / Stillinger-Weber "
+                            "potentials of cgkit.potentials) can; a tabulated CG prior goes to "
+                            "LAMMPS as tables (cgkit model export --lammps on a neural CG model "
+                            "writes them)")
+
+
+def split_prior(potential):
+    """``(network, prior)`` of a neural CG potential ``SumPotential([TabulatedPotential, ...])``:
+    the tabulated terms (exported as LAMMPS tables) and the rest (exported for the plugin);
+    ``prior`` is None when there is no tabulated term."""
+    from ..forcematch.tabulated import TabulatedPotential
+    from ..potential import SumPotential
+
+    if not isinstance(potential, SumPotential):
+        return potential, None
+    tab = [t for t in potential.terms if isinstance(t, TabulatedPotential)]
+    rest = [t for t in potential.terms if not isinstance(t, TabulatedPotential)]
+    if not tab:
+        return potential, None
+    if len(tab) > 1:
+        from ..errors import NotSupportedError
+        raise NotSupportedError(f"the model has {len(tab)} tabulated terms; LAMMPS export supports one prior")
+    if not rest:
+        return None, tab[0]
+    net = rest[0] if len(rest) == 1 else SumPotential(rest)
+    return net, tab[0]
+
+
+def _lammps_graph_inputs(potential, atoms):
+    """(positions, species, edge_index) of ``atoms`` with its periodic images made explicit, as
+    LAMMPS hands them to the plugin (the local atoms first), for checks of an export."""
+    import numpy as np
+    import torch
+
+    rf = receptive_field(potential)
+    cell = np.asarray(atoms.cell[:], dtype=float)
+    pos = atoms.get_positions()
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    # images within the receptive field of the cell (enough for the local atoms' energies)
+    inv = np.linalg.inv(cell) if np.all(pbc) else None
+    reps = []
+    for k in range(3):
+        if not pbc[k]:
+            reps.append([0])
+            continue
+        height = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
+        m = int(np.ceil(rf / height)) + 1
+        reps.append(range(-m, m + 1))
+    names = list(potential.type_names)
+    spec = np.array([names.index(t) for t in atoms.arrays.get("bead_types", atoms.get_chemical_symbols())])
+    all_pos, all_spec = [pos], [spec]
+    for a in reps[0]:
+        for b in reps[1]:
+            for c in reps[2]:
+                if a == b == c == 0:
+                    continue
+                all_pos.append(pos + np.array([a, b, c]) @ cell)
+                all_spec.append(spec)
+    P = np.concatenate(all_pos)
+    S = np.concatenate(all_spec)
+    if inv is not None and np.all(pbc):
+        # keep images within the receptive field (+ margin) of the cell's own atoms
+        frac = P @ inv
+        keep = np.ones(len(P), dtype=bool)
+        for k in range(3):
+            height = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
+            margin = (rf + 1e-6) / height
+            keep &= (frac[:, k] > -margin) & (frac[:, k] < 1 + margin)
+        keep[:len(pos)] = True
+        P, S = P[keep], S[keep]
+    ii, jj = _pairs_open(P, potential.cutoff)
+    dtype = potential.dtype
+    return (torch.as_tensor(P, dtype=dtype), torch.as_tensor(S, dtype=torch.long),
+            torch.as_tensor(np.stack([ii, jj]), dtype=torch.long), len(pos))
+
+
+def _pairs_open(P, cutoff):
+    """Ordered pairs (i, j), i ≠ j, |P_j − P_i| < cutoff of an open point set (scipy KD-tree)."""
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(P).query_pairs(cutoff, output_type="ndarray")
+    if len(pairs) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
+
+
+def export_lammps(potential, path, *, check: bool = True) -> dict:
+    """Write ``potential`` as the file LAMMPS's ``pair_style cgkit`` loads (``lammps_plugin/``).
+
+    The TorchScript module's ``forward(positions (n,3) Å, species (n,) int64, edge_index (2,E)
+    int64, nlocal, compute_virial, per_atom_virial)`` takes LAMMPS's local atoms (the first
+    ``nlocal``) and ghost atoms (explicit periodic images, so no cell shifts) with every ordered
+    pair closer than ``cutoff``, and returns (energy of the local atoms () eV, their atomic
+    energies (nlocal,) eV, forces on all n atoms (n,3) eV/Å, virial (6,) eV in LAMMPS order
+    xx yy zz xy xz yz = −Σ_edges r_ij ⊗ ∂E/∂r_ij, per-atom virial (n,6) eV (half of each edge's
+    to each end) or (0,6)). Attributes read by the plugin: ``cgkit_format``
+    (= :data:`LAMMPS_FORMAT`), ``cutoff`` Å, ``receptive_field`` Å (LAMMPS's ghost cutoff must
+    cover it), ``type_names``, ``dtype_name`` (``float32``/``float64``).
+
+    ``potential``: an ENNP, an :class:`cgkit.ensemble.EnsemblePotential` (exported as its mean),
+    a sum of them, or a neural CG model ``SumPotential([TabulatedPotential, ENNP])`` whose
+    network part only is exported here (see :func:`split_prior`; the prior goes to LAMMPS as
+    tables). With ``check`` the loaded file is compared with the eager potential on a periodic
+    structure (images made explicit); a relative difference above 1e-10 (float64) / 1e-5
+    (float32) raises :class:`cgkit.errors.NotSupportedError`. Returns a report dict.
+    """
+    import copy
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from ..errors import NotSupportedError
+
+    rf = receptive_field(potential)  # refuses unsupported potentials before any work
+    if not potential.type_names:
+        raise NotSupportedError("the potential has no species names; LAMMPS maps atom types to them")
+    model = copy.deepcopy(potential).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    dtype = str(model.dtype).replace("torch.", "")
+    atoms = _example_structure(model, 2, 0)
+    pos, spec, edges, _ = _lammps_graph_inputs(model, atoms)
+    example = (pos, torch.eye(3, dtype=model.dtype), spec, edges,
+               torch.zeros(edges.shape[1], 3, dtype=model.dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        core = torch.jit.trace(_energy_core(model), example, check_trace=False)
+    scripted = torch.jit.script(_lammps_wrapper()(core, model.cutoff, rf, model.type_names, dtype))
+    meta = {"format": LAMMPS_FORMAT, "cutoff": float(model.cutoff), "receptive_field": rf,
+            "type_names": list(model.type_names), "dtype": dtype,
+            "units": {"energy": "eV", "length": "Å", "force": "eV/Å", "virial": "eV"},
+            "lammps": "units metal; newton on; pair_style cgkit; pair_coeff * * FILE " + " ".join(model.type_names)}
+    torch.jit.save(scripted, str(path), _extra_files={"cgkit_metadata.json": json.dumps(meta)})
+    report = {"dtype": dtype, "cutoff": float(model.cutoff), "receptive_field": rf,
+              "type_names": list(model.type_names)}
+    if check:
+        loaded = torch.jit.load(str(path))
+        atoms = _example_structure(model, 2, 1)  # other atoms, edges and images than traced
+        atoms.cell[2, 0] += 0.3 * atoms.cell[0, 0]  # triclinic
+        atoms.wrap()
+        g = model.graph(atoms)
+        ref = model.compute(g, forces=True, stress=True)
+        P, S, Eidx, nloc = _lammps_graph_inputs(model, atoms)
+        e, _, f, w, _ = loaded(P, S, Eidx, nloc, True, False)
+        # ghost forces belong to their owners (LAMMPS's reverse communication)
+        n0 = len(atoms)
+        owner = _owners(P, atoms)
+        f_own = torch.zeros(n0, 3, dtype=f.dtype).index_add(0, owner, f)
+        e_ref = ref["energy"][0]
+        vol = abs(float(np.linalg.det(atoms.cell[:])))
+        s = ref["stress"][0]
+        w_ref = -vol * torch.stack([s[0, 0], s[1, 1], s[2, 2], s[0, 1], s[0, 2], s[1, 2]])
+        e_rel = float((e - e_ref).abs() / e_ref.abs().clamp_min(1e-30))
+        f_rel = float((f_own - ref["forces"]).abs().max()) / max(float(ref["forces"].abs().max()), 1e-30)
+        w_rel = float((w - w_ref).abs().max()) / max(float(w_ref.abs().max()), 1e-30)
+        tol = 1e-5 if model.dtype == torch.float32 else 1e-10
+        if e_rel > tol or f_rel > tol or w_rel > 10 * tol:
+            raise NotSupportedError(f"the LAMMPS export differs from the eager model (relative energy "
+                                    f"{e_rel:.2e}, forces {f_rel:.2e}, virial {w_rel:.2e}); this model "
+                                    "cannot be exported faithfully — run it with cgkit instead")
+        report.update(check_atoms=n0, check_ghosts=len(P) - n0, energy_rel_error=e_rel,
+                      forces_rel_error=f_rel, virial_rel_error=w_rel)
+    return report
+
+
+def _owners(P, atoms):
+    """Index of the cell atom each explicit image in ``P`` (local atoms first) belongs to."""
+    import numpy as np
+    import torch
+
+    cell = np.asarray(atoms.cell[:], dtype=float)
+    n0 = len(atoms)
+    pos = atoms.get_positions()
+    frac = (np.asarray(P, dtype=float)[:, None, :] - pos[None, :, :]) @ np.linalg.inv(cell)
+    dist = np.abs(frac - np.round(frac)).max(-1)
+    return torch.as_tensor(dist.argmin(1), dtype=torch.long) if n0 else torch.zeros(0, dtype=torch.long)
