@@ -5,9 +5,9 @@ import argparse
 
 #: shown by ``cgkit train --help``; ``examples/train_config.yaml`` is a runnable copy
 CONFIG_HELP = """\
-Train an E(3)-equivariant NN potential (ENNP) on energies, forces (and stresses) of extxyz
-structures. Paths in the config (data, model file, output) are relative to the config
-file; --out is relative to the working directory.
+Train an E(3)-equivariant NN potential (ENNP) on energies, forces (and stresses, vectors,
+tensors, charges, dipoles) of extxyz structures. Paths in the config (data, model file,
+output) are relative to the config file; --out is relative to the working directory.
 
 Minimal complete config (train.yaml):
 
@@ -16,38 +16,46 @@ Minimal complete config (train.yaml):
   data: {train: cu.xyz}                   # extxyz with energy and forces per frame
   max_epochs: 50
 
-  $ cgkit train train.yaml                # examples/train_config.yaml: a runnable example
+  $ cgkit train train.yaml
+  $ cgkit evaluate cu_run/model.pt test.xyz --out cu_eval     # errors on a test set
 
-Every key with its default (units: eV, Å):
+Full reference (every key, default and unit; loss, E0s, schedules, stage two, test set):
+docs/training.md. Examples: examples/train_config.yaml (crystal, teacher labels),
+examples/molecule_qm/ (molecule, QM labels). Every key with its default (eV, Å):
 
   seed: 0
   model: {preset: small, species: [..], r_cut: 5.0, dtype: float32}
-         # presets small/medium; any option of `cgkit model init --help` in snake_case
-         # (channels, l_max, n_layers, correlation, n_radial, radial_hidden, radial_layers,
-         # readout_hidden, envelope_p, parity, full_parity, vector_head, tensor_head), or
+         # presets small/medium; any option of `cgkit model init --help` in snake_case, or
          # model: {file: init.pt} (a saved model, e.g. from `cgkit model init`)
   data: {train: FILE or [{path: FILE, weight: 1.0}, ...], val: null (= random split),
-         val_fraction: 0.1, vector_key: null, tensor_key: null}
+         val_fraction: 0.1, test: null (file), test_fraction: 0.0, vector_key: null,
+         tensor_key: null}
   loss: {energy: 1.0, forces: 10.0, stress: 0.0, vectors: 0.0, tensors: 0.0}  # weights >= 0
+  charges_weight: 0.0       # per-atom charges (e); needs a model with atomic_charges
+  dipole_weight: 0.0        # dipoles sum q_i r_i (e·Å)
+  e0s: average              # least-squares per-species energies, or {Cu: -3.5, ...} (eV)
   optimizer: {name: adamw, lr: 0.01, weight_decay: 0.0, amsgrad: false}
-  scheduler: {factor: 0.5, patience: 10, min_lr: 1.0e-6}   # ReduceLROnPlateau (epochs)
+  scheduler: {name: plateau, factor: 0.5, patience: 10, min_lr: 1.0e-6, warmup_epochs: 0,
+              cosine_epochs: null, gamma: 0.99}      # plateau | cosine | exponential
+  stage_two: null           # {start_epoch, energy_weight, forces_weight, stress_weight, lr}
   ema_decay: 0.99           # weight average, decay min(ema_decay, (1+t)/(10+t)) at step t; 0 = off
   clip_grad_norm: 10.0      # null = no clipping
   batch_size: 4             # structures per optimizer step
-  max_epochs: 100           # budget fields (may change on --resume): max_epochs, max_steps,
+  max_epochs: 1000          # budget fields (may change on --resume): max_epochs, max_steps,
   max_steps: null           #   max_time_minutes, early_stopping_patience, checkpoint_every,
   max_time_minutes: null    #   threads
-  early_stopping_patience: 30   # epochs without validation improvement
+  early_stopping_patience: 50   # epochs without validation improvement
   checkpoint_every: 100     # steps (0: only after every epoch)
   threads: null             # torch threads
 
 Output folder: model.pt (best validation epoch, EMA weights), checkpoint.pt, log.csv and
-learning_curve.png (updated every epoch), summary.json (validation MAE/RMSE: energy eV/atom,
-forces eV/Å, stress GPa). A non-empty output folder is refused: pass --resume to continue
-the run in it (e.g. killed, or with a larger max_epochs / --max-epochs to extend a finished
-run; only the budget fields may differ from its config) or --overwrite to start over.
-Progress: a bar on a terminal, otherwise a line with ETA every 30 s (CGKIT_PROGRESS_INTERVAL)
-on stderr and one line per epoch on stdout.
+learning_curve.png (updated every epoch), summary.json (validation and test MAE/RMSE:
+energy eV/atom, forces eV/Å, stress GPa). A non-empty output folder is refused: pass
+--resume to continue the run in it (e.g. killed, or with a larger max_epochs /
+--max-epochs to extend a finished run; only the budget fields may differ from its config)
+or --overwrite to start over.
+Progress: one line per epoch with ETA on stdout; a bar on a terminal, otherwise a line
+with ETA every 30 s (CGKIT_PROGRESS_INTERVAL) on stderr.
 Multi-process: torchrun --nproc_per_node=N -m cgkit.cli train CONFIG.yaml
 """
 
@@ -117,8 +125,9 @@ def _read_config(args) -> dict:
         if isinstance(data.get("train"), (str, list)):
             tr = data["train"] if isinstance(data["train"], list) else [data["train"]]
             data["train"] = [_source(t) for t in tr]
-        if data.get("val"):
-            data["val"] = _abs(data["val"])
+        for key in ("val", "test"):
+            if data.get(key):
+                data[key] = _abs(data[key])
     if isinstance(cfg.get("model"), dict) and "file" in cfg["model"]:
         cfg["model"]["file"] = _abs(cfg["model"]["file"])
     if "output" not in cfg:

@@ -4,8 +4,11 @@ Targets read per structure: ``energy`` (eV), ``forces`` (eV/Å), ``stress`` (eV/
 sign convention) from the ASE calculator results or ``info``/``arrays``; optional per-structure
 vectors (e.g. a dipole, e·Å) from ``atoms.info[vector_key]`` and symmetric traceless 3×3
 tensors (l = 2, e.g. a traceless quadrupole, e·Å²) from ``atoms.info[tensor_key]`` (a 3×3
-array or 9 numbers, row-major). Both are sums over atoms of the model's per-atom heads. Every
-structure also carries a ``weight`` (from its data source) used in the loss.
+array or 9 numbers, row-major). Both are sums over atoms of the model's per-atom heads.
+Per-atom ``charges`` (e) and per-structure ``dipole`` (3,) e·Å (μ = Σ q_i r_i, positions as
+stored) are read when present (ASE calculator results, ``arrays['charges']``,
+``info['dipole']``). Every structure also carries a ``weight`` (from its data source) used in
+the loss.
 """
 from __future__ import annotations
 
@@ -18,8 +21,8 @@ import torch
 from ..data import AtomicGraph
 from ..errors import InputError, TrainingError
 
-__all__ = ["load_structures", "graphs_from_atoms", "split_indices", "fit_statistics",
-           "symmetric_traceless_target"]
+__all__ = ["load_structures", "graphs_from_atoms", "split_indices", "split_three",
+           "fit_statistics", "symmetric_traceless_target"]
 
 #: relative tolerance of the symmetric/traceless check of tensor targets (round-off of text files)
 TENSOR_TOLERANCE = 1e-6
@@ -104,9 +107,40 @@ def graphs_from_atoms(frames: Iterable, type_names: Sequence[str], cutoff: float
             ten = symmetric_traceless_target(atoms.info[tensor_key],
                                              where=where)
             g.targets["tensors"] = torch.as_tensor(ten, dtype=dtype).unsqueeze(0)
+        _charge_targets(atoms, g, where, dtype)
         g.targets["weight"] = torch.tensor([float(weight)], dtype=dtype)
         out.append(g)
     return out
+
+
+def _label(atoms, key: str, per_atom: bool):
+    """A label stored with ``atoms``: calculator results first, then arrays/info; or None."""
+    calc = atoms.calc
+    res = getattr(calc, "results", None) or {}
+    if key in res and res[key] is not None:
+        return res[key]
+    store = atoms.arrays if per_atom else atoms.info
+    return store.get(key)
+
+
+def _charge_targets(atoms, g, where: str, dtype) -> None:
+    """``charges`` (n,) e and ``dipole`` (1, 3) e·Å targets when the frame has them."""
+    q = _label(atoms, "charges", True)
+    if q is not None:
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape != (len(atoms),):
+            raise InputError(f"{where}: charges must be one number per atom ({len(atoms)}), "
+                             f"got shape {q.shape}")
+        _check_finite(q, f"{where}: charges")
+        g.targets["charges"] = torch.as_tensor(q, dtype=dtype)
+    mu = _label(atoms, "dipole", False)
+    if mu is not None:
+        try:
+            mu = np.asarray(mu, dtype=np.float64).reshape(1, 3)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: dipole must be 3 numbers (e·Å), got {mu!r}") from None
+        _check_finite(mu, f"{where}: dipole")
+        g.targets["dipole"] = torch.as_tensor(mu, dtype=dtype)
 
 
 def _check_finite(values: np.ndarray, what: str) -> None:
@@ -132,13 +166,41 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def fit_statistics(graphs: Sequence[AtomicGraph], n_species: int) -> dict:
-    """Per-species reference energies (least squares E_g ≈ Σ_s n_gs e_s, eV), energy scale
-    (RMS of force components, eV/Å·Å = eV; RMS of per-atom residual energy without forces)
-    and the mean number of neighbours within the cutoff."""
+def split_three(n: int, val_fraction: float, test_fraction: float,
+                seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random train/validation/test split of ``n`` structures (reproducible with ``seed``).
+
+    The validation set is the one :func:`split_indices` draws (the same for any
+    ``test_fraction``, so adding a test split keeps the validation set of ``test_fraction: 0``
+    runs); the test set is the next ``round(test_fraction · n)`` of the same permutation
+    (at least one when ``test_fraction > 0``)."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise InputError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(val_fraction * n))
+    if val_fraction > 0 and n_val == 0 and n > 1:
+        n_val = 1
+    n_test = int(round(test_fraction * n))
+    if test_fraction > 0 and n_test == 0:
+        n_test = 1
+    if n - n_val - n_test < 1:
+        raise TrainingError(f"only {n} structures: nothing left for training after the validation "
+                            f"({n_val}) and test ({n_test}) splits; lower val_fraction/test_fraction")
+    return (np.sort(perm[n_val + n_test:]), np.sort(perm[:n_val]),
+            np.sort(perm[n_val:n_val + n_test]))
+
+
+def fit_statistics(graphs: Sequence[AtomicGraph], n_species: int, e0s=None) -> dict:
+    """Per-species reference energies (``e0s`` (n_species,) eV if given, else the least-squares
+    fit E_g ≈ Σ_s n_gs e_s — MACE's ``E0s: average``), energy scale (RMS of force components,
+    eV/Å·Å = eV; RMS of per-atom residual energy without forces) and the mean number of
+    neighbours within the cutoff."""
     counts = np.stack([np.bincount(g.species.numpy(), minlength=n_species) for g in graphs]).astype(float)
     energies = np.array([float(g.targets["energy"][0]) for g in graphs])
-    shift, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    if e0s is None:
+        shift, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    else:
+        shift = np.asarray(e0s, dtype=np.float64).reshape(n_species)
     forces = [g.targets["forces"].numpy().ravel() for g in graphs if "forces" in g.targets]
     if forces:
         scale = float(np.sqrt(np.mean(np.concatenate(forces) ** 2)))

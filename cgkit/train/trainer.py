@@ -8,38 +8,20 @@ A minimal complete config (everything else has the defaults below)::
     data: {train: cu.xyz}
     max_epochs: 50
 
-Every key with its default::
-
-    output: train_out               # folder for model.pt, checkpoint.pt, log.csv, summary.json, PNG
-    seed: 0
-    model: {preset: small, species: [Cu], r_cut: 4.5, dtype: float64}   # + any ENNP option
-    # or  model: {file: init.pt}    (a saved ENNP, e.g. from `cgkit model init`)
-    data:
-      train: [{path: teacher.xyz, weight: 1.0}, {path: dft.xyz, weight: 10.0}]   # or one path
-      val: null                     # a file, or null → random split of train
-      val_fraction: 0.1
-      vector_key: null              # atoms.info key of per-structure vectors (e.g. dipole, e·Å)
-      tensor_key: null              # atoms.info key of per-structure symmetric traceless 3×3
-                                    # tensors (e.g. traceless quadrupole, e·Å²); needs
-                                    # model.tensor_head: true (vectors: model.vector_head: true)
-    loss: {energy: 1.0, forces: 10.0, stress: 0.0, vectors: 0.0, tensors: 0.0}   # weights >= 0
-    optimizer: {name: adamw, lr: 0.01, weight_decay: 0.0, amsgrad: false}
-    scheduler: {factor: 0.5, patience: 10, min_lr: 1.0e-6}    # ReduceLROnPlateau on val loss
-    ema_decay: 0.99                 # 0 disables the exponential moving average of weights
-    clip_grad_norm: 10.0            # null disables clipping
-    batch_size: 4                   # global batch (structures) per optimizer step
-    max_epochs: 100                 # budget fields (may be raised to extend a run): max_epochs,
-    max_steps: null                 #   max_steps, max_time_minutes, early_stopping_patience,
-    max_time_minutes: null          # wall-clock budget (stopping early breaks bitwise resume)
-    early_stopping_patience: 30     # epochs without validation improvement
-    checkpoint_every: 100           # steps; a checkpoint is also written after every epoch
-    threads: null                   # torch intra-op threads
+Every key with its default and unit: ``docs/training.md`` (a test checks it against
+:data:`DEFAULT_CONFIG`); ``cgkit train --help`` shows a compact list. Beyond the basics:
+``e0s`` (``average`` = least-squares per-species energies, or ``{El: eV}``), ``scheduler.name``
+(``plateau`` | ``cosine`` | ``exponential``, with ``warmup_epochs``), ``stage_two`` (MACE's
+SWA stage: new loss weights and lr from ``start_epoch``), ``data.test``/``data.test_fraction``
+(metrics of :mod:`cgkit.train.evaluate` in ``summary.json`` ``test``), ``charges_weight``/
+``dipole_weight`` (models with ``atomic_charges(graph, positions, cell)``).
 
 Loss (per optimizer step over the global batch B, structure weights w_g)::
 
     L = w_E · Σ_g w_g (ΔE_g/n_g)² / |B|  +  w_F · Σ_i w_g(i) |ΔF_i|² / (3 n_B)
       + w_S · Σ_g w_g |Δσ_g|² / (9 |B|)  +  w_V · Σ_g w_g |Δv_g|² / (3 |B|)
       + w_T · Σ_g w_g ‖ΔT_g‖²_F / (9 |B|)
+      + w_q · Σ_i w_g(i) Δq_i² / n_B  +  w_μ · Σ_g w_g |Δμ_g|² / (3 |B|),   μ_g = Σ_{i∈g} q_i r_i
 
 with v_g = Σ_{i∈g} v_i and T_g = Σ_{i∈g} T_i the sums of the per-atom equivariant heads (l = 1
 vectors, l = 2 symmetric traceless tensors, :meth:`cgkit.nn.ENNP.equivariant_outputs`).
@@ -51,7 +33,8 @@ not keep a fraction ``ema_decay^t`` of the random initial weights. Validation, e
 and the saved model use the averaged weights.
 
 Output folder (``output``): each epoch appends to ``log.csv`` (and redraws
-``learning_curve.png`` at most every 30 s) and writes ``checkpoint.pt``; at the end ``model.pt``
+``learning_curve.png`` after every epoch of >= 5 s, else at most every 30 s) and writes
+``checkpoint.pt``; at the end ``model.pt``
 (the best validation epoch), ``learning_curve.png`` and ``summary.json`` are written, each
 atomically (a failed or killed run never leaves a half-written file). ``cgkit train`` refuses
 a non-empty folder unless ``--resume`` (it holds a checkpoint of the same config) or
@@ -87,7 +70,7 @@ from ..outputs import MANIFEST
 from ..potential import scatter_sum
 from ..progress import format_duration, progress_bar
 from ..results import Analysis, Results
-from .dataset import fit_statistics, graphs_from_atoms, load_structures, split_indices
+from .dataset import fit_statistics, graphs_from_atoms, load_structures, split_three
 
 __all__ = ["Trainer", "DEFAULT_CONFIG", "BUDGET_KEYS", "TRAINING_FILES", "evaluate", "merge_config",
            "validate_config", "ema_decay_at"]
@@ -96,17 +79,23 @@ DEFAULT_CONFIG = {
     "output": "train_out",
     "seed": 0,
     "model": {"preset": "small"},
-    "data": {"train": None, "val": None, "val_fraction": 0.1, "vector_key": None, "tensor_key": None},
+    "data": {"train": None, "val": None, "val_fraction": 0.1, "test": None, "test_fraction": 0.0,
+             "vector_key": None, "tensor_key": None},
     "loss": {"energy": 1.0, "forces": 10.0, "stress": 0.0, "vectors": 0.0, "tensors": 0.0},
+    "charges_weight": 0.0,
+    "dipole_weight": 0.0,
+    "e0s": "average",
     "optimizer": {"name": "adamw", "lr": 1e-2, "weight_decay": 0.0, "amsgrad": False},
-    "scheduler": {"factor": 0.5, "patience": 10, "min_lr": 1e-6},
+    "scheduler": {"name": "plateau", "factor": 0.5, "patience": 10, "min_lr": 1e-6,
+                  "warmup_epochs": 0, "cosine_epochs": None, "gamma": 0.99},
+    "stage_two": None,
     "ema_decay": 0.99,
     "clip_grad_norm": 10.0,
     "batch_size": 4,
-    "max_epochs": 100,
+    "max_epochs": 1000,
     "max_steps": None,
     "max_time_minutes": None,
-    "early_stopping_patience": 30,
+    "early_stopping_patience": 50,
     "checkpoint_every": 100,
     "threads": None,
 }
@@ -119,8 +108,16 @@ BUDGET_KEYS = ("max_epochs", "max_steps", "max_time_minutes", "early_stopping_pa
 TRAINING_FILES = ("model.pt", "checkpoint.pt", "log.csv", "learning_curve.png", "summary.json", MANIFEST)
 _TEMP_FILES = ("model.pt.tmp", "checkpoint.tmp")
 
-#: seconds between redraws of learning_curve.png during training (always drawn at the end)
+#: learning_curve.png is redrawn after every epoch that took at least PLOT_EVERY_EPOCH_S
+#: seconds, else at most every PLOT_INTERVAL_S seconds (always at the end)
 PLOT_INTERVAL_S = 30.0
+PLOT_EVERY_EPOCH_S = 5.0
+
+#: learning-rate schedules (``scheduler.name``)
+SCHEDULERS = ("plateau", "cosine", "exponential")
+
+#: keys of the optional ``stage_two`` section (MACE's SWA stage: new loss weights and lr)
+STAGE_TWO_KEYS = ("start_epoch", "energy_weight", "forces_weight", "stress_weight", "lr")
 
 _TOP_KEYS = set(DEFAULT_CONFIG)
 
@@ -180,16 +177,60 @@ def validate_config(cfg: dict) -> dict:
     c["seed"] = _number(c["seed"], "seed", integer=True, minimum=0)
     for k, v in c["loss"].items():
         c["loss"][k] = _number(v, f"loss.{k}", minimum=0, what="a loss weight; 0 switches the term off")
-    if not any(v > 0 for v in c["loss"].values()):
+    for k in ("charges_weight", "dipole_weight"):
+        c[k] = _number(c[k], k, minimum=0, what="a loss weight; 0 switches the term off")
+    if not any(v > 0 for v in c["loss"].values()) and not (c["charges_weight"] or c["dipole_weight"]):
         raise InputError("every loss weight is 0: nothing to fit; set loss.energy and/or loss.forces > 0")
+    e0s = c["e0s"]
+    if isinstance(e0s, dict):
+        if not e0s:
+            raise InputError("e0s is an empty mapping; give one energy (eV) per species, e.g. "
+                             "{H: -13.6, O: -432.1}, or e0s: average")
+        c["e0s"] = {str(k): _number(v, f"e0s.{k}", what="the isolated-atom energy, eV") for k, v in e0s.items()}
+    elif e0s != "average":
+        raise InputError(f"e0s must be 'average' (least-squares fit to the training energies) or a "
+                         f"mapping species -> energy in eV (e.g. {{Cu: -3.5}}), got {e0s!r}")
     o = c["optimizer"]
     o["lr"] = _number(o["lr"], "optimizer.lr", above=0, what="the learning rate")
     o["weight_decay"] = _number(o["weight_decay"], "optimizer.weight_decay", minimum=0)
     s = c["scheduler"]
+    if s["name"] not in SCHEDULERS:
+        raise InputError(f"scheduler.name must be one of {', '.join(SCHEDULERS)}, got {s['name']!r}")
     s["factor"] = _number(s["factor"], "scheduler.factor", above=0, below=1,
                           what="the learning rate is multiplied by it on a plateau")
     s["patience"] = _number(s["patience"], "scheduler.patience", integer=True, minimum=0)
     s["min_lr"] = _number(s["min_lr"], "scheduler.min_lr", minimum=0)
+    s["warmup_epochs"] = _number(s["warmup_epochs"], "scheduler.warmup_epochs", minimum=0,
+                                 what="epochs of linear warm-up of the learning rate")
+    s["cosine_epochs"] = _number(s["cosine_epochs"], "scheduler.cosine_epochs", above=0, none_ok=True,
+                                 what="length of the cosine decay in epochs; null = max_epochs")
+    if s["cosine_epochs"] is not None and s["cosine_epochs"] <= s["warmup_epochs"]:
+        raise InputError(f"scheduler.cosine_epochs ({s['cosine_epochs']}) must exceed "
+                         f"scheduler.warmup_epochs ({s['warmup_epochs']})")
+    s["gamma"] = _number(s["gamma"], "scheduler.gamma", above=0, what="exponential decay per epoch, <= 1")
+    if s["gamma"] > 1:
+        raise InputError(f"config field scheduler.gamma must be <= 1 (decay per epoch), got {s['gamma']}")
+    if s["min_lr"] >= o["lr"] and s["name"] != "plateau":
+        raise InputError(f"scheduler.min_lr ({s['min_lr']}) must be below optimizer.lr ({o['lr']})")
+    two = c["stage_two"]
+    if two is not None:
+        if not isinstance(two, dict):
+            raise InputError("stage_two must be a mapping {start_epoch, energy_weight, forces_weight, "
+                             "stress_weight, lr} or null")
+        bad = sorted(set(two) - set(STAGE_TWO_KEYS))
+        if bad:
+            raise InputError(f"unknown keys {bad} in stage_two; allowed: {list(STAGE_TWO_KEYS)}")
+        if "start_epoch" not in two:
+            raise InputError("stage_two needs start_epoch (the first epoch, counted from 0, that uses "
+                             "the stage-two loss weights and lr)")
+        two = {k: two.get(k) for k in STAGE_TWO_KEYS}
+        two["start_epoch"] = _number(two["start_epoch"], "stage_two.start_epoch", integer=True, minimum=1)
+        for k in ("energy_weight", "forces_weight", "stress_weight"):
+            two[k] = _number(two[k], f"stage_two.{k}", minimum=0, none_ok=True,
+                             what="null keeps the stage-one weight")
+        two["lr"] = _number(two["lr"], "stage_two.lr", above=0, none_ok=True,
+                            what="constant learning rate of stage two; null keeps the schedule")
+        c["stage_two"] = two
     c["ema_decay"] = _number(c["ema_decay"], "ema_decay", minimum=0, below=1,
                              what="0 disables the weight average")
     c["clip_grad_norm"] = _number(c["clip_grad_norm"], "clip_grad_norm", above=0, none_ok=True,
@@ -205,6 +246,9 @@ def validate_config(cfg: dict) -> dict:
     c["threads"] = _number(c["threads"], "threads", integer=True, minimum=1, none_ok=True)
     d = c["data"]
     d["val_fraction"] = _number(d["val_fraction"], "data.val_fraction", minimum=0, below=1)
+    d["test_fraction"] = _number(d["test_fraction"], "data.test_fraction", minimum=0, below=1)
+    if d["test"] and d["test_fraction"]:
+        raise InputError("give either data.test (a file) or data.test_fraction (a random split), not both")
     train = d["train"]
     if isinstance(train, list):
         for k, src in enumerate(train):
@@ -262,6 +306,14 @@ def _loss_terms(model, batch, weights: dict, *, create_graph: bool):
         for k in heads:
             err2 = ((pred[k] - t[k]) ** 2).reshape(len(w), -1).sum(1)
             sums[k] = (w * err2).sum()
+    qkeys = [k for k in ("charges", "dipole") if weights.get(k, 0) > 0 and k in t]
+    if qkeys:
+        q = model.atomic_charges(batch, batch.positions, batch.cell)
+        if "charges" in qkeys:
+            sums["charges"] = (w[batch.batch] * (q - t["charges"]) ** 2).sum()
+        if "dipole" in qkeys:
+            mu = scatter_sum(q[:, None] * batch.positions, batch.batch, batch.n_graphs)
+            sums["dipole"] = (w[:, None] * (mu - t["dipole"]) ** 2).sum()
     return sums, out
 
 
@@ -286,7 +338,8 @@ def structure_heads(model, batch, keys) -> dict:
 def _counts(graphs) -> dict:
     G = len(graphs)
     n = sum(g.n_atoms for g in graphs)
-    return {"energy": G, "forces": 3 * n, "stress": 9 * G, **{k: c * G for k, c in _HEADS.items()}}
+    return {"energy": G, "forces": 3 * n, "stress": 9 * G, **{k: c * G for k, c in _HEADS.items()},
+            "charges": n, "dipole": 3 * G}
 
 
 def evaluate(model, graphs, batch_size: int = 8) -> dict:
@@ -295,9 +348,10 @@ def evaluate(model, graphs, batch_size: int = 8) -> dict:
     with ``vectors``/``tensors`` targets and a model with the matching head, their MAE/RMSE
     over Cartesian components (units of the data) and the RMS of the references
     (``vectors_ref_rms``, ``tensors_ref_rms``: the error of predicting zero)."""
-    acc = {k: [0.0, 0.0, 0] for k in ("energy", "forces", "stress", *_HEADS)}
+    acc = {k: [0.0, 0.0, 0] for k in ("energy", "forces", "stress", *_HEADS, "charges", "dipole")}
     ref2 = {k: 0.0 for k in _HEADS}
     has_head = getattr(model, "equivariant_outputs", None) is not None
+    has_q = callable(getattr(model, "atomic_charges", None))
     ref_f2 = 0.0
     for s in range(0, len(graphs), batch_size):
         batch = batch_graphs(graphs[s:s + batch_size])
@@ -318,6 +372,14 @@ def evaluate(model, graphs, batch_size: int = 8) -> dict:
             for k in heads:
                 errs[k] = pred[k] - t[k]
                 ref2[k] += float((t[k].double() ** 2).sum())
+        if has_q and ("charges" in t or "dipole" in t):
+            with torch.no_grad():
+                q = model.atomic_charges(batch, batch.positions, batch.cell)
+            if "charges" in t:
+                errs["charges"] = q - t["charges"]
+            if "dipole" in t:
+                errs["dipole"] = scatter_sum(q[:, None] * batch.positions, batch.batch,
+                                             batch.n_graphs) - t["dipole"]
         for k, e in errs.items():
             e = e.detach().double()
             acc[k][0] += float(e.abs().sum())
@@ -412,7 +474,7 @@ class Trainer(Analysis):
                              f"epoch {st['epoch']}, step {st['step']}); pass --resume to continue it "
                              "(with a larger max_epochs to extend a finished run), --overwrite to "
                              "start over, or choose a new output folder")
-        diff = _config_difference(ck.get("config") or {}, _comparable(self.config))
+        diff = _config_difference(_with_new_defaults(ck.get("config") or {}), _comparable(self.config))
         if diff:
             raise TrainingError(f"{ckpt} was written with a different config ({diff}); only the budget "
                                 f"fields {', '.join(BUDGET_KEYS)} may change when resuming; restore "
@@ -478,23 +540,37 @@ class Trainer(Analysis):
                                         weight=float(src.get("weight", 1.0)),
                                         vector_key=dc.get("vector_key"), tensor_key=dc.get("tensor_key"),
                                         source=str(src["path"]))
-        if dc.get("val"):
-            val = graphs_from_atoms(load_structures(dc["val"]), model.type_names, model.cutoff,
-                                    dtype=model.dtype, vector_key=dc.get("vector_key"),
-                                    tensor_key=dc.get("tensor_key"), source=str(dc["val"]))
-            tr = graphs
+        def _file(path):
+            return graphs_from_atoms(load_structures(path), model.type_names, model.cutoff,
+                                     dtype=model.dtype, vector_key=dc.get("vector_key"),
+                                     tensor_key=dc.get("tensor_key"), source=str(path))
+
+        val = _file(dc["val"]) if dc.get("val") else None
+        test = _file(dc["test"]) if dc.get("test") else []
+        test_fraction = 0.0 if dc.get("test") else float(dc["test_fraction"])
+        val_fraction = 0.0 if val is not None else float(dc["val_fraction"])
+        if val is None or test_fraction:
+            ti, vi, si = split_three(len(graphs), val_fraction, test_fraction, int(self.config["seed"]))
+            tr = [graphs[i] for i in ti]
+            if val is None:
+                val = [graphs[i] for i in vi]
+            if test_fraction:
+                test = [graphs[i] for i in si]
         else:
-            ti, vi = split_indices(len(graphs), float(dc["val_fraction"]), int(self.config["seed"]))
-            tr, val = [graphs[i] for i in ti], [graphs[i] for i in vi]
-        w = self.config["loss"]
-        for name in ("forces", "stress", *_HEADS):
+            tr = graphs
+        self._test = test
+        w = dict(self.config["loss"], charges=self.config["charges_weight"],
+                 dipole=self.config["dipole_weight"])
+        for name in ("forces", "stress", *_HEADS, "charges", "dipole"):
             if float(w.get(name, 0)) > 0:
                 missing = sum(name not in g.targets for g in tr)
+                field = f"{name}_weight" if name in ("charges", "dipole") else f"loss.{name}"
                 if missing:
                     hint = (f" (and data.{name[:-1]}_key, the atoms.info key holding them)"
-                            if name in _HEADS else "")
-                    raise TrainingError(f"loss weight '{name}' > 0 but {missing} training structures have no "
-                                        f"{name}; set loss.{name}: 0 or add the labels{hint}")
+                            if name in _HEADS else " (extxyz per-atom array 'charges', e)" if name == "charges"
+                            else " (extxyz info 'dipole', 3 numbers, e·Å)" if name == "dipole" else "")
+                    raise TrainingError(f"{field} > 0 but {missing} training structures have no "
+                                        f"{name}; set {field}: 0 or add the labels{hint}")
                 if name in _HEADS and getattr(model, f"{name[:-1]}_head", None) is None:
                     raise InputError(f"loss weight '{name}' > 0 but the model has no {name[:-1]} head; "
                                      f"set model.{name[:-1]}_head: true")
@@ -519,24 +595,34 @@ class Trainer(Analysis):
         seed = int(cfg["seed"])
         torch.manual_seed(seed)
         model, fresh = self._build_model()
+        e0s = self._check_model(model)
         train, val = self._load_data(model)
         self._n_train = len(train)
         if self.overwrite and rank == 0:  # inputs are fine: now replace the earlier run
             for name in TRAINING_FILES + _TEMP_FILES:
                 (self.out / name).unlink(missing_ok=True)
-        if fresh:
-            stats = fit_statistics(train, len(model.type_names))
+        if fresh and hasattr(model, "set_statistics"):
+            stats = fit_statistics(train, len(model.type_names), e0s=e0s)
             model.set_statistics(**stats)
+            stats["e0s"] = "average" if e0s is None else "given"
         else:
-            stats = {}
+            stats = {"e0s": "kept from the model file"}
+            if e0s is not None:  # explicit E0s also replace the shifts of a trained model
+                model.set_statistics(shift=e0s)
+                stats = {"shift": list(map(float, e0s)), "e0s": "given"}
         decay = float(cfg["ema_decay"])
         ema = copy.deepcopy(model) if decay > 0 else None
         opt = self._optimizer(model)
         sc = cfg["scheduler"]
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=float(sc["factor"]),
-                                                           patience=int(sc["patience"]),
-                                                           min_lr=float(sc["min_lr"]))
-        weights = {k: float(v) for k, v in cfg["loss"].items()}
+        sched = None
+        if sc["name"] == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=float(sc["factor"]),
+                                                               patience=int(sc["patience"]),
+                                                               min_lr=float(sc["min_lr"]))
+        self._sched = sched
+        base_weights = {k: float(v) for k, v in cfg["loss"].items()}
+        base_weights.update(charges=float(cfg["charges_weight"]), dipole=float(cfg["dipole_weight"]))
+        two = cfg["stage_two"]
         bs = int(cfg["batch_size"])
         n_batches = math.ceil(len(train) / bs)
         max_steps = cfg["max_steps"]
@@ -545,7 +631,8 @@ class Trainer(Analysis):
         ckpt_path = self.out / "checkpoint.pt"
 
         st = {"epoch": 0, "batch": 0, "step": 0, "train_sum": 0.0, "train_n": 0, "best_val": math.inf,
-              "best_epoch": -1, "bad_epochs": 0, "log": [], "elapsed": 0.0, "done": False}
+              "best_epoch": -1, "bad_epochs": 0, "log": [], "elapsed": 0.0, "done": False,
+              "stage_two_from": None, "cosine_epochs": sc["cosine_epochs"] or max_epochs}
         best_state = None
         resumed = None
         if ck is not None:
@@ -553,8 +640,11 @@ class Trainer(Analysis):
             if ema is not None:
                 ema.load_state_dict(ck["ema"])
             opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
+            if sched is not None:
+                sched.load_state_dict(ck["scheduler"])
             st = ck["state"]
+            st.setdefault("stage_two_from", None)
+            st.setdefault("cosine_epochs", sc["cosine_epochs"] or max_epochs)
             best_state = ck["best"]
             torch.set_rng_state(ck["rng"])
             resumed = (st["epoch"], st["step"], bool(st.get("done")))
@@ -579,7 +669,8 @@ class Trainer(Analysis):
             st["elapsed"] = time.time() - t_start
             payload = {"config": _comparable(cfg), "model": model.state_dict(),
                        "ema": ema.state_dict() if ema is not None else None,
-                       "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": st,
+                       "optimizer": opt.state_dict(),
+                       "scheduler": sched.state_dict() if sched is not None else None, "state": st,
                        "best": best_state, "rng": torch.get_rng_state(), "data_sha256": data_sums}
             self.out.mkdir(parents=True, exist_ok=True)
             tmp = ckpt_path.with_suffix(".tmp")
@@ -597,6 +688,11 @@ class Trainer(Analysis):
         epoch_t0, epoch_start = time.time(), st["epoch"]
         try:
             while not st["done"] and st["epoch"] < max_epochs:
+                if two is not None and st["stage_two_from"] is None and st["epoch"] >= two["start_epoch"]:
+                    self._start_stage_two(st)
+                stage2 = st["stage_two_from"] is not None and st["epoch"] >= st["stage_two_from"]
+                weights = self._weights(base_weights, two if stage2 else None)
+                epoch_started = time.time()
                 order = torch.randperm(len(train),
                                        generator=torch.Generator().manual_seed(seed * 100003 + st["epoch"]))
                 batches = [order[k:k + bs].tolist() for k in range(0, len(train), bs)]
@@ -627,6 +723,10 @@ class Trainer(Analysis):
                                             "optimizer.lr or check the data for bad labels")
                     if clip:
                         torch.nn.utils.clip_grad_norm_(params, float(clip))
+                    lr_now = self._lr_at(st, n_batches, stage2)
+                    if lr_now is not None:
+                        for group in opt.param_groups:
+                            group["lr"] = lr_now
                     opt.step()
                     if ema is not None:
                         d = ema_decay_at(decay, st["step"] + 1)
@@ -654,8 +754,11 @@ class Trainer(Analysis):
                 vloss, metrics = self._validate(net, val, weights, rank, world, dist)
                 if not val:  # no validation set: schedule and stop on the training loss
                     vloss = st["train_sum"] / max(st["train_n"], 1)
-                sched.step(vloss)
-                row = {"epoch": st["epoch"], "step": st["step"], "lr": opt.param_groups[0]["lr"],
+                lr_used = opt.param_groups[0]["lr"]
+                if (sched is not None and st["step"] >= sc["warmup_epochs"] * n_batches
+                        and not (stage2 and two["lr"] is not None)):
+                    sched.step(vloss)
+                row = {"epoch": st["epoch"], "step": st["step"], "lr": lr_used, "stage": 2 if stage2 else 1,
                        "train_loss": st["train_sum"] / max(st["train_n"], 1), "val_loss": vloss,
                        **{f"val_{k}": v for k, v in metrics.items()}, "time_s": time.time() - t_start}
                 st["log"].append(row)
@@ -667,14 +770,18 @@ class Trainer(Analysis):
                 st["epoch"] += 1
                 st["batch"], st["train_sum"], st["train_n"] = 0, 0.0, 0
                 if stop_reason is None and st["bad_epochs"] >= int(cfg["early_stopping_patience"]):
-                    stop_reason = "early_stopping"
+                    if two is not None and st["stage_two_from"] is None:
+                        self._start_stage_two(st)  # as MACE: no improvement → go on with stage two
+                    else:
+                        stop_reason = "early_stopping"
                 if stop_reason is not None or st["epoch"] >= max_epochs:
                     st["done"] = True
                     stop_reason = stop_reason or "max_epochs"
                 save_ckpt()
                 if rank == 0:
                     self._write_log(st["log"])
-                    if time.time() - last_plot > PLOT_INTERVAL_S:
+                    if (time.time() - epoch_started >= PLOT_EVERY_EPOCH_S
+                            or time.time() - last_plot > PLOT_INTERVAL_S):
                         self.plot(self.out, rows=st["log"])
                         last_plot = time.time()
                 per_epoch = (time.time() - epoch_t0) / max(st["epoch"] - epoch_start, 1)
@@ -692,6 +799,78 @@ class Trainer(Analysis):
         if rank == 0:
             self._finish(final, val, stats, st, t_start, resumed)
         return self
+
+    # ------------------------------------------------------------------ schedules and stages
+    def _check_model(self, model):
+        """Refuse loss terms the model cannot predict; the E0s (n_species,) eV or None."""
+        cfg = self.config
+        for key in ("charges_weight", "dipole_weight"):
+            if cfg[key] > 0 and not callable(getattr(model, "atomic_charges", None)):
+                raise InputError(f"{key} > 0 but the model ({type(model).__name__}) predicts no atomic "
+                                 "charges (it has no atomic_charges method); use a model with learned "
+                                 f"charges or set {key}: 0")
+        e0s = cfg["e0s"]
+        if not isinstance(e0s, dict):
+            return None
+        names = [str(t) for t in (model.type_names or ())]
+        missing = [n for n in names if n not in e0s]
+        extra = sorted(set(e0s) - set(names))
+        if missing or extra:
+            raise InputError(f"e0s must give one energy (eV) for every species of the model {names}: "
+                             + (f"missing {missing}" if missing else "")
+                             + ("; " if missing and extra else "")
+                             + (f"not in the model {extra}" if extra else ""))
+        if not hasattr(model, "set_statistics"):
+            raise InputError(f"the model ({type(model).__name__}) has no per-species energy shifts to "
+                             "hold e0s; remove e0s from the config")
+        return [e0s[n] for n in names]
+
+    @staticmethod
+    def _weights(base: dict, two: dict | None) -> dict:
+        """Loss weights of the current stage (stage two replaces the given ones)."""
+        if two is None:
+            return dict(base)
+        w = dict(base)
+        for k in ("energy", "forces", "stress"):
+            if two.get(f"{k}_weight") is not None:
+                w[k] = float(two[f"{k}_weight"])
+        return w
+
+    def _start_stage_two(self, st: dict) -> None:
+        """Stage two begins at epoch ``st['epoch']``: validation losses of the two stages differ
+        (other weights), so the best model and early stopping start afresh."""
+        st["stage_two_from"] = st["epoch"]
+        st["best_val"], st["bad_epochs"] = math.inf, 0
+        sched = getattr(self, "_sched", None)
+        if sched is not None:  # the plateau detector compares losses of the new stage only
+            sched.best, sched.num_bad_epochs = sched.mode_worse, 0
+        self._say(f"stage two from epoch {st['epoch'] + 1}: loss weights "
+                  f"{self._weights(dict(self.config['loss']), self.config['stage_two'])}"
+                  + (f", lr {self.config['stage_two']['lr']}" if self.config["stage_two"]["lr"] else ""))
+
+    def _lr_at(self, st: dict, n_batches: int, stage2: bool):
+        """Learning rate of optimizer step ``st['step']`` (None: leave it to ReduceLROnPlateau).
+
+        Linear warm-up over ``warmup_epochs``; ``cosine``: from optimizer.lr down to min_lr at
+        ``cosine_epochs`` (default max_epochs of the first run), min_lr after; ``exponential``:
+        optimizer.lr · gamma^epoch, not below min_lr; stage two with ``lr``: that lr."""
+        cfg = self.config
+        sc = cfg["scheduler"]
+        two = cfg["stage_two"]
+        if stage2 and two["lr"] is not None:
+            return float(two["lr"])
+        lr0, lr_min = float(cfg["optimizer"]["lr"]), float(sc["min_lr"])
+        step = st["step"]
+        warm = float(sc["warmup_epochs"]) * n_batches
+        factor = min(1.0, (step + 1) / warm) if warm > 0 else 1.0
+        name = sc["name"]
+        if name == "plateau":
+            return lr0 * factor if step < warm else None
+        if name == "exponential":
+            return max(lr_min, lr0 * float(sc["gamma"]) ** (step // n_batches)) * factor
+        total = float(st["cosine_epochs"]) * n_batches
+        p = min(1.0, max(0.0, (step - warm) / max(total - warm, 1.0)))
+        return (lr_min + 0.5 * (lr0 - lr_min) * (1.0 + math.cos(math.pi * p))) * factor
 
     def _validate(self, net, val, weights, rank, world, dist):
         if not val:
@@ -732,9 +911,20 @@ class Trainer(Analysis):
         self._write_log(rows)
         curve = self.plot(self.out, rows=rows)
         metrics = evaluate(model, val, int(self.config["batch_size"])) if val else {}
+        test = None
+        if self._test:  # once, with the final (best, EMA) model; the metrics of `cgkit evaluate`
+            from .evaluate import error_metrics, predict
+            test = error_metrics(predict(model, self._test, batch_size=int(self.config["batch_size"])),
+                                 model.type_names)
+        shifts = getattr(model, "energy_shift", None)
         summary = {
-            "n_train": self._n_train, "n_val": len(val), "epochs": st["epoch"], "steps": st["step"],
+            "n_train": self._n_train, "n_val": len(val), "n_test": len(self._test),
+            "epochs": st["epoch"], "steps": st["step"],
             "best_epoch": st["best_epoch"], "stop_reason": st.get("stop_reason"),
+            "scheduler": self.config["scheduler"]["name"],
+            "stage_two_from_epoch": st.get("stage_two_from"),
+            "e0s_eV": ({str(n): float(v) for n, v in zip(model.type_names, shifts.tolist())}
+                       if shifts is not None and model.type_names else None),
             "wall_time_s": time.time() - t_start,
             "resumed_from": None if resumed is None else {"epoch": resumed[0], "step": resumed[1]},
             "ema_decay": float(self.config["ema_decay"]),
@@ -749,7 +939,11 @@ class Trainer(Analysis):
                 # per-structure equivariant targets, in the units of the data (e.g. e·Å, e·Å²)
                 **{f"{k}_{m}": metrics.get(f"{k}_{m}") for k in _HEADS for m in ("mae", "rmse", "ref_rms")
                    if f"{k}_{m}" in metrics},
+                # atomic charges (e) and dipoles Σ q_i r_i (e·Å) of models with atomic_charges
+                **{f"{k}_{m}_{u}": metrics[f"{k}_{m}"] for k, u in (("charges", "e"), ("dipole", "eA"))
+                   for m in ("mae", "rmse") if f"{k}_{m}" in metrics},
             },
+            "test": test,
             "statistics": stats,
             "files": {"model": "model.pt", "log": "log.csv", "checkpoint": "checkpoint.pt",
                       "curve": curve[0].name if curve else None},
@@ -802,7 +996,8 @@ class Trainer(Analysis):
 
 
 def _epoch_line(row: dict, max_epochs: int, elapsed: float, eta: float | None) -> str:
-    parts = [f"epoch {row['epoch'] + 1}/{max_epochs} (step {row['step']})",
+    stage = ", stage 2" if row.get("stage") == 2 else ""
+    parts = [f"epoch {row['epoch'] + 1}/{max_epochs} (step {row['step']}{stage})",
              f"train loss {row['train_loss']:.4g}"]
     if math.isfinite(row["val_loss"]):
         parts.append(f"val loss {row['val_loss']:.4g}")
@@ -836,8 +1031,9 @@ def _data_fingerprint(cfg: dict) -> dict:
     d = cfg["data"]
     train = d["train"] if isinstance(d["train"], list) else [d["train"]]
     paths = [str(t["path"] if isinstance(t, dict) else t) for t in train if t is not None]
-    if d.get("val"):
-        paths.append(str(d["val"]))
+    for key in ("val", "test"):
+        if d.get(key):
+            paths.append(str(d[key]))
     sums = {}
     for p in paths:
         try:
@@ -868,6 +1064,19 @@ def _comparable(cfg: dict) -> dict:
     for k in ("output", *BUDGET_KEYS):
         c.pop(k, None)
     return json.loads(json.dumps(c, default=str))
+
+
+def _with_new_defaults(old: dict) -> dict:
+    """A checkpoint's config with the keys added since it was written (e0s, scheduler.name,
+    stage_two, data.test, ...) set to their defaults — the behaviour the old run had."""
+    out = copy.deepcopy(old)
+    for key, val in _comparable(DEFAULT_CONFIG).items():
+        if key not in out:
+            out[key] = val
+        elif isinstance(val, dict) and isinstance(out[key], dict) and key != "model":
+            for k, v in val.items():
+                out[key].setdefault(k, v)
+    return out
 
 
 def _config_difference(old: dict, new: dict, prefix: str = "") -> str:

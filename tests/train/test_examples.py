@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cgkit.cli import main
@@ -56,3 +57,80 @@ def test_train_help_shows_a_minimal_config_and_every_key_with_its_default(capsys
         assert f"{key}: {shown}" in text, (key, shown)
     for flag in ("--resume", "--overwrite", "--max-epochs"):
         assert flag in text
+
+
+def test_molecule_qm_example_trains_and_its_test_metrics_equal_cgkit_evaluate(tmp_path, capsys):
+    """examples/molecule_qm on tiny EMT data (the QM labeller, tblite, is optional): the config
+    runs (1 epoch), summary.json 'test' equals `cgkit evaluate` on the same file."""
+    src = EXAMPLES / "molecule_qm"
+    shutil.copy(src / "train.yaml", tmp_path)
+    import runpy
+    make_data = runpy.run_path(str(src / "make_data.py"), run_name="make_data")["main"]
+    make_data(["--calculator", "emt", "--frames", "8", "--test-frames", "3", "--out", str(tmp_path)])
+    cfg = yaml.safe_load((tmp_path / "train.yaml").read_text())
+    assert cfg["data"]["test"] == "test.xyz" and cfg["stage_two"]["start_epoch"] < cfg["max_epochs"]
+    assert main(["train", str(tmp_path / "train.yaml"), "--max-epochs", "1"]) == 0
+    summary = loads_strict((tmp_path / "run" / "summary.json").read_text())
+    assert summary["n_test"] == 3 and summary["scheduler"] == "cosine"
+    assert main(["evaluate", str(tmp_path / "run" / "model.pt"), str(tmp_path / "test.xyz"),
+                 "--out", str(tmp_path / "eval")]) == 0
+    ev = loads_strict((tmp_path / "eval" / "summary.json").read_text())
+    for key in ("energy", "forces"):
+        for m, v in summary["test"][key].items():
+            if m != "per_species":
+                assert ev[key][m] == pytest.approx(v, rel=1e-6, abs=1e-7), (key, m)
+    assert set(ev["forces"]["per_species"]) == {"C", "H", "O"}
+    capsys.readouterr()
+
+
+def _documented_keys():
+    """(key, default text) of every row of the tables under '## Reference' in docs/training.md."""
+    import re
+    text = (EXAMPLES.parent / "docs" / "training.md").read_text()
+    ref = text[text.index("\n## Reference"):]
+    rows = {}
+    for line in ref.splitlines():
+        m = re.match(r"\| `([a-z_0-9.]+)` \|([^|]*)\|", line)
+        if m:
+            rows[m.group(1)] = m.group(2).strip()
+    return rows
+
+
+def test_documented_config_keys_equal_the_trainers_accepted_keys_and_defaults():
+    import inspect
+
+    from cgkit.nn import ENNP
+    from cgkit.train.trainer import STAGE_TWO_KEYS
+    documented = _documented_keys()
+    accepted = set(DEFAULT_CONFIG)
+    for key, val in DEFAULT_CONFIG.items():
+        if isinstance(val, dict) and key != "model":
+            accepted |= {f"{key}.{k}" for k in val}
+    accepted |= {f"stage_two.{k}" for k in STAGE_TWO_KEYS}
+    model_opts = [n for n, p in inspect.signature(ENNP._build).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    accepted |= {f"model.{k}" for k in ("file", "preset", "species", "r_cut", *model_opts)}
+    assert set(documented) == accepted, (sorted(set(documented) - accepted), sorted(accepted - set(documented)))
+    for key, text in documented.items():  # defaults of the trainer's own keys
+        section, _, sub = key.partition(".")
+        if section == "model" or not text.startswith("`"):
+            continue
+        default = DEFAULT_CONFIG[section][sub] if sub and section != "stage_two" else (
+            None if sub else DEFAULT_CONFIG[section])
+        if isinstance(default, dict):
+            default = {k: v for k, v in default.items()}
+        assert yaml.safe_load(text.strip("`")) == default, (key, text, default)
+
+
+def test_model_init_help_lists_every_model_option(capsys):
+    import inspect
+
+    import pytest as _pytest
+
+    from cgkit.nn import ENNP
+    with _pytest.raises(SystemExit):
+        main(["model", "init", "--help"])
+    text = capsys.readouterr().out
+    for name, p in inspect.signature(ENNP._build).parameters.items():
+        if p.kind is p.KEYWORD_ONLY:
+            assert f"\n  {name} " in text, name
+    assert "docs/training.md" in text

@@ -169,18 +169,33 @@ def test_cli_progress_off_a_terminal_prints_epoch_lines_eta_and_where_the_model_
 
 # ------------------------------------------------------------------ output folder (13.8, 13.14)
 def test_extending_a_finished_run_equals_an_uninterrupted_run(cu_data, tmp_path):
-    ref = Trainer(tiny_config(cu_data, tmp_path / "ref", max_epochs=4), progress=False).run()
-    Trainer(tiny_config(cu_data, tmp_path / "ext", max_epochs=2), progress=False).run()
+    """Warm-up + cosine schedule, stage two and the test split are functions of the saved
+    state: a run of 2 epochs extended to 4 ends with the weights, log, validation and test
+    metrics of a run of 4 (stage two starts in the extension)."""
+    def cfg(out, epochs):
+        c = tiny_config(cu_data, out, max_epochs=epochs,
+                        scheduler={"name": "cosine", "warmup_epochs": 1, "cosine_epochs": 4},
+                        stage_two={"start_epoch": 3, "forces_weight": 100.0, "lr": 0.002})
+        c["data"]["test_fraction"] = 0.1
+        return c
+
+    ref = Trainer(cfg(tmp_path / "ref", 4), progress=False).run()
+    Trainer(cfg(tmp_path / "ext", 2), progress=False).run()
     with pytest.raises(InputError, match="--resume"):
-        Trainer(tiny_config(cu_data, tmp_path / "ext", max_epochs=4), resume=False).run()
-    ext = Trainer(tiny_config(cu_data, tmp_path / "ext", max_epochs=4), resume=True, progress=False).run()
-    assert ext.results["epochs"] == 4 and ext.results["resumed_from"] == {"epoch": 2, "step": 8}
-    assert len(_rows(tmp_path / "ext" / "log.csv")) == 4
+        Trainer(cfg(tmp_path / "ext", 4), resume=False).run()
+    ext = Trainer(cfg(tmp_path / "ext", 4), resume=True, progress=False).run()
+    # 18 frames: 4 validation, 2 test, 12 training = 3 batches of 4 per epoch
+    assert ext.results["epochs"] == 4 and ext.results["resumed_from"] == {"epoch": 2, "step": 6}
     a = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "ext" / "model.pt", weights_only=True)["state_dict"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    keep = ("epoch", "step", "lr", "stage", "train_loss", "val_loss")
+    rows = [{k: r[k] for k in keep} for r in _rows(tmp_path / "ext" / "log.csv")]
+    assert rows == [{k: r[k] for k in keep} for r in _rows(tmp_path / "ref" / "log.csv")]
+    assert [r["stage"] for r in rows] == ["1", "1", "1", "2"] and rows[3]["lr"] == "0.002"
     assert ext.results["validation"] == ref.results["validation"]
+    assert ext.results["test"] == ref.results["test"] and ext.results["n_test"] == 2
 
 
 def test_resume_with_a_changed_config_or_data_is_refused_naming_the_field(cu_data, tmp_path):
