@@ -75,7 +75,10 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
                  langevin_damping_fs: float = 100.0) -> dict:
     """Write LAMMPS tables, data file and input script into ``directory``.
 
-    potential : TabulatedPotential (bead types, topology and tables)
+    potential : TabulatedPotential (bead types, topology and tables), or a
+        :class:`~cgkit.forcematch.threebody.ThreeBodyPotential` whose three-body terms use the
+        ``cos2`` basis (written as ``pair_style hybrid/overlay table ... sw sw sw``: this LAMMPS has
+        no ``sw/angle/table``; spline three-body terms are refused)
     positions : (n, 3) Å configuration for the data file (optional: tables only without it)
     box : (3,) lengths or (3, 3) cell (rows a, b, c), Å. A triclinic cell is rotated into
         LAMMPS's frame (:func:`lammps_box`): the data file then holds ``positions @ Q`` and the
@@ -93,6 +96,8 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
     ``"rotation"`` (3, 3) when a data file is written (the identity for orthogonal boxes).
     """
     n_points = _ensure_table_lengths(n_points)
+    tables3 = list(getattr(potential, "tables3", []))
+    sw = _sw_entries(potential.type_names, tables3) if tables3 else None  # refuse before writing
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     tn = potential.type_names
@@ -123,6 +128,20 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
         (d / "pair.table").write_text("\n".join(lines) + "\n")
         written["pair"] = d / "pair.table"
         kw["pair"] = [f"pair_style table spline {n_points}"] + coeffs
+    if sw is not None:
+        styles, coeffs3 = [], []
+        for m, text in enumerate(sw):
+            p = d / f"threebody_{m + 1}.sw"
+            p.write_text(text)
+            written[f"threebody_{m + 1}"] = p
+            styles.append("sw")
+            coeffs3.append(f"pair_coeff * * sw {m + 1} {p.name} " + " ".join(tn))
+        if "pair" in kw:
+            table_coeffs = [c.replace("pair_coeff", "", 1).split() for c in kw["pair"][1:]]
+            kw["pair"] = ([f"pair_style hybrid/overlay table spline {n_points} " + " ".join(styles)]
+                          + [f"pair_coeff {c[0]} {c[1]} table " + " ".join(c[2:]) for c in table_coeffs] + coeffs3)
+        else:
+            kw["pair"] = ["pair_style hybrid/overlay " + " ".join(styles)] + coeffs3
     # ---- bonded
     names = {"bond": "BOND", "angle": "ANGLE", "dihedral": "DIH"}
     type_ids = {}
@@ -254,6 +273,75 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
     written["input"] = d / "in.cg"
     written["rotation"] = Q
     return written
+
+
+def _sw_decomposition(w, tol: float = 1e-9):
+    """(c₀, λ) pairs with λ ≥ 0 such that Σ λ (c - c₀)² = w₀ + w₁c + w₂c² (LAMMPS's sw takes
+    only λ ≥ 0), by non-negative least squares over c₀ ∈ {-1, -0.95, ..., 1} ∪ {-w₁/(2w₂)};
+    None when the quadratic is not such a sum (it is negative somewhere)."""
+    from scipy.optimize import nnls
+    w0, w1, w2 = (float(v) for v in w)
+    c0s = list(np.linspace(-1.0, 1.0, 41))
+    if w2 > 0:
+        c0s.append(-w1 / (2 * w2))
+    c0s = np.array(c0s)
+    M = np.stack([c0s ** 2, -2 * c0s, np.ones_like(c0s)])  # rows: constant, linear, quadratic coefficient
+    target = np.array([w0, w1, w2])
+    lam, _ = nnls(M, target)
+    scale = max(np.abs(target).max(), 1e-300)
+    if np.abs(M @ lam - target).max() > tol * scale:
+        return None
+    return [(float(c), float(l)) for c, l in zip(c0s, lam) if l > 1e-15 * scale]
+
+
+def _sw_entries(type_names, tables3) -> list[str]:
+    """LAMMPS ``pair_style sw`` files reproducing cgkit three-body terms (overlaid sw styles).
+
+    A ``cos2`` term f(c) = w₀ + w₁c + w₂c² is written as Σ_m λ_m (c - c₀m)² with λ_m ≥ 0
+    (:func:`_sw_decomposition`; a quadratic that is negative somewhere cannot be written so and
+    is refused); sw's φ₃ = λε(cos θ - c₀)² exp(γσ/(r_ij - aσ)) exp(γσ/(r_ik - aσ)) with ε = 1 eV,
+    σ = 1 Å is cgkit's term, and A = 0 switches the two-body part off. Every (i, j, k) element
+    triplet gets an entry (λ = 0 where there is no term); the radial parameters of the i-j pair
+    come from the (i, j, j) entry, so all terms sharing a centre/neighbour type pair must share
+    a and γ."""
+    bad = [t.label for t in tables3 if t.spec.basis_kind != "cos2"]
+    if bad:
+        raise NotSupportedError(
+            f"{bad}: spline three-body terms need LAMMPS's sw/angle/table or threebody/table pair "
+            "style, which this LAMMPS (lmp) does not have; fit them with basis='cos2' (exported "
+            "through pair_style sw) or run the CG MD in cgkit")
+    radial, parts = {}, {}
+    for t in tables3:
+        c, n1, n2 = t.types
+        for nb in (n1, n2):
+            key = (c, nb)
+            if key in radial and radial[key] != (t.spec.a, t.spec.gamma):
+                raise NotSupportedError(f"three-body terms with centre {c} and neighbour {nb} use different "
+                                        f"radial parameters {radial[key]} and {(t.spec.a, t.spec.gamma)}; "
+                                        "LAMMPS's sw takes one (a, gamma) per type pair")
+            radial[key] = (t.spec.a, t.spec.gamma)
+        dec = _sw_decomposition(t.coef)
+        if dec is None:
+            w = ", ".join(f"{v:.4g}" for v in t.coef)
+            raise NotSupportedError(f"{t.label}: f(cos θ) = {w} (constant, linear, quadratic, eV) is negative for "
+                                    "some cos θ, so it is not a sum of LAMMPS sw terms λ(cos θ - c₀)² with λ ≥ 0; "
+                                    "run the CG MD in cgkit")
+        parts[(c, n1, n2)] = parts[(c, n2, n1)] = dec
+    n_styles = max(len(v) for v in parts.values())
+    a_max = max(a for a, _ in radial.values())
+    files = []
+    for m in range(n_styles):
+        rows = ["# cgkit three-body terms as Stillinger-Weber entries (units metal: eV, Å); "
+                "i j k epsilon sigma a lambda gamma costheta0 A B p q tol"]
+        for i in type_names:
+            for j in type_names:
+                for k in type_names:
+                    a, g = radial.get((i, j), (a_max, 1.0))
+                    dec = parts.get((i, j, k), [])
+                    c0, lm = dec[m] if m < len(dec) else (0.0, 0.0)
+                    rows.append(f"{i} {j} {k} 1.0 1.0 {a:.12g} {lm:.15g} {g:.12g} {c0:.15g} 0.0 0.0 0.0 0.0 0.0")
+        files.append("\n".join(rows) + "\n")
+    return files
 
 
 def read_lammps_table(path, keyword: str):

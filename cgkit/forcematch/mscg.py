@@ -137,6 +137,14 @@ class SplineForceMatching(Analysis):
     block_size : frames per block for the jackknife error bars
     on_empty : "error" (default) or "drop" — what to do with an interaction that has no
         samples within its grid
+    outside : what to do with instances whose coordinate lies outside their (non-periodic) grid:
+        "drop" (default; counted and warned) or "extrapolate" — keep them, evaluated on the end
+        polynomial pieces of the spline, as VOTCA's ``csg_fmatch`` does (use it to reproduce a
+        VOTCA run; see :mod:`cgkit.forcematch.votca`); pairs beyond their grid's end (their
+        cutoff) never interact
+    threebody : :class:`~cgkit.forcematch.threebody.ThreeBody` terms (Stillinger–Weber-type
+        E = Σ f(cos θ_jik) g(r_ij) g(r_ik) with fixed g and f fitted); the result's potential is
+        then a :class:`~cgkit.forcematch.threebody.ThreeBodyPotential` (tables + three-body)
     fixed : tables (:class:`Table` list or a :class:`TabulatedPotential`) kept as they are:
         their forces are subtracted from the mapped forces before fitting, their interaction
         types are not fitted, and they are part of the resulting potential (hybrid scheme).
@@ -147,7 +155,10 @@ class SplineForceMatching(Analysis):
     def __init__(self, type_names, species, topology: Topology, *, pair=(0.0, 10.0, 0.1),
                  bond=(0.5, 5.0, 0.05), angle=(0.0, 180.0, 5.0), dihedral=20.0,
                  grids: dict | None = None, block_size: int = 10, on_empty: str = "error",
-                 check: bool = True, fixed=None):
+                 check: bool = True, fixed=None, outside: str = "drop", threebody=()):
+        if outside not in ("drop", "extrapolate"):
+            raise InputError(f"outside must be 'drop' or 'extrapolate', got '{outside}'")
+        self.outside = outside
         self.type_names = tuple(str(t) for t in type_names)
         lookup = {t: k for k, t in enumerate(self.type_names)}
         sp = np.asarray(species)
@@ -200,7 +211,21 @@ class SplineForceMatching(Analysis):
                              f"the system has {[i.label for i in inter]}")
         inter = layout(inter)
         off = sum(it.size for it in inter)
-        if not inter:
+        from .threebody import ThreeBody, ThreeBodyTerm
+        tb = []
+        for spec in threebody or ():
+            if not isinstance(spec, ThreeBody):
+                raise InputError(f"threebody terms must be cgkit.forcematch.ThreeBody objects, got {type(spec).__name__}")
+            missing = [t for t in spec.types if t not in lookup]
+            if missing:
+                raise InputError(f"{spec.label}: bead types {missing} are not in type_names {list(self.type_names)}")
+            tb.append(ThreeBodyTerm(spec, off))
+            off += tb[-1].size
+        if len({t.label for t in tb}) != len(tb):
+            raise InputError("two three-body terms for the same type triplet; give one per triplet")
+        #: fitted three-body terms (columns after those of ``interactions``)
+        self.threebody_terms = tuple(tb)
+        if not inter and not tb:
             raise InputError("no interactions to fit: give pair/bond/angle/dihedral grids "
                              "(every interaction is fixed or has no grid)")
         #: the fitted terms (Interaction + spline basis + design-matrix columns); not changed later
@@ -214,6 +239,7 @@ class SplineForceMatching(Analysis):
                 a, b = lookup[it.types[0]], lookup[it.types[1]]
                 self._pair_id[a, b] = self._pair_id[b, a] = k
         self.pair_cutoff = max([it.basis.x_max for it in inter if it.kind == "pair"], default=0.0)
+        self.threebody_cutoff = max([t.spec.a for t in tb], default=0.0)
         # bonded instances grouped by interaction
         self._bonded_groups = {}
         for kind in ("bond", "angle", "dihedral"):
@@ -241,8 +267,9 @@ class SplineForceMatching(Analysis):
 
     # ------------------------------------------------------------------ accumulation
     def _empty(self) -> NormalEquations:
-        return NormalEquations([it.signature() for it in self.interactions], len(self.type_names),
-                               self.n_coef, [it.basis.n_intervals for it in self.interactions])
+        terms = list(self.interactions) + list(self.threebody_terms)
+        return NormalEquations([it.signature() for it in terms], len(self.type_names),
+                               self.n_coef, [it.basis.n_intervals for it in terms])
 
     def _pairs(self, pos: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
         """Half list of non-excluded pairs within the pair cutoff: i, j, shifts."""
@@ -299,12 +326,19 @@ class SplineForceMatching(Analysis):
                 outside[k, 0] += int(below.sum())
                 outside[k, 1] += int(above.sum())
                 inside = ~(below | above)
-                x, beads, grad = x[inside], beads[inside], grad[inside]
+                if self.outside == "drop":
+                    x, beads, grad = x[inside], beads[inside], grad[inside]
+                elif it.kind == "pair":  # beyond its cutoff a pair does not interact
+                    x, beads, grad = x[~above], beads[~above], grad[~above]
             if len(x) == 0:
                 continue
             idx, vals = b.evaluate(x)
-            iv = torch.clamp(((x - b.x_min) / b.h).floor().long(), 0, b.n_intervals - 1) if not b.periodic \
-                else idx[:, 0]
+            if not b.periodic:
+                iv = ((x - b.x_min) / b.h).floor().long()
+                iv = iv[(iv >= 0) & (iv < b.n_intervals)] if self.outside == "extrapolate" else \
+                    torch.clamp(iv, 0, b.n_intervals - 1)
+            else:
+                iv = idx[:, 0]
             counts[k] += np.bincount(iv.numpy(), minlength=b.n_intervals)
             # rows: 3*bead + α → (m, ar, 3); columns: offset + idx → (m, 4)
             rows = (3 * beads[:, :, None] + torch.arange(3)[None, None, :])  # (m, ar, 3)
@@ -312,7 +346,39 @@ class SplineForceMatching(Analysis):
             flat = rows[:, :, :, None] * self.n_coef + cols[:, None, None, :]
             val = grad[:, :, :, None] * vals[:, None, None, :]
             G.index_add_(0, flat.reshape(-1), val.reshape(-1))
+        if self.threebody_terms:
+            self._design_threebody(G, pos_np, box, counts)
         return G.reshape(3 * n, self.n_coef)
+
+    def _design_threebody(self, G, pos_np, box, counts) -> None:
+        """Three-body columns: the force on bead b of basis function B_k is
+        -(B_k'(c) G ∂c/∂r_b + B_k(c) ∂G/∂r_b) (see :mod:`.threebody`)."""
+        from .threebody import triplet_geometry
+        cell_np, pbc_np = as_cell(box)
+        ei, S = neighbor_list(pos_np, cell_np, pbc_np, self.threebody_cutoff)
+        i, j = torch.as_tensor(ei[0]), torch.as_tensor(ei[1])
+        pos = torch.as_tensor(pos_np, dtype=torch.float64)
+        shift = torch.as_tensor(S, dtype=torch.float64) @ torch.as_tensor(cell_np, dtype=torch.float64)
+        excl = (self.topology.exclusion_mask(i, j) if len(self.topology.exclusions) else None)
+        sp = torch.as_tensor(self.species)
+        index = {t: k for k, t in enumerate(self.type_names)}
+        n_interactions = len(self.interactions)
+        for q, term in enumerate(self.threebody_terms):
+            beads, c, Gr, dc, dG = triplet_geometry(pos, i, j, shift, sp, index, term.spec, excl)
+            if len(c) == 0:
+                continue
+            idx, vals = term.basis.evaluate(c)
+            _, der = term.basis.evaluate(c, derivative=True)
+            k = n_interactions + q
+            iv = torch.clamp(((c - term.basis.x_min) / term.basis.h).floor().long(), 0, term.basis.n_intervals - 1)
+            counts[k] += np.bincount(iv.numpy(), minlength=term.basis.n_intervals)
+            # force on bead b: -(der G dc_b + vals dG_b) per basis function
+            a = -(Gr[:, None, None, None] * dc[:, :, :, None] * der[:, None, None, :]
+                  + dG[:, :, :, None] * vals[:, None, None, :])  # (m, 3 beads, 3, 4)
+            rows = 3 * beads[:, :, None] + torch.arange(3)[None, None, :]
+            cols = term.offset + idx
+            flat = rows[:, :, :, None] * self.n_coef + cols[:, None, None, :]
+            G.index_add_(0, flat.reshape(-1), a.reshape(-1))
 
     def accumulate(self, positions, forces, boxes=None, *, progress: bool = True,
                    frame_indices=None, source: str = "the trajectory") -> "SplineForceMatching":
@@ -440,7 +506,8 @@ class SplineForceMatching(Analysis):
         return out
 
     def solve(self, *, method: str = "ridge", ridge: float = 1e-12, smooth: float = 1e-8,
-              min_samples: int = 10, trim: bool = True, table_points: int = 20) -> "ForceMatchResult":
+              min_samples: int = 10, trim: bool = True, table_points: int = 20, natural: bool = False,
+              errors: str = "jackknife") -> "ForceMatchResult":
         """Solve the normal equations; returns (and stores in ``.results``) a ForceMatchResult.
 
         method : "ridge" (regularised, default) or "lstsq" (no regularisation; raises
@@ -449,7 +516,15 @@ class SplineForceMatching(Analysis):
         min_samples : grid intervals with fewer samples are "sparse" (warned, trimmed)
         trim : restrict the output tables to the well-sampled range
         table_points : table points per spline interval
+        natural : constrain f'' = 0 at both ends of every non-periodic grid (the natural cubic
+            spline of VOTCA's constrained least squares)
+        errors : "jackknife" (default: the fit of all frames, jackknife error bars over blocks) or
+            "blocks" (VOTCA's ``csg_fmatch``: every block of ``block_size`` frames is solved on
+            its own; the table is the mean of the block solutions and its error their standard
+            deviation / √n_blocks)
         """
+        if errors not in ("jackknife", "blocks"):
+            raise InputError("errors must be 'jackknife' or 'blocks'")
         if method not in METHODS:
             raise InputError("method must be 'ridge' or 'lstsq'")
         ne = self.normal_equations
@@ -467,6 +542,17 @@ class SplineForceMatching(Analysis):
                 warnings.warn(msg + "; the interaction is dropped", SparseSamplingWarning, stacklevel=2)
                 continue
             keep.append(it)
+        n_regular = len(keep)
+        for term, cnt in zip(self.threebody_terms, ne.counts[len(self.interactions):]):
+            if cnt.sum() == 0:
+                msg = f"{term.label}: no triplets within its cutoff {term.spec.a} Å"
+                if self.on_empty == "error":
+                    raise ForceMatchError(msg + "; check the bead types and the cutoff a, or drop the term")
+                warnings.warn(msg + "; the term is dropped", SparseSamplingWarning, stacklevel=2)
+                continue
+            keep.append(term)
+        if not keep:
+            raise ForceMatchError("no interaction has samples; nothing to solve")
         A_all = ne.A.sum(0)
         b_all = ne.b.sum(0)
         cols = np.concatenate([np.arange(it.offset, it.offset + it.size) for it in keep])
@@ -475,16 +561,27 @@ class SplineForceMatching(Analysis):
         # on self changes); dropped interactions have c = 0
         remap = layout(keep)
         t0 = time.perf_counter()
-        c = solve_system(remap, A_all[sub], b_all[cols], ridge, smooth, method)
-        solve_s = time.perf_counter() - t0
         jk = []
         nb = len(ne.A_blocks)
-        if nb >= 2:
+        if errors == "blocks":
+            if nb < 2:
+                raise ForceMatchError(f"errors='blocks' needs at least 2 blocks of {self.block_size} frames, "
+                                      f"got {nb}; lower the block size or add frames")
+            blocks = [solve_system(remap, Ak[sub], bk[cols], ridge, smooth, method, natural)
+                      for Ak, bk in zip(ne.A_blocks, ne.b_blocks)]
+            c = np.mean(blocks, axis=0)
+            # make_table's jackknife formula √((n-1)/n Σ(y_k - ȳ)²) of the pseudo-values
+            # y_k = x̄ + (x_k - x̄)/√(n(n-1)) is VOTCA's block error √((⟨x²⟩ - ⟨x⟩²)/n)
+            jk = [c + (ck - c) / math.sqrt(nb * (nb - 1)) for ck in blocks]
+        else:
+            c = solve_system(remap, A_all[sub], b_all[cols], ridge, smooth, method, natural)
+        solve_s = time.perf_counter() - t0
+        if nb >= 2 and errors == "jackknife":
             for k in range(nb):
                 Ak = A_all - ne.A_blocks[k]
                 bk = b_all - ne.b_blocks[k]
                 try:
-                    jk.append(solve_system(remap, Ak[sub], bk[cols], ridge, smooth, method))
+                    jk.append(solve_system(remap, Ak[sub], bk[cols], ridge, smooth, method, natural))
                 except ForceMatchError:
                     pass
         # residuals per bead type
@@ -499,6 +596,21 @@ class SplineForceMatching(Analysis):
                               "rms_force_eV_per_A": float(math.sqrt(ne.ff[t] / ne.n_rows[t])),
                               "n_force_components": int(ne.n_rows[t])}
         tables, info = [], []
+        from .threebody import ThreeBodyPotential, ThreeBodyTable
+        tables3, info3 = [], []
+        for it_new, it in zip(remap[n_regular:], keep[n_regular:]):
+            tables3.append(ThreeBodyTable(it.spec, c[it_new.columns]))
+            k = len(self.interactions) + self.threebody_terms.index(it)
+            err = None
+            if len(jk) >= 2:
+                cj = np.array([x[it_new.columns] for x in jk])
+                err = np.sqrt((len(cj) - 1) / len(cj) * ((cj - cj.mean(0)) ** 2).sum(0)).tolist()
+            info3.append({"interaction": it.label, "kind": "threebody", "types": list(it.types),
+                          "a": it.spec.a, "gamma": it.spec.gamma, "basis": it.spec.basis_kind,
+                          "spacing": it.spec.spacing, "coefficients": c[it_new.columns].tolist(),
+                          "coefficient_errors": err, "n_samples": int(ne.counts[k].sum()),
+                          "force_error": None, "sparse_ranges": [], "max_force_error": None})
+        remap, keep = remap[:n_regular], keep[:n_regular]
         for it_new, it in zip(remap, keep):
             k = self.interactions.index(it)
             lo, hi, sparse = ranges[k]
@@ -521,10 +633,13 @@ class SplineForceMatching(Analysis):
                 warnings.warn(f"{it.label}: fewer than {min_samples} samples per interval for x in {rng}; "
                               "the force there is set by the smoothness regulariser",
                               SparseSamplingWarning, stacklevel=2)
-            if ne.outside[k].any():
-                warnings.warn(f"{it.label}: {int(ne.outside[k, 0])} samples below and "
-                              f"{int(ne.outside[k, 1])} above the grid "
-                              f"{it.range_str(b.x_min, b.x_max)} were left out of the fit; widen the grid",
+            # pairs beyond the end of their grid are beyond their cutoff: nothing to report
+            n_out = (int(ne.outside[k, 0]), 0 if it.kind == "pair" else int(ne.outside[k, 1]))
+            if any(n_out):
+                how = ("were fitted on the end pieces of the spline (outside='extrapolate')"
+                       if self.outside == "extrapolate" else "were left out of the fit")
+                warnings.warn(f"{it.label}: {n_out[0]} samples below and {n_out[1]} above the grid "
+                              f"{it.range_str(b.x_min, b.x_max)} {how}; widen the grid",
                               SparseSamplingWarning, stacklevel=2)
             if b.periodic:
                 x_lo, x_hi = b.x_min, b.x_max
@@ -533,7 +648,9 @@ class SplineForceMatching(Analysis):
             else:
                 x_lo, x_hi = (lo, hi) if trim else (b.x_min, b.x_max)
             table, ferr = make_table(it, coef, jk_coef, x_lo, x_hi, table_points)
-            if trim and not b.periodic:
+            if trim and it.kind == "angle":  # always continued to [0, π] with zero end slopes
+                table, ferr = add_walls(table, ferr, lower=table.x0 > 1e-9, upper=table.x_max < math.pi - 1e-9)
+            elif trim and not b.periodic:
                 table, ferr = add_walls(table, ferr, lower=x_lo > b.x_min + 1e-12,
                                          upper=it.kind != "pair" and x_hi < b.x_max - 1e-12)
             tables.append(table)
@@ -554,6 +671,9 @@ class SplineForceMatching(Analysis):
                          "n_samples": None, "samples_outside_grid": None, "sparse_ranges": [],
                          "max_force_error": None, "force_error": None})
         pot = TabulatedPotential(self.type_names, self.topology, tables)
+        if tables3:
+            pot = ThreeBodyPotential(self.type_names, self.topology, tables3, base=pot)
+        info.extend(info3)
         self.results = ForceMatchResult(tables=tables, potential=pot, interactions=info,
                                         coefficients=c, residual=residual,
                                         n_frames=ne.n_frames, n_blocks=len(ne.A_blocks),
@@ -600,8 +720,19 @@ class ForceMatchResult(Analysis):
                           "eV/rad (angles, dihedrals)"}})
 
     def write_tables(self, directory) -> list[Path]:
-        """One text table per interaction: x (Å or deg), U (eV), f (eV/Å or eV/rad), σ_f."""
-        return write_table_files(self.tables, directory, [i["force_error"] for i in self.interactions])
+        """One text table per interaction: x (Å or deg), U (eV), f (eV/Å or eV/rad), σ_f; for
+        three-body terms ``threebody_<C>-<N1>-<N2>.dat``: cos θ, f(cos θ) (eV), df/dcos θ (eV)."""
+        paths = write_table_files(self.tables, directory, [i["force_error"] for i in self.interactions][:len(self.tables)])
+        for t in getattr(self.potential, "tables3", []):
+            c = np.linspace(-1.0, 1.0, 201)
+            f, df = t.f(c)
+            p = Path(directory) / f"threebody_{'-'.join(t.types)}.dat"
+            np.savetxt(p, np.column_stack([c, f, df]),
+                       header=f"{t.label}: E = sum f(cos theta_jik) g(r_ij) g(r_ik), g(r) = exp(gamma/(r - a)), "
+                              f"a = {t.spec.a} A, gamma = {t.spec.gamma} A, basis {t.spec.basis_kind}; "
+                              "columns: cos theta, f (eV), df/dcos theta (eV)")
+            paths.append(p)
+        return paths
 
     def plot(self, directory=None) -> list[Path]:
         """Force and potential of every interaction (with error bands): ``fm.png`` in

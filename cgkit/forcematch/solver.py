@@ -12,7 +12,8 @@ import numpy as np
 
 from .boltzmann import ForceMatchError
 
-__all__ = ["regulariser", "check_singular", "solve_system", "METHODS"]
+__all__ = ["regulariser", "check_singular", "solve_system", "natural_constraints", "angle_end_constraints",
+           "METHODS"]
 
 METHODS = ("ridge", "lstsq")
 
@@ -56,8 +57,80 @@ def check_singular(terms, A: np.ndarray) -> None:
             "together); regularise (method='ridge'), merge those interaction types or add frames")
 
 
-def solve_system(terms, A, b, ridge: float, smooth: float, method: str) -> np.ndarray:
-    """Coefficients c of the (regularised) system on the columns of ``terms``."""
+def natural_constraints(terms, n: int) -> np.ndarray:
+    """(2·T, n) rows C with C c = 0 ⇔ f''(x) = 0 at both ends of every non-periodic term: the
+    natural cubic spline on the same knots, the function space of VOTCA's ``csg_fmatch``
+    (uniform cubic B-splines: f''(x_min) = (c₀ - 2c₁ + c₂)/h², likewise at x_max)."""
+    rows = []
+    for it in terms:
+        if it.basis.periodic or it.size < 4:
+            continue
+        o, m = it.offset, it.size
+        for first in (o, o + m - 3):
+            r = np.zeros(n)
+            r[first:first + 3] = (1.0, -2.0, 1.0)
+            rows.append(r)
+    return np.array(rows).reshape(-1, n)
+
+
+def angle_end_constraints(terms, n: int) -> np.ndarray:
+    """Rows C with C c = 0 ⇔ the generalised force f = -dU/dθ vanishes at θ = 0 and θ = π for
+    every angle grid that reaches them (a PMF smooth in Cartesian coordinates has zero slope
+    there; otherwise the bead forces diverge as 1/sin θ). Open cubic B-splines:
+    f(x_min) = (c₀ + 4c₁ + c₂)/6, f(x_max) = (c_{m-3} + 4c_{m-2} + c_{m-1})/6."""
+    import math
+    rows = []
+    for it in terms:
+        b = it.basis
+        if it.kind != "angle" or b.periodic:
+            continue
+        o, m = it.offset, it.size
+        for at_end, first in ((b.x_min <= 1e-9, o), (b.x_max >= math.pi - 1e-9, o + m - 3)):
+            if at_end:
+                r = np.zeros(n)
+                r[first:first + 3] = (1.0, 4.0, 1.0)
+                rows.append(r)
+    return np.array(rows).reshape(-1, n)
+
+
+def _null_space(C: np.ndarray, n: int) -> np.ndarray:
+    if len(C) == 0:
+        return np.eye(n)
+    _, sv, Vt = np.linalg.svd(C)
+    rank = int((sv > 1e-12 * sv.max()).sum())
+    return Vt[rank:].T
+
+
+def solve_system(terms, A, b, ridge: float, smooth: float, method: str, natural: bool = False) -> np.ndarray:
+    """Coefficients c of the (regularised) system on the columns of ``terms``, with f = 0 at
+    θ = 0 and π for angle grids that reach them (:func:`angle_end_constraints`); ``natural``:
+    also f'' = 0 at both grid ends of every non-periodic term (VOTCA's natural cubic splines).
+    Constraints are imposed exactly (least squares in their null space)."""
+    C = angle_end_constraints(terms, len(b))
+    if natural:
+        C = np.concatenate([C, natural_constraints(terms, len(b))])
+    if len(C):
+        Z = _null_space(C, len(b))
+        M = A if method == "lstsq" else A + regulariser(terms, A, ridge, smooth)
+        Mz = Z.T @ M @ Z
+        if method == "lstsq":
+            dz = np.sqrt(np.clip(np.diag(Mz), 1e-300, None))
+            w = np.linalg.eigvalsh(Mz / dz[:, None] / dz[None, :])
+            if w[0] < 1e-13 * w[-1]:
+                check_singular(terms, A)  # names the unsampled ranges when there are any
+                raise ForceMatchError(f"singular constrained normal matrix (condition number "
+                                      f"{w[-1] / max(w[0], 1e-300):.2g}); use method='ridge', shrink "
+                                      "the grids to the sampled range or add frames")
+        try:
+            z = np.linalg.solve(Mz, Z.T @ b)
+        except np.linalg.LinAlgError as exc:
+            raise ForceMatchError(f"the constrained normal matrix is singular ({exc}); use "
+                                  "method='ridge', shrink the grids to the sampled range or add frames") from exc
+        c = Z @ z
+        if not np.all(np.isfinite(c)):
+            raise ForceMatchError("the solution contains NaN/inf; increase the regularisation "
+                                  "(ridge/smooth) or check the input forces")
+        return c
     if method == "lstsq":
         check_singular(terms, A)
         return np.linalg.solve(A, b)

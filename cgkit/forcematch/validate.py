@@ -23,7 +23,7 @@ from ..results import Analysis, Results
 from ..topology import Topology
 from .geometry import as_cell, bonded_x, type_key, type_label
 
-__all__ = ["StructuralValidation", "rdf", "bonded_samples"]
+__all__ = ["StructuralValidation", "rdf", "bonded_samples", "outside_fraction"]
 
 
 def _frames(positions, boxes, n_beads):
@@ -62,10 +62,12 @@ def bonded_samples(kind: str, positions, boxes, names, topology: Topology) -> di
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def rdf(positions, boxes, names, topology: Topology | None, r_max: float, n_bins: int = 100):
+def rdf(positions, boxes, names, topology: Topology | None, r_max: float, n_bins: int = 100,
+        details: bool = False):
     """g(r) per bead-type pair (non-excluded pairs): {(A, B): g (n_bins,)}, bin edges (Å) and
     the mean number density (beads/Å³). Normalisation: ideal-gas pair count N_A N_B (or
-    N_A(N_A-1)/2) · shell volume / V per frame."""
+    N_A(N_A-1)/2) · shell volume / V per frame. ``details=True`` appends {(A, B): {"r_min":
+    closest approach Å, "n": pair samples within r_max, "r": None}} (for range checks)."""
     n = len(names)
     pos, bx = _frames(positions, boxes, n)
     names = np.asarray(names)
@@ -74,6 +76,7 @@ def rdf(positions, boxes, names, topology: Topology | None, r_max: float, n_bins
     counts_t = np.bincount(t_of, minlength=len(types))
     edges = np.linspace(0.0, r_max, n_bins + 1)
     hist = {}
+    info = {}
     vol_sum = 0.0
     for p, b in zip(pos, bx):
         cell, pbc = as_cell(b)
@@ -98,8 +101,54 @@ def rdf(positions, boxes, names, topology: Topology | None, r_max: float, n_bins
                 shell = 4.0 / 3.0 * math.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
                 key = (types[ta], types[tb])
                 hist[key] = hist.get(key, 0.0) + h / np.maximum(n_pairs * shell / V, 1e-300)
+                if details:
+                    d = info.setdefault(key, {"r_min": math.inf, "n": 0, "r": []})
+                    rs = r[sel]
+                    d["n"] += len(rs)
+                    if len(rs):
+                        d["r_min"] = min(d["r_min"], float(rs.min()))
+                        d["r"].append(np.sort(rs)[:1000])  # the closest pairs (range checks)
     g = {k: v / len(pos) for k, v in hist.items()}
+    if details:
+        for d in info.values():
+            d["r"] = np.sort(np.concatenate(d["r"])) if d["r"] else np.zeros(0)
+        return g, edges, n * len(pos) / vol_sum, info
     return g, edges, n * len(pos) / vol_sum
+
+
+def outside_fraction(reference, test, *, lower: bool = True, upper: bool = True) -> dict:
+    """How much of ``test`` lies outside the range sampled by ``reference`` (1-D samples).
+
+    Returns {"fraction", "count", "expected", "flagged", "range"}: ``expected`` is the count an
+    identical distribution would put beyond the extremes of ``len(reference)`` samples
+    (n_test · k/(n_ref + 1), k = number of open ends checked); ``flagged`` when the count exceeds
+    expected + 3√expected + 3 (sampling where the reference has none: a CG model that leaves
+    the atomistic range, e.g. into a false well of an extrapolated table)."""
+    a = np.asarray(reference, dtype=float)
+    b = np.asarray(test, dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        return {"fraction": None, "count": 0, "expected": None, "flagged": False, "range": None}
+    lo, hi = float(a.min()), float(a.max())
+    out = np.zeros(len(b), dtype=bool)
+    if lower:
+        out |= b < lo
+    if upper:
+        out |= b > hi
+    count = int(out.sum())
+    expected = len(b) * (int(lower) + int(upper)) / (len(a) + 1)
+    return {"fraction": count / len(b), "count": count, "expected": expected,
+            "flagged": bool(count > expected + 3 * math.sqrt(expected) + 3), "range": [lo, hi]}
+
+
+def _pair_outside(ref, test) -> dict:
+    """outside_fraction for pair distances: test pairs closer than the reference's closest."""
+    if not ref or not test or ref["n"] == 0 or test["n"] == 0:
+        return outside_fraction([], [])
+    r_min = ref["r_min"]
+    count = int((test["r"] < r_min).sum())
+    expected = test["n"] / (ref["n"] + 1)
+    return {"fraction": count / test["n"], "count": count, "expected": expected,
+            "flagged": bool(count > expected + 3 * math.sqrt(expected) + 3), "range": [r_min, None]}
 
 
 class StructuralValidation(Analysis):
@@ -146,18 +195,21 @@ class StructuralValidation(Analysis):
                 db = Distribution.from_samples(b[key], bins=self.bins, range=(lo, hi), unit=unit)
                 res["distributions"][type_label(kind, key)] = {
                     "js": js_divergence(da, db), "reference": da, "test": db,
-                    "mean_reference": float(a[key].mean()), "mean_test": float(b[key].mean())}
+                    "mean_reference": float(a[key].mean()), "mean_test": float(b[key].mean()),
+                    "outside_reference": (outside_fraction(a[key], b[key]) if kind != "dihedral" else
+                                          outside_fraction([], []))}
         ref_box, test_box = self.ref[1], self.test[1]
         if ref_box is not None and test_box is not None:
-            ga, edges, rho_a = rdf(*self.ref, self.names, self.topology, self.rdf_max, self.bins)
-            gb, _, rho_b = rdf(*self.test, self.names, self.topology, self.rdf_max, self.bins)
+            ga, edges, rho_a, ia = rdf(*self.ref, self.names, self.topology, self.rdf_max, self.bins, details=True)
+            gb, _, rho_b, ib = rdf(*self.test, self.names, self.topology, self.rdf_max, self.bins, details=True)
             rc = 0.5 * (edges[1:] + edges[:-1])
             for key in ga:
                 pa = Distribution.from_counts(edges, ga[key] * rc ** 2 + 1e-300)
                 pb = Distribution.from_counts(edges, gb[key] * rc ** 2 + 1e-300)
                 res["rdf"][type_label("pair", key)] = {
                     "js": js_divergence(pa, pb), "rms_g": float(np.sqrt(np.mean((ga[key] - gb[key]) ** 2))),
-                    "r": rc, "g_reference": ga[key], "g_test": gb[key]}
+                    "r": rc, "g_reference": ga[key], "g_test": gb[key],
+                    "outside_reference": _pair_outside(ia.get(key), ib.get(key))}
             res["density"] = {"reference_beads_per_A3": rho_a, "test_beads_per_A3": rho_b,
                               "relative_difference": (rho_b - rho_a) / rho_a if rho_a > 0 else None}
         self.results = Results(res)
@@ -169,11 +221,20 @@ class StructuralValidation(Analysis):
         r = self.results
         if not r:
             return {}
+        flagged = sorted([k for k, v in r["distributions"].items() if v["outside_reference"]["flagged"]]
+                         + [k for k, v in r["rdf"].items() if v["outside_reference"]["flagged"]])
         return jsonable({"distributions": {k: {"js_divergence": v["js"], "mean_reference": v["mean_reference"],
-                                      "mean_test": v["mean_test"]} for k, v in r["distributions"].items()},
-                "rdf": {k: {"js_divergence_r2g": v["js"], "rms_g": v["rms_g"]} for k, v in r["rdf"].items()},
+                                      "mean_test": v["mean_test"],
+                                      "outside_reference": v["outside_reference"]}
+                                           for k, v in r["distributions"].items()},
+                "rdf": {k: {"js_divergence_r2g": v["js"], "rms_g": v["rms_g"],
+                            "outside_reference": v["outside_reference"]} for k, v in r["rdf"].items()},
                 "density": r["density"],
-                "note": "Jensen-Shannon divergence in bits (0 identical, 1 disjoint); angles in deg"})
+                "sampling_outside_reference": flagged,
+                "note": "Jensen-Shannon divergence in bits (0 identical, 1 disjoint); angles in deg; "
+                        "outside_reference: fraction/count of CG samples beyond the range the reference "
+                        "samples (pairs: closer than its closest approach), flagged when well above "
+                        "the count an identical distribution would give"})
 
     def plot(self, directory) -> list[Path]:
         """Overlay PNGs: ``distributions.png`` (bonded) and ``rdf.png`` (pairs)."""

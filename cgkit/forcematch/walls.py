@@ -25,6 +25,12 @@ def make_table(it, coef, jk_coef, x_lo, x_hi, points_per_interval):
     if b.periodic:
         n_pts = b.n_intervals * points_per_interval + 1
     x = np.linspace(x_lo, x_hi, n_pts)
+    if it.kind == "angle":  # a grid commensurate with [0, π]: the walls end exactly at 0 and π
+        M = int(math.ceil(math.pi / (b.h / points_per_interval)))
+        hh = math.pi / M
+        i_lo = max(int(math.floor(x_lo / hh + 1e-9)), 0)
+        i_hi = min(max(int(math.ceil(x_hi / hh - 1e-9)), i_lo + 2), M)
+        x = hh * np.arange(i_lo, i_hi + 1)
     h = x[1] - x[0]
     f = b.value(coef, x)
     if b.periodic:
@@ -73,11 +79,15 @@ def add_walls(t: Table, ferr, *, lower: bool, upper: bool):
 
     Unsampled means improbable, i.e. a high free energy: beyond the sampled range the potential
     must rise. Linear continuation of a fitted end slope can point the wrong way (an angle
-    potential falling towards unsampled small angles folds the molecule). The wall
-    U = U_end + U'_end Δ + ½ k Δ² keeps U and U' continuous; k is chosen per end by
-    :func:`wall_stiffness` (the end curvature of the table, a floor, and a turn-round within a
-    tenth of the width for wrong-way slopes). Angles are extended to [0, π]; bonds and pairs by
-    half the width.
+    potential falling towards unsampled small angles folds the molecule; a pair table whose
+    fitted slope is attractive at its closest sampled distance would dig a false well below it).
+    The wall U = U_end + s Δ + ½ k Δ² rises monotonically: s is the end slope U'_end when it
+    points outward-up and 0 when it points the wrong way (then U' jumps there, U stays
+    continuous and the table's minimum stays inside the sampled range); k is chosen per end by
+    :func:`wall_stiffness`. Angles are extended to [0, π] and the wall gets a cubic term that
+    makes dU/dθ = 0 at θ = 0 and π (a potential smooth in Cartesian coordinates; a non-zero
+    slope there makes the bead forces diverge as 1/sin θ) while U' keeps its sign; bonds and
+    pairs are extended by half the width.
     """
     if not (lower or upper):
         return t, ferr
@@ -88,30 +98,38 @@ def add_walls(t: Table, ferr, *, lower: bool, upper: bool):
     hi_x = np.zeros(0)
     if lower:
         end = 0.0 if t.kind == "angle" else max(x[0] - 0.5 * w, 0.0 if t.kind != "pair" else 0.1)
-        n = int(np.floor((x[0] - end) / h))
+        n = int(np.floor((x[0] - end) / h + 1e-6))
         lo_x = x[0] - h * np.arange(n, 0, -1)
     if upper:
         end = math.pi if t.kind == "angle" else x[-1] + 0.5 * w
-        n = int(np.floor((end - x[-1]) / h))
+        n = int(np.floor((end - x[-1]) / h + 1e-6))
         hi_x = x[-1] + h * np.arange(1, n + 1)
     parts_x, parts_U, parts_dU = [], [], []
     if len(lo_x):
         d = lo_x - x[0]  # negative
-        slope = dU[0]
+        slope = min(float(dU[0]), 0.0)  # a wrong-way end slope is not continued: no new minimum
         k = wall_stiffness(x, U, dU, -1.0, w)
+        c = 0.0
+        if t.kind == "angle" and lo_x[0] <= 1e-6:  # dU/dθ = 0 at θ = 0 (smooth in Cartesians)
+            D = x[0] - lo_x[0]
+            c = (k * D - slope) / (3 * D * D)
         parts_x.append(lo_x)
-        parts_U.append(U[0] + slope * d + 0.5 * k * d * d)
-        parts_dU.append(slope + k * d)
+        parts_U.append(U[0] + slope * d + 0.5 * k * d * d + c * d ** 3)
+        parts_dU.append(slope + k * d + 3 * c * d * d)
     parts_x.append(x)
     parts_U.append(U)
     parts_dU.append(dU)
     if len(hi_x):
         d = hi_x - x[-1]
-        slope = dU[-1]
+        slope = max(float(dU[-1]), 0.0)
         k = wall_stiffness(x, U, dU, 1.0, w)
+        c = 0.0
+        if t.kind == "angle" and hi_x[-1] >= math.pi - 1e-6:  # dU/dθ = 0 at θ = π
+            D = hi_x[-1] - x[-1]
+            c = -(slope + k * D) / (3 * D * D)
         parts_x.append(hi_x)
-        parts_U.append(U[-1] + slope * d + 0.5 * k * d * d)
-        parts_dU.append(slope + k * d)
+        parts_U.append(U[-1] + slope * d + 0.5 * k * d * d + c * d ** 3)
+        parts_dU.append(slope + k * d + 3 * c * d * d)
     xx = np.concatenate(parts_x)
     UU = np.concatenate(parts_U)
     if t.kind != "pair":
