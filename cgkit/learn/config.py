@@ -24,7 +24,7 @@ Every key with its default (units: K, fs, eV/Å)::
       model: {preset: small, r_cut: 4.0}          # any `cgkit train` model options
       train: {max_epochs: 40}     # any `cgkit train` keys (loss, optimizer, batch_size, ...)
       warm_start: true            # later iterations start from the previous members' weights
-      warm_start_epochs: 20       # epochs of a warm-started iteration
+      warm_start_train: {max_epochs: 20}   # `cgkit train` keys replacing train's in a warm start
     exploration: {temperatures: [300.0], strains: [0.0], steps: 200, sample_every: 10,
                   timestep_fs: 2.0, friction_per_fs: 0.02}
     trust: {lo: 0.05, hi: 0.5}    # calibrated per-atom force sigma (eV/Å), DP-GEN style
@@ -52,7 +52,7 @@ DEFAULT_CONFIG = {
     "seed": 0,
     "seed_set": {"file": None, "n_rattled": 4, "rattle": 0.1},
     "committee": {"size": 3, "model": {"preset": "small", "r_cut": 4.0}, "train": {"max_epochs": 40},
-                  "warm_start": True, "warm_start_epochs": 20},
+                  "warm_start": True, "warm_start_train": {"max_epochs": 20}},
     "exploration": {"temperatures": [300.0], "strains": [0.0], "steps": 200, "sample_every": 10,
                     "timestep_fs": 2.0, "friction_per_fs": 0.02},
     "trust": {"lo": 0.05, "hi": 0.5},
@@ -63,7 +63,8 @@ DEFAULT_CONFIG = {
     "test": {"file": None},
 }
 
-_FREE = {("committee", "model"), ("committee", "train"), ("labelling", "jobqueue")}
+_FREE = {("committee", "model"), ("committee", "train"), ("committee", "warm_start_train"),
+         ("labelling", "jobqueue")}
 
 
 def merge_config(user: dict, *, where: str = "the learn config") -> dict:
@@ -118,7 +119,6 @@ def validate_config(cfg: dict) -> dict:
     _num(cfg["seed"], "seed", integer=True, minimum=0)
     c = cfg["committee"]
     _num(c["size"], "committee.size", integer=True, minimum=2)
-    _num(c["warm_start_epochs"], "committee.warm_start_epochs", integer=True, minimum=1)
     e = cfg["exploration"]
     for T in e["temperatures"]:
         _num(T, "exploration.temperatures", minimum=0)

@@ -47,10 +47,11 @@ class ExplorationResult:
     inspected frame below hi in ``frames`` when asked for (``keep_all=True``: the pool a random
     selection draws from), the σ trace
     ``steps``/``sigma_max`` of the inspected steps, the counts per class and why it ended
-    (``'completed'`` or ``'uncertainty above hi at step N'``)."""
+    (``'completed'`` or ``'uncertainty above hi at step N'``, then ``failed`` holds that frame)."""
 
     candidates: list = field(default_factory=list)
     frames: list = field(default_factory=list)
+    failed: object = None
     steps: list = field(default_factory=list)
     sigma_max: list = field(default_factory=list)
     counts: dict = field(default_factory=lambda: {"accurate": 0, "candidate": 0, "failed": 0})
@@ -103,6 +104,9 @@ def explore(committee, atoms, *, temperature_K: float, n_steps: int, timestep_fs
         res.counts[cls] += 1
         if cls == "failed":
             res.stopped = f"uncertainty above hi at step {done}"
+            res.failed = a.copy()
+            res.failed.calc = None
+            res.failed.info.update(sigma_max=sigma, temperature_K=float(temperature_K), md_step=done)
             break
         if cls == "candidate" or keep_all:
             c = a.copy()

@@ -190,7 +190,7 @@ class ActiveLearning(Analysis):
             prev = self.out / f"iter_{it - 1:03d}" / f"member_{m}" / "model.pt"
             if it > 0 and c["warm_start"] and prev.is_file():
                 tcfg["model"] = {"file": str(prev)}
-                tcfg["max_epochs"] = int(c["warm_start_epochs"])
+                tcfg.update(copy.deepcopy(c["warm_start_train"] or {}))
             else:
                 tcfg["model"] = {**c["model"], "species": list(self.config["species"])}
             self._say(f"iteration {it}: training member {m + 1}/{c['size']} on {len(keys)} labels")
@@ -213,20 +213,21 @@ class ActiveLearning(Analysis):
         except InputError:
             return Calibration()
 
-    def _explore(self, it: int, committee) -> tuple[list, list, dict]:
+    def _explore(self, it: int, committee) -> tuple[list, list, list, dict]:
         from ase.io import read, write
         d = self.out / f"iter_{it:03d}"
         marker = d / "exploration.json"
-        cand_file, pool_file = d / "candidates.traj", d / "explored.traj"
+        cand_file, pool_file, fail_file = d / "candidates.traj", d / "explored.traj", d / "failed.traj"
         if marker.is_file():
             info = loads_strict(marker.read_text())
             cands = read(str(cand_file), ":") if info["n_candidates"] else []
             pool = read(str(pool_file), ":") if info["n_pool"] else []
-            return cands, pool, info
+            failed = read(str(fail_file), ":") if info.get("n_failed_frames") else []
+            return cands, pool, failed, info
         e = self.config["exploration"]
         trust = TrustLevels(float(self.config["trust"]["lo"]), float(self.config["trust"]["hi"]))
         keep_all = self.config["selection"].get("method", "fps") == "random"
-        cands, pool = [], []
+        cands, pool, failed = [], [], []
         counts = {"accurate": 0, "candidate": 0, "failed": 0}
         stopped = []
         jobs = [(s, a, T, eps) for s, a in enumerate(self.structures) for T in e["temperatures"]
@@ -244,6 +245,9 @@ class ActiveLearning(Analysis):
                 c.info.update(structure=s, strain=float(eps))
             cands += res.candidates
             pool += res.frames
+            if res.failed is not None:
+                res.failed.info.update(structure=s, strain=float(eps))
+                failed.append(res.failed)
             for k in counts:
                 counts[k] += res.counts[k]
             if res.stopped != "completed":
@@ -252,16 +256,17 @@ class ActiveLearning(Analysis):
             el = time.time() - t0
             self._say(f"iteration {it}: explored {j + 1}/{len(jobs)} runs ({counts['candidate']} candidates; "
                       f"ETA {el / (j + 1) * (len(jobs) - j - 1):.0f} s)")
-        for path, frames in ((cand_file, cands), (pool_file, pool)):
+        for path, frames in ((cand_file, cands), (pool_file, pool), (fail_file, failed)):
             if frames:
                 tmp = path.with_name(f".{path.name}.partial")
                 write(str(tmp), frames, format="traj")
                 tmp.replace(path)
         n_inspected = sum(counts.values())
         info = {"counts": counts, "n_inspected": n_inspected, "n_candidates": len(cands), "n_pool": len(pool),
+                "n_failed_frames": len(failed),
                 "candidate_fraction": counts["candidate"] / max(n_inspected, 1), "stopped_runs": stopped}
         write_json(marker, info)
-        return cands, pool, info
+        return cands, pool, failed, info
 
     def _select(self, it: int, cands: list, pool: list, keys: list[str], n: int) -> list:
         d = self.out / f"iter_{it:03d}"
@@ -332,12 +337,19 @@ class ActiveLearning(Analysis):
             if stopped:
                 state["final"] = {"iteration": it, "n_labels": len(keys), "test": test}
                 break
-            cands, pool, info = self._explore(it, committee)
-            if info["candidate_fraction"] < float(st["candidate_fraction"]):
-                stopped = (f"converged: {info['candidate_fraction']:.3f} of the explored frames are "
-                           f"candidates (< {st['candidate_fraction']})")
+            cands, pool, failed, info = self._explore(it, committee)
+            unsure = 1.0 - info["counts"]["accurate"] / max(info["n_inspected"], 1)
+            if unsure < float(st["candidate_fraction"]):
+                stopped = (f"converged: {unsure:.3f} of the explored frames are candidates or beyond "
+                           f"trust.hi (< {st['candidate_fraction']})")
                 state["final"] = {"iteration": it, "n_labels": len(keys), "test": test}
                 break
+            if not cands and failed and self.config["selection"].get("method", "fps") != "random":
+                # every trajectory left the trusted region before giving a candidate: label the
+                # frames where they did (the first beyond hi, still close to a valid start)
+                self._say(f"iteration {it}: no candidates between the trust levels; selecting among the "
+                          f"{len(failed)} frames where runs exceeded trust.hi")
+                cands = failed
             n = min(int(self.config["selection"]["max_per_iteration"]), int(st["label_budget"]) - len(keys))
             chosen = self._select(it, cands, pool, keys, n)
             self._say(f"iteration {it}: labelling {len(chosen)} selected frames "

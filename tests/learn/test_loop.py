@@ -27,7 +27,7 @@ TINY = {
     "structures": [{"bulk": "Cu", "crystalstructure": "fcc", "a": 3.61, "cubic": True}],
     "seed_set": {"n_rattled": 3, "rattle": 0.1},
     "committee": {"size": 2, "model": {"preset": "small", "r_cut": 3.5, "channels": 4, "l_max": 1, "n_layers": 1},
-                  "train": {"max_epochs": 3, "batch_size": 2}, "warm_start_epochs": 2},
+                  "train": {"max_epochs": 3, "batch_size": 2}, "warm_start_train": {"max_epochs": 2}},
     "exploration": {"temperatures": [600.0], "steps": 20, "sample_every": 5},
     "trust": {"lo": 0.0, "hi": 100.0},
     "selection": {"max_per_iteration": 2},
