@@ -840,7 +840,8 @@ class Phonons(Analysis):
         ax.set_xlim(r["band"]["label_positions"][0], r["band"]["label_positions"][-1])
         ax.set_ylabel("Frequency (THz)")
         ax.set_xlabel("Wave vector")
-        ax.set_title(title or f"Phonons ({r['method'].replace('_', ' ')})")
+        nac = ", non-analytic correction (LO–TO)" if "nac" in r else ""
+        ax.set_title(title or f"Phonons ({r['method'].replace('_', ' ')}{nac})")
         axd.plot(r["dos"]["dos"], r["dos"]["frequencies"], color="k", lw=1.0)
         axd.set_xlabel("DOS (states/THz)")
         axd.set_xlim(left=0)

@@ -157,10 +157,10 @@ def test_md_timestep_of_the_ionic_crystal_is_that_of_the_supercell_hessian(fast_
 
 
 @needs_lammps
-def test_elastic_constants_equal_lammps_finite_strain(tmp_path):
+@pytest.mark.parametrize("cutoff", [5.0, 8.0])
+def test_elastic_constants_equal_lammps_finite_strain(tmp_path, cutoff):
     from cgkit.properties.elastic import ElasticConstants, strain_matrix
     from cgkit.units import EV_PER_A3_TO_GPA
-    cutoff = 5.0
     atoms = _nacl()
     ec = ElasticConstants(atoms, _nacl_pot(cutoff), method="analytic").run()
     C = np.asarray(ec.results["C_relaxed"])
@@ -176,7 +176,8 @@ def test_elastic_constants_equal_lammps_finite_strain(tmp_path):
     voigt = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
     sig = np.array([[o["stress"][a, b] for a, b in voigt] for o in out]).reshape(6, 4, 6)
     C_lmp = ((sig[:, 0] - 8 * sig[:, 1] + 8 * sig[:, 2] - sig[:, 3]) / (12 * h)).T * EV_PER_A3_TO_GPA
-    print("C (GPa) cgkit analytic:\n", np.round(C, 3), "\nLAMMPS finite strain:\n", np.round(C_lmp, 3))
+    print("C (GPa) cgkit analytic:\n", np.round(C, 3), "\nLAMMPS finite strain:\n", np.round(C_lmp, 3),
+          f"\nmax difference {np.abs(C - C_lmp).max():.2e} GPa")
     assert np.abs(C - C_lmp).max() < 0.1
     assert np.abs(C[0, 0]) > 10  # a real, non-trivial tensor
 
@@ -217,10 +218,21 @@ def test_cli_nac_bands_and_refusals(tmp_path, capsys):
     write(tmp_path / "charged.extxyz", a)
     refused(["phonons", "--structure", tmp_path / "charged.extxyz", "--potential", "cgkit:coulomb",
              "--nac", "--supercell", "1", "1", "1", "--out", tmp_path / "x3"], "charge")
+    # ... and through another command, where cgkit.electrostatics refuses the net charge
+    assert main(["elastic", "--structure", str(tmp_path / "charged.extxyz"), "--potential",
+                 "cgkit:coulomb", "--out", str(tmp_path / "x6")]) == 1
+    err = capsys.readouterr().err
+    assert "cgkit elastic: error:" in err and "net charge" in err, err
+    # SPC/Fw on something that is not water
+    write(tmp_path / "notwater.extxyz", _nacl())
+    assert main(["md", "--structure", str(tmp_path / "notwater.extxyz"), "--potential", "cgkit:spcfw",
+                 "--steps", "2", "--out", str(tmp_path / "x7")]) == 1
+    err = capsys.readouterr().err
+    assert "cgkit md: error:" in err and "not known" in err, err
     # --epsilon-inf without --nac, and a tensor below 1
     refused(base + nacl + ["--epsilon-inf", "2", "--out", tmp_path / "x4"], "--nac")
     refused(base + nacl + ["--nac", "--epsilon-inf", "0.5", "--out", tmp_path / "x5"], "epsilon_inf")
-    for k in range(1, 6):
+    for k in range(1, 8):
         assert not (tmp_path / f"x{k}").exists()
 
 
