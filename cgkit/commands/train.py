@@ -196,6 +196,13 @@ def _report(tr) -> None:
     r = tr.results
     out = tr.out
     print(json.dumps(r["validation"], indent=2))
+    test = r.get("test")
+    if test:
+        f = test["forces"]
+        print(f"test set ({test['n_structures']} structures): energy MAE "
+              f"{1000 * test['energy']['mae_eV_per_atom']:.4g} meV/atom (mean offset removed "
+              f"{1000 * test['energy']['centered_mae_eV_per_atom']:.4g})"
+              + (f", force MAE {1000 * f['mae_eV_per_A']:.4g} meV/Å" if f else "") + " (summary.json 'test')")
     mae = r["validation"].get("forces_mae_eV_per_A")
     mae_s = f", validation force MAE {mae:.4g} eV/Å" if mae is not None else ""
     print(f"wrote {out / 'model.pt'} (best of {r['epochs']} epochs: epoch {r['best_epoch']} in "

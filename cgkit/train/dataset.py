@@ -60,7 +60,7 @@ def load_structures(path) -> list:
     from ase.io import read
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"training data file '{path}' does not exist; give an extxyz file")
+        raise InputError(f"data file '{path}' does not exist; give an extxyz file")
     try:
         frames = read(str(path), index=":")
     except Exception as exc:  # noqa: BLE001 - any parser error means an unreadable file

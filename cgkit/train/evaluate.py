@@ -217,6 +217,10 @@ class Evaluation(Analysis):
         graphs = graphs_from_atoms(self.frames, self.type_names, m.cutoff, dtype=m.dtype,
                                    vector_key=self.vector_key, tensor_key=self.tensor_key,
                                    source=self.source)
+        for opt, key in ((self.vector_key, "vectors"), (self.tensor_key, "tensors")):
+            if opt and not any(key in g.targets for g in graphs):
+                raise InputError(f"no frame of {self.source or 'the data'} has info['{opt}'] "
+                                 f"(--{key[:-1]}-key); give the key the frames store or drop the option")
         for key in ("vectors", "tensors"):
             if any(key in g.targets for g in graphs) and getattr(m, f"{key[:-1]}_head", None) is None:
                 raise InputError(f"the data hold {key} ({'vector' if key == 'vectors' else 'tensor'}_key) "

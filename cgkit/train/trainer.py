@@ -983,6 +983,12 @@ class Trainer(Analysis):
                              label="energy MAE (meV/atom)")
             axes[1].legend()
         axes[1].set_xlabel("epoch")
+        two = [r["epoch"] for r in rows if r.get("stage") == 2]
+        if two:  # stage two (other loss weights: the loss curve jumps there)
+            for ax in axes:
+                ax.axvline(two[0] - 0.5, color="grey", ls=":", lw=1)
+            axes[0].text(two[0] - 0.5, 0.98, " stage two", transform=axes[0].get_xaxis_transform(),
+                         va="top", fontsize=8, color="grey")
         fig.tight_layout()
         path = directory / "learning_curve.png"
         tmp = directory / ".learning_curve.png.tmp"

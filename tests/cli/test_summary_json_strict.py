@@ -78,6 +78,7 @@ CASES = [
     ("elastic-analytic", ["elastic", "--structure", "{d}/Si8.extxyz", "--potential", "cgkit:sw", "--out", "{o}"], ()),
     ("train", ["train", "{d}/config.yaml", "--output", "{o}"], ()),
     ("train-ensemble", ["train", "{d}/config.yaml", "--ensemble", "2", "--output", "{o}"], ()),
+    ("evaluate", ["evaluate", "cgkit:sw", "{d}/sw.xyz", "--out", "{o}"], ()),
     ("pareto", ["pareto", "{d}/config.yaml", "--held-out", "{d}/sw.xyz", "--energy-weights", "1",
                 "--forces-weights", "1,10", "--max-epochs", "2", "--out", "{o}"], ()),
 ]

@@ -80,7 +80,7 @@ def test_molecule_qm_example_trains_and_its_test_metrics_equal_cgkit_evaluate(tm
             if m != "per_species":
                 assert ev[key][m] == pytest.approx(v, rel=1e-6, abs=1e-7), (key, m)
     assert set(ev["forces"]["per_species"]) == {"C", "H", "O"}
-    capsys.readouterr()
+    assert "test set (3 structures): energy MAE" in capsys.readouterr().out
 
 
 def _documented_keys():

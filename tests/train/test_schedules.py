@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from ase.io import read
 
 import cgkit
