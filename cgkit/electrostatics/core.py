@@ -40,7 +40,7 @@ K_E = K.K_E
 METHODS = ("auto", "ewald", "pme", "direct", "slab", "dsf")
 
 #: periodic structures with at least this many atoms use PME under method="auto"
-PME_THRESHOLD = 2000
+PME_THRESHOLD = 150
 
 _AXES = "xyz"
 
@@ -130,7 +130,9 @@ class Electrostatics:
 
     Parameters
     ----------
-    method : "auto" — Ewald for periodic cells with fewer than 2000 atoms, PME above, the
+    method : "auto" — Ewald for periodic cells with fewer than 150 atoms (the measured
+        crossover at accuracy 1e-5, benchmarks/electrostatics.py), above that the cheaper of Ewald
+        and PME by a cost estimate (Ewald for tight accuracies), the
         slab method for cells periodic in two directions, a direct sum for open structures;
         "ewald" | "pme" (smooth particle-mesh Ewald) | "direct" (open boundaries, all pairs) |
         "slab" (two periodic directions, Yeh–Berkowitz correction) | "dsf" (damped shifted
@@ -194,13 +196,22 @@ class Electrostatics:
     def slab_factor(self) -> float:
         return 3.0 if isinstance(self.slab, bool) else float(self.slab)
 
-    def resolve_method(self, pbc, n: int) -> str:
-        """The method used for a structure with this ``pbc`` and ``n`` atoms."""
+    def resolve_method(self, pbc, n: int, cell=None) -> str:
+        """The method used for a structure with this ``pbc``, ``n`` atoms and ``cell``.
+
+        "auto" in a periodic cell: Ewald below ``PME_THRESHOLD`` atoms; above, whichever of
+        Ewald and PME has the lower estimated cost at this accuracy (PME meshes grow fast for
+        tight accuracies)."""
         pbc = _as_pbc(pbc)
         if self.method != "auto":
             return self.method
         if pbc.all():
-            return "pme" if n >= PME_THRESHOLD else "ewald"
+            if n < PME_THRESHOLD or cell is None:
+                return "ewald" if n < PME_THRESHOLD else "pme"
+            cell_np = np.asarray(cell.detach().cpu() if torch.is_tensor(cell) else cell, dtype=np.float64)
+            volume = abs(float(np.linalg.det(cell_np)))
+            return "pme" if self._pme_params(cell_np, volume, n)["_cost"] <= \
+                self._ewald_params(cell_np, volume, n, with_m=False)["_cost"] else "ewald"
         if not pbc.any():
             return "direct"
         if pbc.sum() == 2:
@@ -215,7 +226,7 @@ class Electrostatics:
         with ``n_kvectors``) for Ewald/slab or ``mesh`` and ``order`` for PME."""
         cell_np = np.asarray(cell.detach().cpu() if torch.is_tensor(cell) else cell, dtype=np.float64)
         pbc = _as_pbc(pbc)
-        method = self.resolve_method(pbc, n)
+        method = self.resolve_method(pbc, n, cell_np)
         if method == "direct":
             return {"method": "direct"}
         if method == "dsf":
@@ -223,11 +234,10 @@ class Electrostatics:
         if method == "slab":
             cell_np = _slab_cell_numpy(cell_np, pbc, None, self.slab_factor)
         volume = abs(float(np.linalg.det(cell_np)))
-        if method == "pme":
-            return {"method": "pme", **self._pme_params(cell_np, volume, n)}
-        return {"method": method, **self._ewald_params(cell_np, volume, n)}
+        par = self._pme_params(cell_np, volume, n) if method == "pme" else self._ewald_params(cell_np, volume, n)
+        return {"method": method, **{k: v for k, v in par.items() if not k.startswith("_")}}
 
-    def _ewald_params(self, cell: np.ndarray, volume: float, n: int) -> dict:
+    def _ewald_params(self, cell: np.ndarray, volume: float, n: int, with_m: bool = True) -> dict:
         eps = self.accuracy * _MARGIN
         s_r = _erfc_inv_small(eps)
         s_k = math.sqrt(-math.log(eps))
@@ -241,8 +251,14 @@ class Electrostatics:
             alpha = max(a6, 1e-300) ** (1.0 / 6.0)
             r_cut = s_r / alpha
         k_cut = 2.0 * alpha * s_k
+        n_pairs = (2.0 * math.pi / 3.0) * r_cut ** 3 * n * n / volume
+        n_khalf = volume * k_cut ** 3 / (12.0 * math.pi ** 2)
+        cost = _COST_PAIR * n_pairs + _COST_KTERM * n_khalf * n
+        if not with_m:
+            return {"alpha": alpha, "r_cut": r_cut, "k_max": k_cut, "_cost": cost}
         m = K.kvector_indices(cell, k_cut)
-        return {"alpha": alpha, "r_cut": r_cut, "k_max": k_cut, "n_kvectors": 2 * len(m), "_m": m}
+        return {"alpha": alpha, "r_cut": r_cut, "k_max": k_cut, "n_kvectors": 2 * len(m), "_m": m,
+                "_cost": cost}
 
     def _pme_mesh(self, cell: np.ndarray, alpha: float) -> tuple[int, int, int]:
         eps, p = self.accuracy * _MARGIN, self.pme_order
@@ -265,6 +281,9 @@ class Electrostatics:
             r_cut = self.cutoff
             alpha = s_r / r_cut
             mesh = self._pme_mesh(cell, alpha)
+            ng = mesh[0] * mesh[1] * mesh[2]
+            cost = (_COST_PAIR * (2.0 * math.pi / 3.0) * r_cut ** 3 * n * n / volume
+                    + _COST_GRID * ng * math.log2(ng))
         else:
             best = None
             for r_cut in np.arange(4.0, 16.01, 0.25):
@@ -275,9 +294,9 @@ class Electrostatics:
                         + _COST_GRID * ng * math.log2(ng))
                 if best is None or cost < best[0]:
                     best = (cost, r_cut, alpha, mesh)
-            _, r_cut, alpha, mesh = best
+            cost, r_cut, alpha, mesh = best
         return {"alpha": float(alpha), "r_cut": float(r_cut), "mesh": tuple(int(k) for k in mesh),
-                "order": self.pme_order}
+                "order": self.pme_order, "_cost": cost}
 
     # ------------------------------------------------------------------ evaluation
     def energy(self, positions, charges, cell, pbc, exclusions: Exclusions | None = None) -> torch.Tensor:
@@ -296,7 +315,7 @@ class Electrostatics:
         n = positions.shape[0]
         dtype = positions.dtype
         tiny = 4.0 * float(torch.finfo(dtype).eps)
-        method = self.resolve_method(pbc, n)
+        method = self.resolve_method(pbc, n, cell)
         if method in ("ewald", "pme", "slab") and self.accuracy < tiny:
             raise InputError(
                 f"accuracy {self.accuracy:g} cannot be reached in {str(dtype).replace('torch.', '')} "

@@ -129,6 +129,11 @@ def test_ewald_equals_lammps_and_pymatgen_1000_ions():
     assert abs(E - E_l) / abs(E_l) < 1e-6
     assert rel(F, F_l) < 1e-6
     assert rel(S, S_l) < 1e-6
+    # PME on the same 1000 ions, within its requested accuracy of the Ewald result
+    scale = K_E * np.mean(q ** 2)
+    Ep, Fp, Sp, _ = evaluate(Electrostatics(method="pme", accuracy=1e-6), pos, q, cell, [True] * 3)
+    assert abs(Ep - E) / len(q) < 1e-6 * scale
+    assert np.abs(Fp - F).max() < 1e-6 * scale
     if have_pymatgen():
         E_p, F_p = run_pymatgen(pos, q, cell, accuracy=14.0)
         assert abs(E - E_p) / abs(E_p) < 1e-6

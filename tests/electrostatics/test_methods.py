@@ -24,8 +24,9 @@ def ionic120():
     return cell, pos, q, ref
 
 
-@pytest.mark.parametrize("accuracy", [1e-4, 1e-6])
-@pytest.mark.parametrize("order", [4, 6])
+@pytest.mark.parametrize("accuracy,order", [(1e-4, 4), (1e-6, 6),
+                                            pytest.param(1e-6, 4, marks=pytest.mark.slow),
+                                            pytest.param(1e-4, 6, marks=pytest.mark.slow)])
 def test_pme_equals_ewald_to_requested_accuracy(ionic120, accuracy, order):
     cell, pos, q, (E0, F0, S0, e0) = ionic120
     es = Electrostatics(method="pme", accuracy=accuracy, pme_order=order)
