@@ -22,6 +22,10 @@ error) and the fraction of points within 2 σ_VOTCA, for three cgkit runs:
   shows that the remaining differences come from that gradient.
 
     python benchmarks/votca_parity.py [--frames 40] [--block 10]
+    python benchmarks/votca_parity.py --water-psf cg.psf --water-trr cg.trr [--frames 40]
+
+``--water-*``: also compare one-bead SPC/E water (a CG trajectory mapped by ``cgkit map``, e.g.
+the water case study's) with the grid of VOTCA's ``spce/force_matching/fmatch.xml``.
 """
 from __future__ import annotations
 
@@ -60,7 +64,73 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--block", type=int, default=10)
+    ap.add_argument("--water-psf", help="one-bead water CG topology (PSF of `cgkit map`)")
+    ap.add_argument("--water-trr", help="one-bead water CG trajectory with mapped forces")
     args = ap.parse_args(argv)
+    rc = _hexane(args)
+    if rc == 0 and args.water_psf and args.water_trr:
+        rc = _water(args)
+    return rc
+
+
+def _water(args) -> int:
+    from cgkit.forcematch import SplineForceMatching
+    from cgkit.forcematch.votca import (KJ_PER_MOL_NM_PER_EV_PER_A, read_votca_settings, read_votca_table,
+                                        votca_options)
+    from cgkit.trajectory import read_cg_arrays
+    src = Path("/usr/share/votca/csg-tutorials/spce/force_matching/fmatch.xml")
+    P, F, B, tn, sp, _, top = read_cg_arrays(args.water_psf, args.water_trr)
+    n = min(args.frames, len(P))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        opts = re.sub(r"<frames_per_block>\s*\d+\s*</frames_per_block>",
+                      f"<frames_per_block>{args.block}</frames_per_block>", src.read_text())
+        (tmp / "fmatch.xml").write_text(opts)
+        (tmp / "topol.xml").write_text(f"""<topology><molecules><molecule name="SOL" nmols="{len(sp)}" nbeads="1">
+<bead name="W" type="{tn[0]}" mass="18.0154" q="0"/></molecule></molecules></topology>
+""")
+        t0 = time.perf_counter()
+        run = subprocess.run([shutil.which("csg_fmatch"), "--top", "topol.xml", "--trj", str(Path(args.water_trr).resolve()),
+                              "--no-map", "--options", "fmatch.xml", "--nframes", str(n)], cwd=tmp,
+                             capture_output=True, text=True)
+        t_votca = time.perf_counter() - t0
+        if run.returncode != 0:
+            print(run.stdout[-3000:], run.stderr[-3000:])
+            return 1
+        st = read_votca_settings(tmp / "fmatch.xml", interactions=[f"pair {tn[0]}-{tn[0]}"])
+        fm_kw, solve_kw = votca_options(st)
+        (lab, name), = st.names.items()
+        x, fv, ev = read_votca_table(tmp / f"{name}.force", "pair")
+    out = {}
+    for mode in ("cgkit", "cgkit-votca"):
+        kw, skw = dict(fm_kw), dict(solve_kw)
+        if mode == "cgkit":
+            kw.update(outside="drop", block_size=args.block)
+            skw = {}
+        t0 = time.perf_counter()
+        fm = SplineForceMatching(tn, sp, top, **kw)
+        fm.accumulate(P[:n], F[:n], B[:n], progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = fm.solve(**skw)
+        out[mode] = (res.tables[0], time.perf_counter() - t0)
+        basis, c = fm.interactions[0].basis, fm.normal_equations.counts[0]
+    iv = np.clip(((x - basis.x_min) / basis.h).astype(int), 0, basis.n_intervals - 1)
+    ok = (c[iv] >= 10) & (x < basis.x_max - 1e-9)
+    print(f"\none-bead SPC/E water ({len(sp)} beads), {n} frames, VOTCA spce tutorial grid, {args.block} frames "
+          f"per block; csg_fmatch {t_votca:.2f} s, "
+          + ", ".join(f"{k} {v[1]:.2f} s ({v[1] / t_votca:.2f}x)" for k, v in out.items()))
+    for mode, (t, _) in out.items():
+        d = t(x[ok])[1] - fv[ok]
+        z = np.abs(d) / np.maximum(ev[ok], 1e-300)
+        print(f"{lab:13s} {x[ok].min() / 10:.3g}-{x[ok].max() / 10:.3g} nm {mode:>17s} "
+              f"relRMS {np.sqrt(np.mean(d ** 2) / np.mean(fv[ok] ** 2)):.3f} mean Δ "
+              f"{d.mean() * KJ_PER_MOL_NM_PER_EV_PER_A:+.2f} kJ/mol/nm, med|Δ|/σ {np.median(z):.2f}, "
+              f"≤2σ {np.mean(z <= 2):.2f}")
+    return 0
+
+
+def _hexane(args) -> int:
     csg = shutil.which("csg_fmatch")
     if csg is None or not TUTORIAL.exists():
         print("needs VOTCA csg_fmatch and votca-tutorials (apt-get install votca votca-tutorials)")

@@ -33,6 +33,7 @@ _EPILOG = """examples:
   cgkit fm --cg-trajectory part1.trr --cg-topology cg.psf --stop 5000 --out p1   # chunk 1
   cgkit fm --cg-trajectory part2.trr --cg-topology cg.psf --grids-from p1 --add p1/normal_equations.npz --out all
   cgkit fm --cg-trajectory cg/cg.trr --cg-topology cg/cg.psf --bonded ibi --temperature 300 --out hybrid/
+  cgkit fm --mapping hexane.xml --topology topol.tpr --trajectory traj.trr --votca-settings fmatch.xml --out fm/
 
 Grids: pairs [auto closest approach, --pair-cutoff] Å; bonds/angles from the observed range
 (first --scan-frames frames); dihedrals [-180, 180) deg. Override with --grid, e.g.
@@ -75,14 +76,24 @@ def register(subparsers):
     add_cg_md_options(hy, aliases={"--ibi-steps": "md_steps", "--ibi-equilibration": "equilibration"})
     add_seed_option(hy)
     p.add_argument("--model", choices=("spline", "nn"), default="spline",
-                   help="spline MS-CG (default); nn = equivariant network on the bead graph trained on "
+                   help="spline MS-CG (default); nn = a many-body network on the bead graph trained on "
                         "the forces the spline fit (the prior) leaves unexplained")
     nn = p.add_argument_group("neural CG potential (--model nn)")
-    nn.add_argument("--nn-frames", type=int, default=200, help="frames kept for network training (default 200)")
-    nn.add_argument("--nn-rcut", type=float, default=6.0, help="network cutoff, Å (default 6)")
-    nn.add_argument("--nn-channels", type=int, default=16, help="features per irrep (default 16)")
-    nn.add_argument("--nn-lmax", type=int, default=1, help="highest angular momentum (default 1)")
-    nn.add_argument("--nn-epochs", type=int, default=50, help="maximum epochs (early stopping on a 20%% split)")
+    nn.add_argument("--nn-kind", choices=("descriptor", "ennp"), default="descriptor",
+                    help="descriptor = invariant many-body bead model (radial densities and first-shell "
+                         "angular invariants, MLP; minutes), ennp = equivariant network (slow on "
+                         "thousands of beads)")
+    nn.add_argument("--nn-frames", type=int, default=200,
+                    help="frames kept for network training (the descriptor model trains on 60 of them, "
+                         "evenly spaced)")
+    nn.add_argument("--nn-rcut", type=float, default=None,
+                    help="network cutoff, Å (default 5 for descriptor, 6 for ennp)")
+    nn.add_argument("--nn-channels", type=int, default=16, help="ennp: features per irrep (default 16)")
+    nn.add_argument("--nn-lmax", type=int, default=None,
+                    help="highest angular momentum (default 6 for descriptor, 1 for ennp)")
+    nn.add_argument("--nn-epochs", type=int, default=None,
+                    help="maximum epochs, early stopping on a 20%% split (default 30 for descriptor, 50 "
+                         "for ennp)")
     g = p.add_argument_group("grids")
     g.add_argument("--pair-cutoff", type=float, default=10.0, help="non-bonded cutoff, Å (default 10)")
     g.add_argument("--pair-spacing", type=float, default=0.1, help="pair spline knot spacing, Å (default 0.1)")
@@ -94,6 +105,19 @@ def register(subparsers):
     g.add_argument("--scan-frames", type=int, default=20,
                    help="frames scanned to choose the grid ranges automatically (default 20)")
     g.add_argument("--grids-from", help="reuse the grids of a previous run's folder (for --add)")
+    g.add_argument("--threebody", action="append", default=[], metavar="SPEC",
+                   help='three-body term "C-N1-N2:a=Å:gamma=Å[:basis=spline|cos2][:spacing=Δcosθ]" '
+                        "(E = Σ f(cos θ) exp(γ/(r_ij-a)) exp(γ/(r_ik-a)), f fitted; repeatable)")
+    g.add_argument("--votca-settings",
+                   help="VOTCA fmatch.xml / settings.xml: fit exactly its interactions on its grids (nm, rad "
+                        "converted to Å, deg) with its frames_per_block as --block-size")
+    g.add_argument("--votca-mapping",
+                   help="VOTCA mapping XML (the --cg file of csg_fmatch) naming the bonded interactions of "
+                        "--votca-settings (default: --mapping when it is a VOTCA XML)")
+    g.add_argument("--votca-conventions", action="store_true",
+                   help="with --votca-settings: solve as csg_fmatch does (natural splines, mean of block "
+                        "solutions with VOTCA's block errors, samples outside a grid extrapolated, no "
+                        "regularisation, untrimmed tables)")
     s = p.add_argument_group("solver")
     s.add_argument("--method", choices=("ridge", "lstsq"), default="ridge",
                    help="ridge: regularised (default); lstsq: no regularisation, errors on singular systems")
@@ -172,6 +196,30 @@ def _cg_source(args):
     return type_names, species, masses, top, frames(), source
 
 
+def _parse_threebody(spec: str):
+    """``"C-N1-N2:a=4.5:gamma=1.2[:basis=cos2][:spacing=0.1]"`` → ThreeBody."""
+    from ..errors import InputError
+    from ..forcematch.threebody import ThreeBody
+    head, *rest = spec.split(":")
+    types = head.strip().split("-")
+    kw = {}
+    for item in rest:
+        k, sep, v = item.partition("=")
+        k = k.strip()
+        if not sep or k not in ("a", "gamma", "basis", "spacing"):
+            raise InputError(f'--threebody "{spec}": expected KEY=VALUE with KEY a, gamma, basis or spacing, got "{item}"')
+        if k == "basis":
+            kw[k] = v.strip()
+        else:
+            try:
+                kw[k] = float(v)
+            except ValueError:
+                raise InputError(f'--threebody "{spec}": {k} must be a number, got "{v}"') from None
+    if "a" not in kw or "gamma" not in kw:
+        raise InputError(f'--threebody "{spec}": give a=<cutoff Å> and gamma=<Å>, e.g. "W-W-W:a=4.5:gamma=1.2"')
+    return ThreeBody(types, **kw)
+
+
 def _reference_frames(frames, limit: int, source: str):
     """Positions (n, n_beads, 3) Å and boxes (n, 3, 3) or None of the first ``limit`` frames."""
     import numpy as np
@@ -234,6 +282,12 @@ def _run(args) -> int:
     from ..outputs import OutputFolder
 
     engines, user, grids_from, added = _check_options(args)
+    if args.threebody:
+        for spec in args.threebody:
+            _parse_threebody(spec)  # refuse a malformed spec before reading any frame
+        if args.bonded != "fm":
+            raise InputError("--threebody works with --bonded fm only (the hybrid recipe's final potential "
+                             "holds tables only)")
     t_start = time.perf_counter()
     type_names, species, masses, top, frames, source = _cg_source(args)
     ref = None
@@ -262,6 +316,17 @@ def _run(args) -> int:
         grids = suggest_grids(type_names, species, top, pos0,
                               [b[2] for b in buf] if buf[0][2] is not None else None,
                               pair_cutoff=args.pair_cutoff)
+    votca = None
+    if args.votca_settings:
+        from ..forcematch.votca import read_votca_settings, votca_options
+        vmap = args.votca_mapping or (args.mapping if args.mapping and str(args.mapping).lower().endswith(".xml")
+                                      else None)
+        votca = read_votca_settings(args.votca_settings, interactions=list(grids), mapping=vmap)
+        absent = sorted(set(votca.grids) - set(grids))
+        if absent:
+            raise InputError(f"--votca-settings: {args.votca_settings} defines {absent}, which this CG system "
+                             f"does not have (it has {sorted(grids)}); check the bead types / mapping")
+        grids = dict(votca.grids)
     spacing = {"pair": args.pair_spacing, "bond": args.bond_spacing, "angle": args.angle_spacing,
                "dihedral": args.dihedral_spacing}
     full = {}
@@ -269,12 +334,36 @@ def _run(args) -> int:
         kind = Interaction.parse(label).kind
         if kind == "pair" and args.no_pairs:
             continue
-        full[label] = args.dihedral_spacing if kind == "dihedral" else (rng[0], rng[1], spacing[kind])
+        if votca is not None:
+            full[label] = rng
+        else:
+            full[label] = args.dihedral_spacing if kind == "dihedral" else (rng[0], rng[1], spacing[kind])
     full.update(user)
     fm_kw = dict(pair=None if args.no_pairs else (0.0, args.pair_cutoff, args.pair_spacing), dihedral=None,
                  grids=full, block_size=args.block_size, on_empty="drop" if args.drop_empty else "error",
                  check=False)
     solve_kw = dict(method=args.method, ridge=args.ridge, smooth=args.smooth, min_samples=args.min_samples)
+    if args.threebody:
+        fm_kw["threebody"] = [_parse_threebody(spec) for spec in args.threebody]
+    if votca is not None and votca.threebody:
+        if args.bonded != "fm":
+            raise InputError(f"{args.votca_settings} has three-body entries; they are fitted with --bonded fm only "
+                             "(the hybrid recipe's final potential holds tables only)")
+        from ..forcematch.threebody import ThreeBody
+        fm_kw.setdefault("threebody", []).extend(ThreeBody(t["types"], t["a"], t["gamma"]) for t in votca.threebody)
+        print(f"cgkit fm: three-body terms of {args.votca_settings}: "
+              + ", ".join(f"{'-'.join(t['types'])} (a {t['a']:.4g} Å, gamma {t['gamma']:.4g} Å)" for t in votca.threebody)
+              + "; f is fitted as a spline in cos θ (VOTCA: in θ)")
+    if votca is not None:
+        fm_kw["pair"] = None  # exactly the pairs the VOTCA file lists
+        if votca.frames_per_block:
+            fm_kw["block_size"] = votca.frames_per_block
+        if args.votca_conventions:
+            vfm, vsolve = votca_options(votca)
+            fm_kw["outside"] = vfm["outside"]
+            solve_kw.update(vsolve)
+    elif args.votca_conventions:
+        raise InputError("--votca-conventions needs --votca-settings")
     kept, count = [], [0]
 
     def chunks(size=50):
@@ -350,14 +439,19 @@ def _run(args) -> int:
         if args.model == "nn":
             from ..forcematch.neural import NeuralCGTraining
             boxes = [k[2] for k in kept]
+            desc = args.nn_kind == "descriptor"
+            nn_model = ({"l_max": 6 if args.nn_lmax is None else args.nn_lmax} if desc else
+                        {"channels": args.nn_channels, "l_max": 1 if args.nn_lmax is None else args.nn_lmax})
             nnt = NeuralCGTraining(final, np.array([k[0] for k in kept]), np.array([k[1] for k in kept]),
                                    None if boxes[0] is None else np.array(boxes), species, masses, out / "nn",
-                                   r_cut=args.nn_rcut, model={"channels": args.nn_channels, "l_max": args.nn_lmax},
-                                   train={"max_epochs": args.nn_epochs}).run()
+                                   r_cut=args.nn_rcut or (5.0 if desc else 6.0), model=nn_model,
+                                   train={"max_epochs": args.nn_epochs or (30 if desc else 50)},
+                                   kind=args.nn_kind, seed=getattr(args, "seed", None) or 0).run()
             summary["neural"] = {"force_residual_prior": nnt.results["prior"],
                                  "force_residual_prior_plus_nn": nnt.results["prior_plus_nn"],
                                  "potential": str(Path(args.out) / "nn" / "cg_nn_potential.pt"),
-                                 "frames": len(kept)}
+                                 "frames": len(kept), "kind": args.nn_kind,
+                                 "residual_variance_explained": nnt.results.get("residual_variance_explained")}
             for name, r in nnt.results["prior_plus_nn"].items():
                 print(f"bead type {name}: spline + network RMS force residual {r['rms_residual_eV_per_A']:.4g} eV/Å")
         summary["grids"] = {lab: list(v) if isinstance(v, tuple) else v for lab, v in grids.items()}

@@ -45,7 +45,8 @@ from .geometry import type_label
 from .tabulated import Table
 
 __all__ = ["boltzmann_table", "boltzmann_bonded_tables", "histogram_edges", "bonded_histogram",
-           "fill_linear", "confining_slope", "smooth_table", "table_from_values", "SparseSamplingWarning",
+           "fill_linear", "confining_slope", "smooth_table", "table_from_values", "angle_end_caps",
+           "SparseSamplingWarning",
            "ForceMatchError", "DENSITY_FLOOR", "MIN_COUNT", "BINS"]
 
 #: bins of a Jacobian-corrected density below this fraction of its maximum are unresolved
@@ -112,7 +113,8 @@ def smooth_table(U, n=1):
 
 def table_from_values(kind, types, x, U, smooth: int = 1) -> Table:
     """Table of U on the uniform grid x (bin centres), smoothed ``smooth`` times and shifted
-    (pairs: 0 at the last point; bonds/angles: minimum 0); dihedrals are closed over the period."""
+    (pairs: 0 at the last point; bonds/angles: minimum 0); dihedrals are closed over the period;
+    angles are continued to [0, π] with zero slope at both ends (:func:`angle_end_caps`)."""
     U = smooth_table(U, smooth)
     if kind == "pair":
         U = U - U[-1]
@@ -125,7 +127,7 @@ def table_from_values(kind, types, x, U, smooth: int = 1) -> Table:
         dU = np.gradient(np.concatenate([[Us[-2]], Us, [Us[1]]]), xs[1] - xs[0])[1:-1]
         return Table(kind, types, xs[0], xs[1] - xs[0], Us, dU)
     dU = np.gradient(U, x[1] - x[0])
-    return Table(kind, types, x[0], x[1] - x[0], U, dU)
+    return angle_end_caps(Table(kind, types, x[0], x[1] - x[0], U, dU))
 
 
 def _jacobian_corrected(kind, x, density):
@@ -175,7 +177,7 @@ def boltzmann_table(kind, types, x, density, kT, *, counts=None, min_count: int 
         valid &= np.asarray(counts) >= min_count
     if kind in ("bond", "angle") and valid.sum() < 4:
         n = int(np.sum(counts)) if counts is not None else None
-        return _gaussian_fallback(kind, types, x, density, kT, n)
+        return angle_end_caps(_gaussian_fallback(kind, types, x, density, kT, n))
     U = np.full_like(x, np.nan)
     ref = p[valid].max() if valid.any() else p.max()
     U[valid] = -kT * np.log(p[valid] / ref)
@@ -185,6 +187,37 @@ def boltzmann_table(kind, types, x, density, kT, *, counts=None, min_count: int 
     U = fill_linear(x, U, valid, repulsive_left=kind == "pair", label=label,
                     confining_slope=confining_slope(kind, x, kT))
     return table_from_values(kind, types, x, U, smooth=SMOOTH)
+
+
+def angle_end_caps(t: Table) -> Table:
+    """An angle table on [0, π] with dU/dθ = 0 at θ = 0 and π (a PMF smooth in Cartesian
+    coordinates; a non-zero end slope is a cusp at the linear configuration). The table is
+    resampled on a grid of half its spacing commensurate with [0, π] (cubic Hermite data at the
+    new nodes reproduce the same piecewise cubic); beyond its first/last point it continues with
+    the quadratic that keeps U and U' continuous and flattens exactly at 0 / π (monotonic: no new
+    minimum). Other kinds are returned unchanged."""
+    if t.kind != "angle":
+        return t
+    M = max(int(round(math.pi / (0.5 * t.dx))), 4)
+    xn = np.linspace(0.0, math.pi, M + 1)
+    U, f = t(xn)
+    dU = -f
+    lo, hi = t.x0, t.x_max
+    U0, s0 = t(np.array([lo]))[0][0], -t(np.array([lo]))[1][0]
+    U1, s1 = t(np.array([hi]))[0][0], -t(np.array([hi]))[1][0]
+    below, above = xn < lo, xn > hi
+    if below.any():
+        D = lo
+        d = xn[below] - lo
+        U[below] = U0 + s0 * d + s0 / (2 * D) * d * d
+        dU[below] = s0 + s0 / D * d
+    if above.any():
+        D = math.pi - hi
+        d = xn[above] - hi
+        U[above] = U1 + s1 * d - s1 / (2 * D) * d * d
+        dU[above] = s1 - s1 / D * d
+    dU[0] = dU[-1] = 0.0  # (an end already at 0 / π only has its slope set to zero)
+    return Table("angle", t.types, 0.0, xn[1] - xn[0], U - U.min(), dU)
 
 
 def _sparse_tails(x, U, valid, sampled):

@@ -222,6 +222,15 @@ def read_votca_settings(path, *, interactions=None, mapping=None) -> VotcaSettin
                                  "gamma": 10 * _float(src, "gamma", name, path, 0.12) * sig,
                                  "grid": tuple(math.degrees(v) for v in (lo, hi, step))})
             continue
+        if "*" in (t1, t2):  # VOTCA's wildcard: the system's matching pair (one only)
+            fixed = [t for t in (t1, t2) if t != "*"]
+            cands = [Interaction.parse(i) for i in (interactions or [])]
+            cands = [i for i in cands if i.kind == "pair" and all(t in i.types for t in fixed)]
+            if len(cands) != 1:
+                raise InputError(f"{path}: non-bonded '{name}' uses the wildcard type '*', which cgkit maps only "
+                                 f"onto a system with exactly one matching pair type (found "
+                                 f"{[str(c) for c in cands] or 'none'}); write the bead types out")
+            t1, t2 = cands[0].types
         inter = Interaction("pair", (t1, t2))
         st.grids[inter.label] = (10 * lo, 10 * hi, 10 * step)
         st.out_grids[inter.label] = (10 * lo, 10 * hi, 10 * out)

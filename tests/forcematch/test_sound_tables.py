@@ -104,7 +104,7 @@ def test_stiff_near_linear_trimer_md_conserves_energy():
                            masses=np.tile([29.0, 28.0, 29.0], n // 3), species=sp, type_names=("A", "B"),
                            timestep=1.0, integrator="verlet", temperature=300.0, log_every=10,
                            progress=False, seed=0, min_distance=0.0)
-    md.run(1000)
+    md.run(600)
     e = np.asarray(md.results.total_energy)
     assert np.all(np.isfinite(e))
     assert np.ptp(e) < 0.02 * n * KT  # tiny compared with the kinetic energy (~1.5 n kT)
@@ -230,3 +230,34 @@ def test_structural_validation_reports_pairs_closer_than_reference():
     assert s["rdf"]["pair B-B"]["outside_reference"]["count"] >= 30
     assert "pair B-B" in s["sampling_outside_reference"]
     assert s["rdf"]["pair B-B"]["js_divergence_r2g"] < 0.01
+
+
+@pytest.mark.slow
+def test_hexane_case_study_tables_are_sound(tmp_path):
+    """The tables the hexane case study makes (its final model after hybrid FM + IBI, quick run):
+    no minimum outside the mapped data's sampled range, angle slope zero at 0° and 180°."""
+    import subprocess
+    import sys
+
+    from cgkit.io_potential import load_potential
+    from cgkit.trajectory import read_cg_arrays
+    from cgkit.forcematch.validate import bonded_samples
+    r = subprocess.run([sys.executable, str(ROOT / "case_studies" / "hexane" / "run.py"), "--quick", "--no-neural",
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=3000,
+                       env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    pot = load_potential(tmp_path / "out" / "cg_potential.pt")
+    P, F, B, tn, sp, _, top = read_cg_arrays(HEXANE / "hexane_cg.psf", HEXANE / "hexane_cg.trr")
+    names = np.asarray(tn)[sp]
+    from cgkit.forcematch.validate import rdf
+    closest = rdf(P[::10], B[::10], names, top, 12.0, details=True)[3]
+    for t in pot.tables:
+        if t.kind == "pair":
+            assert not _local_minima_outside(t, closest[t.types]["r_min"], t.x_max), t.label
+        else:
+            s = bonded_samples(t.kind, P, B, names, top)[t.types]
+            lo, hi = (s.min(), s.max()) if t.kind == "bond" else (math.radians(s.min()), math.radians(s.max()))
+            assert not _local_minima_outside(t, lo, hi), t.label
+        if t.kind == "angle":
+            assert abs(t.x0) < 1e-9 and abs(t.x_max - math.pi) < 1e-9, t.label
+            assert abs(t.dU[0]) < 1e-9 and abs(t.dU[-1]) < 1e-9, t.label
