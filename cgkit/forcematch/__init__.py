@@ -27,10 +27,12 @@ from .mscg import ForceMatchResult, SplineForceMatching, suggest_grids  # noqa: 
 from .normal_equations import NormalEquations  # noqa: F401
 from .relent import RelativeEntropyMinimisation  # noqa: F401
 from .tabulated import Table, TabulatedPotential  # noqa: F401
+from .threebody import ThreeBody, ThreeBodyPotential  # noqa: F401
 from .validate import StructuralValidation  # noqa: F401
+from .votca import read_votca_settings, votca_options  # noqa: F401
 
 __all__ = ["SplineForceMatching", "NormalEquations", "ForceMatchResult", "ForceMatchError",
            "SparseSamplingWarning", "Interaction", "Grid", "Term", "Table", "TabulatedPotential",
            "suggest_grids", "boltzmann_bonded_tables", "boltzmann_table", "hybrid_fit", "HybridFit",
            "IBISettings", "IBI_DEFAULTS", "IterativeBoltzmannInversion", "RelativeEntropyMinimisation",
-           "StructuralValidation"]
+           "StructuralValidation", "ThreeBody", "ThreeBodyPotential", "read_votca_settings", "votca_options"]
