@@ -31,6 +31,9 @@
   positions, cell *and* charges, so forces, stress, Hessians (through :class:`Potential`) and
   the charges' gradients are exact autograd derivatives.
 
+Charges learnt from energies and forces alone are determined up to a global sign
+(``E_Coulomb(q) = E_Coulomb(−q)``); ``baseline_charges`` or charge/dipole targets fix it.
+
 Total charge ``Q_g`` (e): ``graph.targets["total_charge"]`` (G,) if present, else the sum of the
 structure's ``graph.charges`` (ASE ``initial_charges``) when the graph carries charges, else
 ``total_charge`` (model setting, default 0). A net charge in a periodic cell needs

@@ -15,6 +15,7 @@ from cgkit.data import batch_graphs
 from cgkit.errors import InputError
 from cgkit.io_potential import load_potential
 from cgkit.nn import LongRangeENNP
+from cgkit.nn.longrange import parse_species_charges
 from cgkit.testing import fd_forces, fd_hessian, fd_stress, random_orthogonal
 
 K_E = 14.399645
@@ -109,6 +110,17 @@ def test_bad_settings_refused():
         LongRangeENNP(["Na", "Cl"], 3.0, baseline_charges={"K": 1.0})
     with pytest.raises(InputError, match="baseline_charges"):
         LongRangeENNP(["Na", "Cl"], 3.0, baseline_charges=[1.0])
+    with pytest.raises(InputError, match="electrostatics"):
+        LongRangeENNP(["Na", "Cl"], 3.0, electrostatics={"method": "auto", "cutof": 9.0})
+    with pytest.raises(InputError, match="SPECIES=CHARGE"):
+        parse_species_charges(["Na1"])
+    assert parse_species_charges("Na=1,Cl=-1") == {"Na": 1.0, "Cl": -1.0}
+    # a net charge in a periodic cell needs the neutralising background (cgkit.electrostatics)
+    m = lr_model()
+    g = m.graph(nacl_cell())
+    g.targets["total_charge"] = torch.tensor([1.0], dtype=torch.float64)
+    with pytest.raises(InputError, match="net charge"):
+        m.compute(g)
 
 
 # ---------------------------------------------------------------------- energy = local + Coulomb
