@@ -100,6 +100,10 @@ DEFAULT_CONFIG = {
     "threads": None,
 }
 
+#: options of ``model.long_range`` (a :class:`cgkit.nn.LongRangeENNP`: local ENNP + learned charges + Coulomb)
+LONG_RANGE_KEYS = ("charge_hidden", "charge_scheme", "baseline_charges", "learn_charges", "total_charge",
+                   "electrostatics")
+
 #: config fields that may differ between a run and its resumption (budgets, not the model)
 BUDGET_KEYS = ("max_epochs", "max_steps", "max_time_minutes", "early_stopping_patience",
                "checkpoint_every", "threads")
@@ -511,6 +515,7 @@ class Trainer(Analysis):
         preset = mc.pop("preset", None)
         species = mc.pop("species", None)
         r_cut = mc.pop("r_cut", 5.0)
+        long_range = mc.pop("long_range", False)
         if not species:
             raise InputError("model.species is required (element symbols, e.g. [Si])")
         if preset and preset not in PRESETS:
@@ -523,7 +528,21 @@ class Trainer(Analysis):
         unknown = sorted(set(mc) - set(allowed))
         if unknown:
             raise InputError(f"unknown option(s) {unknown} in the config's 'model' section; allowed: "
-                             f"preset, species, r_cut, file, {', '.join(allowed)} (see `cgkit model init --help`)")
+                             f"preset, species, r_cut, file, long_range, {', '.join(allowed)} (see "
+                             "`cgkit model init --help`)")
+        if long_range:
+            from ..nn.longrange import LongRangeENNP
+            if long_range is True:
+                lr = {}
+            elif isinstance(long_range, dict):
+                lr = dict(long_range)
+            else:
+                raise InputError(f"model.long_range must be true or a mapping of long-range options, got "
+                                 f"{long_range!r}")
+            bad = sorted(set(lr) - set(LONG_RANGE_KEYS))
+            if bad:
+                raise InputError(f"unknown option(s) {bad} in model.long_range; allowed: {', '.join(LONG_RANGE_KEYS)}")
+            return LongRangeENNP(species, r_cut, **{**base, **mc}, **lr), True
         return ENNP(species, r_cut, **{**base, **mc}), True
 
     def _load_data(self, model):

@@ -474,3 +474,35 @@ def test_trainer_fits_long_range_model_from_energies_and_forces(tmp_path):
     before, after = force_rmse(load_potential(tmp_path / "lr.pt")), force_rmse(trained)
     print(f"force RMSE before {before:.3f}, after {after:.3f} eV/Å")
     assert after < 0.7 * before
+
+
+def test_trainer_builds_a_long_range_model_from_the_config(tmp_path):
+    """`model.long_range` in a training config gives a LongRangeENNP trained by the normal trainer."""
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from cgkit.errors import InputError as _InputError
+    from cgkit.io_potential import load_potential
+    from cgkit.nn import LongRangeENNP
+    from cgkit.train.trainer import Trainer
+    teacher = load_potential("cgkit:nacl-bmh:cutoff=5")
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(4):
+        a = bulk("NaCl", "rocksalt", 5.64, cubic=True)
+        a.positions += rng.normal(scale=0.05, size=a.positions.shape)
+        out = teacher.compute(teacher.graph(a))
+        a.calc = SinglePointCalculator(a, energy=float(out["energy"][0]), forces=out["forces"].numpy())
+        frames.append(a)
+    write(str(tmp_path / "nacl.extxyz"), frames)
+    cfg = {"output": str(tmp_path / "run"), "max_epochs": 1, "batch_size": 2,
+           "model": {"species": ["Na", "Cl"], "r_cut": 4.0, "channels": 4, "l_max": 1, "n_layers": 1,
+                     "dtype": "float64", "long_range": {"charge_scheme": "bond"}},
+           "data": {"train": str(tmp_path / "nacl.extxyz"), "val_fraction": 0.5}}
+    tr = Trainer(cfg, progress=False).run()
+    assert isinstance(tr.model, LongRangeENNP) and tr.model.charge_scheme == "bond"
+    assert isinstance(load_potential(tmp_path / "run" / "model.pt"), LongRangeENNP)
+    with pytest.raises(_InputError, match="unknown option.*model.long_range"):
+        Trainer({**cfg, "output": str(tmp_path / "r2"),
+                 "model": {**cfg["model"], "long_range": {"charges": 1}}}, progress=False).run()

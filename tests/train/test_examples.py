@@ -108,7 +108,7 @@ def test_documented_config_keys_equal_the_trainers_accepted_keys_and_defaults():
             accepted |= {f"{key}.{k}" for k in val}
     accepted |= {f"stage_two.{k}" for k in STAGE_TWO_KEYS}
     model_opts = [n for n, p in inspect.signature(ENNP._build).parameters.items() if p.kind is p.KEYWORD_ONLY]
-    accepted |= {f"model.{k}" for k in ("file", "preset", "species", "r_cut", *model_opts)}
+    accepted |= {f"model.{k}" for k in ("file", "preset", "species", "r_cut", "long_range", *model_opts)}
     assert set(documented) == accepted, (sorted(set(documented) - accepted), sorted(accepted - set(documented)))
     for key, text in documented.items():  # defaults of the trainer's own keys
         section, _, sub = key.partition(".")
