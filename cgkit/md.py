@@ -183,6 +183,14 @@ class MolecularDynamics(Analysis):
         the check off, e.g. for soft DPD-like potentials)
     check_timestep : run :meth:`check_timestep` now (refuses ``timestep > dt_max``, warns
         above the recommended step); ``allow_unstable_timestep`` turns the refusal into a warning
+    kernel : ``"auto"`` (default), ``"compiled"`` or ``"torch"``. For a
+        :class:`~cgkit.forcematch.tabulated.TabulatedPotential`, ``"auto"`` evaluates the pair
+        tables with the compiled kernel of :mod:`cgkit.forcematch.pair_kernel` on a half
+        Verlet list (built by a compiled cell list, kept while no particle moved more than
+        ``skin/2``; bonded tables in closed form in torch), in float64 whatever ``dtype``;
+        the forces equal the torch path's to rounding. ``"compiled"`` refuses to run without
+        it, ``"torch"`` always uses :meth:`Potential.compute` (every other potential does).
+        With the compiled kernel ``graph.edge_index`` keeps the start structure's edges.
     """
 
     def __init__(self, potential: Potential, atoms=None, *, positions=None, cell=None, pbc=True,
@@ -193,7 +201,7 @@ class MolecularDynamics(Analysis):
                  store_every: int = 0, progress: bool = True, dtype: torch.dtype | None = None,
                  remove_com_momentum: bool = True, n_threads: int | None = None,
                  min_distance: float = 0.5, check_timestep: bool = False,
-                 allow_unstable_timestep: bool = False):
+                 allow_unstable_timestep: bool = False, kernel: str = "auto"):
         if integrator not in ("langevin", "verlet"):
             raise InputError(f"integrator must be 'langevin' or 'verlet', got '{integrator}'")
         if not (timestep > 0 and math.isfinite(timestep)):
@@ -208,6 +216,8 @@ class MolecularDynamics(Analysis):
             raise InputError("skin must be ≥ 0 Å")
         if not (min_distance >= 0 and math.isfinite(min_distance)):
             raise InputError(f"min_distance must be ≥ 0 Å, got {min_distance}")
+        if kernel not in ("auto", "compiled", "torch"):
+            raise InputError(f"kernel must be 'auto', 'compiled' or 'torch', got '{kernel}'")
         self.potential = potential
         self.dtype = dtype or potential.dtype
         if atoms is not None:
@@ -281,10 +291,35 @@ class MolecularDynamics(Analysis):
         self.min_distance = float(min_distance)
         self._particle = "bead" if np.all(self.atomic_numbers == 0) else "atom"
         self.results = MDResults()
+        self._kernel = self._make_kernel(kernel)
+        self.kernel = "compiled" if self._kernel is not None else "torch"
         self.timestep_limits: dict | None = None
         self._check_start_structure()
         if check_timestep:
             self.check_timestep(allow_unstable=allow_unstable_timestep)
+
+    def _make_kernel(self, kernel: str):
+        """The compiled pair kernel for tabulated potentials (None: the torch path)."""
+        if kernel == "torch":
+            return None
+        from .forcematch.tabulated import TabulatedPotential
+        if not isinstance(self.potential, TabulatedPotential):
+            if kernel == "compiled":
+                raise InputError("kernel='compiled' is only for tabulated potentials "
+                                 f"(TabulatedPotential), not {type(self.potential).__name__}")
+            return None
+        from .forcematch import pair_kernel
+        if not pair_kernel.available():
+            if kernel == "compiled":
+                raise InputError(f"the compiled pair kernel is unavailable "
+                                 f"({pair_kernel.unavailable_reason()}); install a C compiler (cc) "
+                                 "or use kernel='torch'")
+            pair_kernel.warn_unavailable()
+            return None
+        if self.graph.positions.device.type != "cpu":
+            return None
+        species = np.tile(np.asarray(self.species, dtype=np.int64), self.n_replicas)
+        return pair_kernel.PairKernel(self.potential, species, self.n_replicas)
 
     # ------------------------------------------------------------------ state
     @property
@@ -371,6 +406,10 @@ class MolecularDynamics(Analysis):
 
     def _check_finite(self, step: int) -> None:
         """Non-finite energy or forces → StructureError naming the step and particles."""
+        # one reduction each: a NaN/inf anywhere makes the sum non-finite (a finite overflow
+        # only sends us to the exact check below)
+        if math.isfinite(float(self._forces.sum())) and math.isfinite(float(self._energy.sum())):
+            return
         if bool(torch.isfinite(self._forces).all()) and bool(torch.isfinite(self._energy).all()):
             return
         f_ok = torch.isfinite(self._forces).all(dim=1)
@@ -521,6 +560,8 @@ class MolecularDynamics(Analysis):
     # ------------------------------------------------------------------ neighbors and forces
     def _maybe_rebuild(self, force: bool = False, step: int = 0) -> None:
         pos = self.graph.positions
+        if self._kernel is not None and self._kernel.has_pairs and self._kernel.pairs is None:
+            force = True  # the compiled kernel's list is built at the first evaluation
         if not force:
             moved = (pos - self._ref_positions).norm(dim=1)
             disp = float(moved.max())
@@ -551,7 +592,12 @@ class MolecularDynamics(Analysis):
             pbc = torch.as_tensor(self.pbc)
             frac = torch.where(pbc, frac - torch.floor(frac), frac)
             pos = frac @ cell
-        self.graph = self.graph.with_positions(pos.detach(), rebuild=True)
+        if self._kernel is not None:
+            self.graph = self.graph.with_positions(pos.detach(), rebuild=False)
+            self._kernel.build(pos.detach().to(torch.float64).numpy(), self._cell64(), self.pbc,
+                               self.nl_cutoff)
+        else:
+            self.graph = self.graph.with_positions(pos.detach(), rebuild=True)
         self._ref_positions = self.graph.positions.clone()
         self._ref_step = step
         self.n_rebuilds += 1
@@ -559,10 +605,47 @@ class MolecularDynamics(Analysis):
     def _compute(self, step: int) -> None:
         """Forces and energies at the current positions (``step``: the MD step they belong to)."""
         self._maybe_rebuild(step=step)
-        out = self.potential.compute(self.graph, forces=True)
-        self._forces = out["forces"].to(self.dtype)
-        self._energy = out["energy"].to(torch.float64)
+        if self._kernel is not None:
+            self._compute_kernel(step)
+        else:
+            out = self.potential.compute(self.graph, forces=True)
+            self._forces = out["forces"].to(self.dtype)
+            self._energy = out["energy"].to(torch.float64)
         self._check_finite(step)
+
+    def _cell64(self) -> np.ndarray:
+        c = self.__dict__.get("_cell64_cache")
+        if c is None:
+            c = np.ascontiguousarray(self.graph.cell[0].detach().to(torch.float64).cpu().numpy())
+            self._cell64_cache = c
+        return c
+
+    def _compute_kernel(self, step: int) -> None:
+        """Forces and energies of a tabulated potential: pairs by the compiled kernel, bonded
+        tables in closed form (torch), all in float64."""
+        from .forcematch.pair_kernel import bonded_energy_forces
+        pos = self.graph.positions.detach()
+        p64 = np.ascontiguousarray(pos.to(torch.float64).numpy())
+        F = np.zeros((len(p64), 3))
+        E = np.zeros(self.n_replicas)
+        bad = self._kernel.compute(p64, self._cell64(), F, E)
+        if bad > 0:
+            i, j = self._kernel.coincident_pair(p64, self._cell64())
+            rep, a = self._where(i)
+            b = self._where(j)[1]
+            where = f" of replica {rep}" if self.n_replicas > 1 else ""
+            text = f"{self._particle}s {a} and {b}{where} are at the same position (zero distance)"
+            if step == 0:
+                raise StructureError(f"the start structure has {text}; remove duplicated particles")
+            self._diverged(step, text)
+        forces = torch.from_numpy(F)
+        energy = torch.from_numpy(E)
+        bonded = bonded_energy_forces(self.potential, self.graph)
+        if bonded is not None:
+            energy = energy + bonded[0]
+            forces = forces + bonded[1]
+        self._forces = forces.to(self.dtype)
+        self._energy = energy
 
     # ------------------------------------------------------------------ run
     def _open_writers(self) -> None:
@@ -622,28 +705,30 @@ class MolecularDynamics(Analysis):
                 self._record(self.log_every > 0, self.write_every > 0, self.store_every > 0)
         dt = self.timestep * FS_ASE  # ASE time unit
         inv_m = (1.0 / self.masses[:, None]).to(self.dtype)
+        kick = 0.5 * dt * inv_m  # (n, 1): half kick per unit force
         if self.integrator == "langevin":
             c1 = math.exp(-self.friction * self.timestep)
             c2 = math.sqrt(1.0 - c1 * c1)
-            sigma_v = torch.sqrt(KB_EV * self.temperature * inv_m)
+            noise_scale = c2 * torch.sqrt(KB_EV * self.temperature * inv_m)
         t0 = time.perf_counter()
         steps = progress_bar(range(n_steps), desc=f"MD ({self.integrator})", unit="step",
                              disable=None if self.progress else True)
         pos = self.graph.positions
         for _ in steps:
             self._prev_positions = pos
-            v = self.velocities + 0.5 * dt * self._forces * inv_m
+            v = self.velocities + kick * self._forces
             if self.integrator == "verlet":
                 pos = pos + dt * v
             else:
                 pos = pos + 0.5 * dt * v
+                # O step: exact Ornstein-Uhlenbeck update
                 noise = torch.randn(v.shape, generator=self.gen, dtype=torch.float64).to(self.dtype)
-                v = c1 * v + c2 * sigma_v * noise
+                v = c1 * v + noise_scale * noise
                 pos = pos + 0.5 * dt * v
             self.graph = self.graph.with_positions(pos, rebuild=False)
             self._compute(self.step + 1)  # checks for NaN/inf and jumps: a blown-up run stops here
             pos = self.graph.positions
-            self.velocities = v + 0.5 * dt * self._forces * inv_m
+            self.velocities = v + kick * self._forces
             self.step += 1
             log = self.log_every > 0 and self.step % self.log_every == 0
             write = self.write_every > 0 and self.step % self.write_every == 0
@@ -662,6 +747,7 @@ class MolecularDynamics(Analysis):
         r.timestep_fs = self.timestep
         r.n_replicas = self.n_replicas
         r.integrator = self.integrator
+        r.kernel = self.kernel
         r.n_particles = self.n_particles
         r.n_dof = self._ndof()
         r.target_temperature_K = self.temperature if self.integrator == "langevin" else None
@@ -788,6 +874,7 @@ class MDResults(Results):
                 "n_neighbor_rebuilds": self.n_rebuilds, "elapsed_s": self.elapsed_s,
                 "mean_temperature_K": tcheck["mean_K"] if tcheck else None,
                 "integrator": self.integrator,
+                "force_kernel": self.get("kernel"),
                 "temperature": tcheck,
                 "timestep_check": self.timestep_check,
                 # max |E_tot(t) - E_tot(0)|: a conservation check for NVE only (Langevin exchanges heat)

@@ -1,9 +1,10 @@
-"""``cgkit ibi``: iterative Boltzmann inversion of CG tables with cgkit CG MD.
+"""``cgkit ibi``: iterative Boltzmann inversion of CG tables with CG MD in cgkit or LAMMPS.
 
 Targets are the pair RDFs and bonded distributions of a mapped reference CG trajectory
 (``cgkit map`` output: PSF + TRR/extxyz, periodic box). The start is the Boltzmann inverse of
 the targets (the same inversion as ``cgkit fm --bonded``); every iteration runs Langevin CG MD
-with the current tables and updates U ← U + α kT ln(P/P_target); optional pressure correction.
+with the current tables (``--engine cgkit``, or ``--engine lammps`` on the exported tables) and
+updates U ← U + α kT ln(P/P_target); optional pressure correction.
 Prints "IBI iteration k/N" after every iteration. Writes ``summary.json`` (JS divergences per
 iteration), ``cg_potential.pt`` (final tables, usable by ``cgkit md``), ``tables/`` and
 ``ibi_history.png`` into a new --out folder (written whole or not at all).
@@ -44,6 +45,9 @@ def add_common_arguments(p, *, iterations_help: str, kinds_verb: str, alpha: flo
                           alpha_help=alpha_help, bins_help=bins_help)
     p.add_argument("--pair-cutoff", type=float, default=10.0, help="Å (at most half the box)")
     add_cg_md_options(p)
+    p.add_argument("--engine", choices=("cgkit", "lammps"), default="cgkit",
+                   help="CG MD engine of every iteration: cgkit (cgkit md) or lammps (the `lmp` binary on "
+                        "the tables exported as by cgkit.export.lammps; fix langevin + nve)")
 
 
 def parse_kinds(text: str) -> tuple:
@@ -65,6 +69,8 @@ def check_common(args) -> None:
             raise InputError(f"{opt} must be ≥ 1, got {v}")
     if args.equilibration < 0 or not (args.timestep > 0) or not (args.friction > 0):
         raise InputError("need --equilibration ≥ 0, --timestep > 0 fs and --friction > 0 /ps")
+    from ..forcematch.ibi import check_engine
+    check_engine(getattr(args, "engine", "cgkit"))
 
 
 def _run(args) -> int:
@@ -77,13 +83,15 @@ def _run(args) -> int:
     check_common(args)
     tn, species, masses, top, pos, boxes = read_cg_reference(args.cg_topology, args.cg_trajectory,
                                                              exclude=args.exclude, needed_by="IBI")
+    from ..forcematch.ibi import check_engine
+    check_engine(args.engine, top)
     with OutputFolder(args.out, overwrite=args.overwrite, command="ibi") as out:
         ibi = IterativeBoltzmannInversion(
             tn, species, top, masses, pos, boxes, pos[-1], boxes[-1],
             temperature=args.temperature, pair_cutoff=args.pair_cutoff, bins=args.bins, kinds=kinds,
             alpha=args.alpha, md_steps=args.md_steps, equilibration=args.equilibration,
             timestep=args.timestep, friction=args.friction / 1000.0, pressure=args.pressure,
-            seed=args.seed, progress=True)
+            seed=args.seed, progress=True, engine=args.engine)
         ibi.run(args.iterations)
         ibi.potential.save(out / "cg_potential.pt", metadata={"masses": masses.tolist()})
         write_table_files(ibi.potential.tables, out / "tables")

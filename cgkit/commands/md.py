@@ -12,6 +12,9 @@ that blows up (NaN/inf energies or forces, particles jumping Å between neighbor
 stops with an error naming the MD step and the particles; like every failed run it leaves no
 output (everything is written into a staging folder that only replaces ``--out`` on success).
 
+Tabulated potentials (``cgkit fm/ibi/relent/imc`` output) run on a compiled pair kernel with a
+half Verlet list (``--kernel``; docs/cg_md.md); ``summary.json`` names the kernel used.
+
 Writes ``summary.json`` (steps/s, simulated ns/day, energy drift, the time-step check, the
 achieved mean temperature against the target with its statistical tolerance, warnings),
 ``md.json`` (energy/temperature log), ``md.png``, the trajectory and ``final.extxyz``. With
@@ -78,6 +81,9 @@ def register(subparsers):
     add_seed_option(p)
     p.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="precision (default: the potential's)")
+    p.add_argument("--kernel", choices=("auto", "compiled", "torch"), default="auto",
+                   help="force evaluation of tabulated potentials: the compiled pair kernel (auto: when a C "
+                        "compiler is available; compiled: refuse without it) or the torch path")
     p.add_argument("--trajectory", default="traj.dcd",
                    help="trajectory file name in OUT; the suffix selects the format: "
                         ".dcd, .xtc, .trr (with a .pdb beside it) or .extxyz")
@@ -189,7 +195,7 @@ def _run(args) -> int:
                                temperature=args.temperature, friction=args.friction / 1000.0,
                                n_replicas=args.replicas, skin=args.skin, seed=args.seed,
                                trajectory=None, log_every=args.log_every, dtype=dtype,
-                               min_distance=args.min_distance)
+                               min_distance=args.min_distance, kernel=args.kernel)
         # dt against dt_max of the start structure: refused above it (unless overridden), warned above
         # the recommended step
         check = md.check_timestep(allow_unstable=args.allow_unstable_timestep, warn=False)

@@ -1,4 +1,4 @@
-"""``cgkit relent``: relative-entropy minimisation of CG potentials with cgkit CG MD.
+"""``cgkit relent``: relative-entropy minimisation of CG potentials with CG MD in cgkit or LAMMPS.
 
 The optimised potentials are cubic B-spline expansions of the energy (pairs per bead-type pair,
 bonds, angles, dihedrals per type); their coefficients λ follow damped Newton–Raphson steps on
@@ -66,6 +66,8 @@ def _run(args) -> int:
     grids = parse_grids(args.grid)
     tn, species, masses, top, pos, boxes = read_cg_reference(
         args.cg_topology, args.cg_trajectory, exclude=args.exclude, needed_by="relative-entropy minimisation")
+    from ..forcematch.ibi import check_engine
+    check_engine(args.engine, top)
     start = None
     if args.start_potential:
         from ..io_potential import load_potential
@@ -82,7 +84,7 @@ def _run(args) -> int:
             timestep=args.timestep, friction=args.friction / 1000.0, pressure=args.pressure, seed=args.seed,
             progress=True, start_tables=start, grids=grids, ridge=args.ridge,
             eigen_floor=args.eigen_floor, max_step=args.max_step, min_samples=args.min_samples,
-            significance=args.significance, coupling=args.coupling)
+            significance=args.significance, coupling=args.coupling, engine=args.engine)
         for k in range(args.iterations):
             rec = re.step()
             js = ", ".join(f"{lab}: {v['js']:.3g}" for lab, v in rec["scores"].items())

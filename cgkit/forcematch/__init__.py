@@ -22,6 +22,7 @@ from .boltzmann import (ForceMatchError, SparseSamplingWarning, boltzmann_bonded
                         boltzmann_table)
 from .hybrid import HybridFit, IBISettings, hybrid_fit  # noqa: F401
 from .ibi import IBI_DEFAULTS, IterativeBoltzmannInversion  # noqa: F401
+from .imc import InverseMonteCarlo, imc_step  # noqa: F401
 from .interaction import Grid, Interaction, Term  # noqa: F401
 from .mscg import ForceMatchResult, SplineForceMatching, suggest_grids  # noqa: F401
 from .normal_equations import NormalEquations  # noqa: F401
@@ -35,4 +36,5 @@ __all__ = ["SplineForceMatching", "NormalEquations", "ForceMatchResult", "ForceM
            "SparseSamplingWarning", "Interaction", "Grid", "Term", "Table", "TabulatedPotential",
            "suggest_grids", "boltzmann_bonded_tables", "boltzmann_table", "hybrid_fit", "HybridFit",
            "IBISettings", "IBI_DEFAULTS", "IterativeBoltzmannInversion", "RelativeEntropyMinimisation",
-           "StructuralValidation", "ThreeBody", "ThreeBodyPotential", "read_votca_settings", "votca_options"]
+           "StructuralValidation", "ThreeBody", "ThreeBodyPotential", "read_votca_settings", "votca_options",
+           "InverseMonteCarlo", "imc_step"]

@@ -160,6 +160,7 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
         0 disables it); the gradient noise comes from block averages over ``n_blocks`` blocks
         of the reference and of each CG run
     min_samples : reference samples a basis function needs in its support to be optimised
+    engine : CG MD engine, ``"cgkit"`` or ``"lammps"`` (see :mod:`cgkit.forcematch.ibi`)
     """
 
     def __init__(self, type_names, species, topology: Topology, masses, reference_positions,
@@ -171,7 +172,8 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
                  start_tables=None, grids: dict | None = None, ridge: float = 0.3,
                  eigen_floor: float = 1e-3, max_step: float = 2.0, min_samples: int = 20,
                  smooth: float = 0.0, significance: float = 2.0, n_blocks: int = 10,
-                 continue_runs: bool = True, coupling: str = "full", table_points: int = 10):
+                 continue_runs: bool = True, coupling: str = "full", table_points: int = 10,
+                 engine: str = "cgkit"):
         bad = [k for k in kinds if k not in KINDS]
         if bad or not kinds:
             raise InputError(f"kinds must be a non-empty subset of {KINDS}, got {list(kinds)}")
@@ -182,7 +184,7 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
                          bins=bins, kinds=kinds, alpha=alpha, md_steps=md_steps,
                          equilibration=equilibration, sample_every=sample_every, timestep=timestep,
                          friction=friction, pressure=pressure, pressure_scale=pressure_scale,
-                         seed=seed, progress=progress, start_tables=start_tables)
+                         seed=seed, progress=progress, start_tables=start_tables, engine=engine)
         self.beta = 1.0 / self.kT
         self.ridge, self.eigen_floor, self.max_step = float(ridge), float(eigen_floor), float(max_step)
         self.min_samples = int(min_samples)

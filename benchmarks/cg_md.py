@@ -1,0 +1,210 @@
+"""CG MD of one-bead SPC/E water with a pair table: cgkit against LAMMPS and all-atom GROMACS.
+
+The system of issue 14: the 2180 SPC/E molecules of VOTCA's ``spce/atomistic`` tutorial
+(Debian ``votca-tutorials``), one bead per molecule at its centre of mass, a pair table
+(cutoff 9 Å), 2 fs, Langevin 300 K. Measured in one run, each on one core:
+
+* **GROMACS all-atom** SPC/E (the same 2180 molecules, 6540 atoms, the tutorial's ``grompp.mdp``
+  with ``-nt 1``): the reference the CG model replaces;
+* **cgkit** ``MolecularDynamics`` (BAOAB Langevin, skin 1 Å) with the compiled pair kernel,
+  and the torch path (``kernel="torch"``) it replaced, shorter;
+* **LAMMPS** (``lmp``) with the same table exported by :func:`cgkit.export.lammps.write_lammps`
+  (``pair_style table spline``, ``fix langevin`` + ``fix nve``, skin 1 Å).
+
+Printed per engine: steps/s (wall), simulated ns/day and molecule·ns/day per core from the
+CPU time the engine used (the machine is shared; CPU time is what a core spent, wall time is
+also shown) and the ratio to GROMACS all-atom.
+
+The pair table: ``--potential`` (a cgkit TabulatedPotential file, e.g. ``cg_potential.pt`` of
+``cgkit fm`` on the mapped SPC/E trajectory) or, by default, a water-like Lennard-Jones table
+(σ 3.166 Å, ε 0.0067 eV, shifted to zero force at 9 Å, 0.01 Å grid). Speed does not depend
+on the table's values, only on its cutoff and the density.
+
+    python benchmarks/cg_md.py [--steps 3000] [--gmx-steps 1000] [--potential FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SPCE = Path("/usr/share/votca/csg-tutorials/spce/atomistic")
+TIMESTEP_FS = 2.0
+TEMPERATURE = 300.0
+
+
+def read_spce_beads():
+    """(positions (2180, 3) Å of the molecular centres of mass, cell (3, 3) Å) from conf.gro."""
+    lines = (SPCE / "conf.gro").read_text().splitlines()
+    n = int(lines[1])
+    xyz = np.array([[float(ln[20:28]), float(ln[28:36]), float(ln[36:44])] for ln in lines[2:2 + n]]) * 10.0
+    box = np.array([float(v) for v in lines[2 + n].split()[:3]]) * 10.0
+    names = [ln[10:15].strip() for ln in lines[2:2 + n]]
+    if names[:3] != ["OW", "HW1", "HW2"] or n % 3:
+        raise SystemExit(f"{SPCE}/conf.gro: expected OW HW1 HW2 triplets")
+    m = np.array([15.9994, 1.008, 1.008])
+    mol = xyz.reshape(-1, 3, 3)
+    # unwrap the hydrogens onto their oxygen, then the mass-weighted centre
+    d = mol - mol[:, :1]
+    mol = mol[:, :1] + d - box * np.round(d / box)
+    com = (mol * m[None, :, None]).sum(1) / m.sum()
+    return com % box, np.diag(box)
+
+
+def water_like_table():
+    from cgkit.forcematch.tabulated import Table
+    rc, s, e = 9.0, 3.166, 0.0067
+    r = np.arange(2.0, rc + 1e-9, 0.01)
+    lj = lambda x: 4 * e * ((s / x) ** 12 - (s / x) ** 6)                       # noqa: E731
+    dlj = lambda x: 4 * e * (-12 * s ** 12 / x ** 13 + 6 * s ** 6 / x ** 7)    # noqa: E731
+    U = lj(r) - lj(rc) - dlj(rc) * (r - rc)
+    return Table("pair", ("W", "W"), r[0], 0.01, U, dlj(r) - dlj(rc))
+
+
+def load_pair_potential(path, n):
+    from cgkit.forcematch.tabulated import TabulatedPotential
+    from cgkit.topology import Topology
+    if path is None:
+        return TabulatedPotential(["W"], Topology(n_particles=n), [water_like_table()]), "water-like LJ table, 9 Å"
+    from cgkit.io_potential import load_potential
+    pot = load_potential(path)
+    if not isinstance(pot, TabulatedPotential) or len(pot.type_names) != 1:
+        raise SystemExit(f"{path}: need a one-bead-type TabulatedPotential")
+    pair = [t for t in pot.tables if t.kind == "pair"][0]
+    return TabulatedPotential(list(pot.type_names), Topology(n_particles=n), [pair]), f"{path} (cutoff {pair.x_max:g} Å)"
+
+
+def run_child(cmd, cwd):
+    """subprocess.run, returning also the CPU time (user + system, s) the child used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def run_cgkit(pot, pos, cell, steps, kernel):
+    from ase import Atoms
+    from cgkit.md import MolecularDynamics
+    a = Atoms(numbers=np.zeros(len(pos), int), positions=pos, cell=cell, pbc=True, masses=np.full(len(pos), 18.0154))
+    a.arrays["bead_types"] = np.array([pot.type_names[0]] * len(pos))
+    md = MolecularDynamics(pot, a, timestep=TIMESTEP_FS, temperature=TEMPERATURE, friction=0.01, skin=1.0,
+                           log_every=0, write_every=0, progress=False, kernel=kernel)
+    md.run(100)  # warm-up (kernel build, first list)
+    w, c = time.perf_counter(), time.process_time()
+    md.run(steps)
+    return time.perf_counter() - w, time.process_time() - c, md
+
+
+def run_lammps(pot, pos, cell, steps):
+    """(loop wall s, process CPU s, steps) of LAMMPS with the exported table."""
+    lmp = shutil.which("lmp")
+    if lmp is None:
+        return None, "lmp not found"
+    from cgkit.export.lammps import write_lammps
+    with tempfile.TemporaryDirectory() as d:
+        write_lammps(pot, d, positions=pos, box=cell, masses=np.full(len(pos), 18.0154),
+                     species=np.zeros(len(pos), int), temperature=TEMPERATURE, timestep_fs=TIMESTEP_FS,
+                     n_steps=steps)
+        inp = Path(d) / "in.cg"
+        text = inp.read_text().replace("neighbor 2.0 bin", "neighbor 1.0 bin")
+        text = re.sub(r"^dump traj .*$", "", text, flags=re.M)
+        inp.write_text(text)
+        r, cpu = run_child([lmp, "-in", "in.cg", "-log", "log.lammps", "-screen", "none"], d)
+        log = (Path(d) / "log.lammps").read_text() if (Path(d) / "log.lammps").exists() else ""
+    m = re.search(r"Loop time of ([0-9.eE+-]+) on 1 procs for (\d+) steps", log)
+    if r.returncode != 0 or not m:
+        return None, f"lmp failed: {r.stderr.strip()[-300:]}"
+    return (float(m.group(1)), cpu, int(m.group(2))), None
+
+
+def run_gromacs(steps):
+    """(loop wall s, process CPU s, steps) of GROMACS all-atom SPC/E on one thread."""
+    gmx = shutil.which("gmx")
+    if gmx is None or not SPCE.is_dir():
+        return None, "gmx or /usr/share/votca/csg-tutorials/spce absent"
+    with tempfile.TemporaryDirectory() as d:
+        for f in ("conf.gro", "topol.top", "grompp.mdp"):
+            shutil.copy(SPCE / f, d)
+        mdp = Path(d) / "grompp.mdp"
+        text = mdp.read_text()
+        for key, val in (("nsteps", steps), ("nstxout", 0), ("nstfout", 0), ("nstvout", 0)):
+            text = re.sub(rf"^{key}\s*=.*$", f"{key} = {val}", text, flags=re.M)
+        mdp.write_text(text)
+        r = subprocess.run([gmx, "grompp", "-f", "grompp.mdp", "-c", "conf.gro", "-p", "topol.top", "-o", "run.tpr",
+                            "-maxwarn", "5"], cwd=d, capture_output=True, text=True)
+        if r.returncode != 0:
+            return None, f"grompp failed: {r.stderr.strip()[-300:]}"
+        r, cpu = run_child([gmx, "mdrun", "-nt", "1", "-s", "run.tpr", "-deffnm", "run"], d)
+        log = (Path(d) / "run.log").read_text() if (Path(d) / "run.log").exists() else ""
+    m = re.search(r"^\s*Time:\s+([0-9.]+)\s+([0-9.]+)", log, flags=re.M)
+    if r.returncode != 0 or not m:
+        return None, f"mdrun failed: {r.stderr.strip()[-300:]}"
+    return (float(m.group(2)), cpu, steps), None   # (wall of the MD loop, CPU time, steps)
+
+
+def loop_only(run, steps, *a):
+    """(wall, CPU time, steps) of the MD loop alone: the CPU time of a run of ``steps`` minus that
+    of a 10-step run (start-up, input reading, table set-up cancel)."""
+    res, why = run(*a, steps)
+    if res is None:
+        return None, why
+    short, why = run(*a, 10)
+    if short is None:
+        return None, why
+    return (res[0], res[1] - short[1], steps - 10), None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=3000, help="cgkit / LAMMPS MD steps")
+    ap.add_argument("--torch-steps", type=int, default=100, help="steps of the torch path (slow)")
+    ap.add_argument("--gmx-steps", type=int, default=1000, help="GROMACS all-atom steps")
+    ap.add_argument("--potential", help="cgkit TabulatedPotential file (one bead type); default: water-like table")
+    args = ap.parse_args()
+    pos, cell = read_spce_beads()
+    n = len(pos)
+    pot, what = load_pair_potential(args.potential, n)
+    rows = []   # (label, steps, wall s, cpu s)
+    res, why = loop_only(run_gromacs, args.gmx_steps)
+    if res:
+        rows.append(("GROMACS all-atom SPC/E (6540 atoms, -nt 1)", res[2], res[0], res[1]))
+    else:
+        print(f"GROMACS skipped: {why}")
+    w, c, md = run_cgkit(pot, pos, cell, args.steps, "auto")
+    rows.append((f"cgkit md, {md.kernel} kernel", args.steps, w, c))
+    n_rebuilds = md.n_rebuilds
+    if args.torch_steps:
+        w, c, _ = run_cgkit(pot, pos, cell, args.torch_steps, "torch")
+        rows.append(("cgkit md, torch path (before)", args.torch_steps, w, c))
+    res, why = loop_only(run_lammps, args.steps, pot, pos, cell)
+    if res:
+        rows.append(("LAMMPS pair_style table (1 rank)", res[2], res[0], res[1]))
+    else:
+        print(f"LAMMPS skipped: {why}")
+    ref = rows[0] if rows[0][0].startswith("GROMACS") else None
+    print(f"one-bead SPC/E water: {n} beads, box {cell[0, 0]:.2f} Å, {what}; {TIMESTEP_FS:g} fs, "
+          f"Langevin {TEMPERATURE:g} K; cgkit neighbour-list builds: {n_rebuilds}")
+    print(f"{'engine':46s} {'steps/s':>9s} {'ns/day':>8s} {'mol·ns/day/core':>16s} {'× GROMACS':>10s} "
+          f"{'(wall: ×)':>10s}")
+    for label, steps, wall, cpu in rows:
+        sim_ns = steps * TIMESTEP_FS * 1e-6
+        per_core = sim_ns / cpu * 86400.0 * n
+        ratio = per_core / (ref[1] * TIMESTEP_FS * 1e-6 / ref[3] * 86400.0 * n) if ref else float("nan")
+        ratio_wall = (steps / wall) / (ref[1] / ref[2]) if ref else float("nan")
+        print(f"{label:46s} {steps / wall:9.1f} {sim_ns / cpu * 86400.0:8.1f} {per_core:16.3g} {ratio:10.2f} "
+              f"{ratio_wall:10.2f}")
+    print("ns/day and molecule·ns/day per core from the CPU time (user + system) each engine used "
+          "(GROMACS and LAMMPS: of the child process, minus that of a 10-step run, so that start-up "
+          "does not count); '(wall: ×)' is the ratio of wall-clock steps/s, "
+          "which on a shared machine also measures the load")
+
+
+if __name__ == "__main__":
+    main()
