@@ -70,6 +70,13 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence, never a silent pass
         if os.environ.get("CGKIT_DEBUG"):
             raise
+        if _is_external_calculation_failure(exc):
+            # an ASE calculator (DFT, xTB, ...) that did not converge on this input: the input or
+            # the calculator's settings must change, not cgkit
+            _print_error(f"cgkit {args.command}: error: the ASE calculator failed on this input "
+                         f"({type(exc).__name__}: {exc}); check that the calculator suits the structure "
+                         "(e.g. a molecular method on a metal) and its convergence settings")
+            return 1
         _print_error(f"cgkit {args.command}: internal error (a bug in cgkit, please report it with "
                      f"the command line; CGKIT_DEBUG=1 shows the traceback): "
                      f"{type(exc).__name__}: {exc}")
@@ -113,6 +120,16 @@ def _terminate_as_exception():
         return signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread (e.g. called from a worker): leave the default
         return None
+
+
+def _is_external_calculation_failure(exc) -> bool:
+    """True for ASE's ``CalculationFailed`` (and its subclasses such as ``SCFError``), raised by a
+    user's calculator, never by cgkit itself."""
+    try:
+        from ase.calculators.calculator import CalculationFailed
+    except ImportError:  # pragma: no cover - ASE is a dependency
+        return False
+    return isinstance(exc, CalculationFailed)
 
 
 #: exit code of an unexpected exception (a bug): distinct from 1, a refused input

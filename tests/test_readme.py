@@ -240,6 +240,33 @@ def test_readme_quotes_potential_specs():
     assert _readme_specs(), "README.md quotes no `cgkit:...` / `ase:...` potential spec"
 
 
+#: structures the charged built-ins are meant for (the others get Si for cgkit:, Cu for ase:)
+SPEC_STRUCTURES = {
+    "cgkit:coulomb": "NaCl8.extxyz",    # rock salt with initial charges ±1 e
+    "cgkit:nacl-bmh": "NaCl8.extxyz",
+    "cgkit:spcfw": "water8.extxyz",     # 8 water molecules in a 6.2 Å box
+}
+
+
+def _write_charged_structures(d):
+    import ase.io
+    import numpy as np
+    from ase import Atoms
+    from ase.build import bulk
+    nacl = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    nacl.set_initial_charges([1.0 if s == "Na" else -1.0 for s in nacl.get_chemical_symbols()])
+    ase.io.write(str(d / "NaCl8.extxyz"), nacl)
+    rng = np.random.default_rng(1)
+    pos, syms = [], []
+    theta = np.radians(109.0)
+    for ijk in np.ndindex(2, 2, 2):
+        o = (np.array(ijk) + 0.5) * 3.1
+        R = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        pos += [o, o + R @ np.array([1.0, 0.0, 0.0]), o + R @ np.array([np.cos(theta), np.sin(theta), 0.0])]
+        syms += ["O", "H", "H"]
+    ase.io.write(str(d / "water8.extxyz"), Atoms(syms, positions=pos, cell=np.eye(3) * 6.2, pbc=True))
+
+
 @pytest.mark.parametrize("spec", _readme_specs())
 def test_readme_potential_spec_is_accepted_by_the_cli(spec, tmp_path, monkeypatch, capsys):
     """Every --potential spec the README quotes runs `cgkit elastic` (Si for cgkit built-ins,
@@ -247,7 +274,9 @@ def test_readme_potential_spec_is_accepted_by_the_cli(spec, tmp_path, monkeypatc
     from cgkit.cli import main
     monkeypatch.chdir(tmp_path)
     data.write_crystals(tmp_path)
-    structure = "Si.cif" if spec.startswith("cgkit:") else "Cu.cif"
+    _write_charged_structures(tmp_path)
+    structure = next((f for prefix, f in SPEC_STRUCTURES.items() if spec.startswith(prefix)),
+                     "Si.cif" if spec.startswith("cgkit:") else "Cu.cif")
     argv = ["elastic", "--structure", structure, "--potential", spec, "--clamped-only", "--out", "el"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

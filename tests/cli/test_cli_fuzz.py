@@ -141,3 +141,19 @@ def test_foreign_non_empty_out_is_refused_and_kept(case_id, cg_potential, tmp_pa
         assert_one_line_error(res, case.command)
         assert sorted(p.name for p in out.iterdir()) == ["mine.txt"], sorted(p.name for p in out.iterdir())
         assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_an_ase_calculator_that_fails_to_converge_is_a_refusal_not_an_internal_error(tmp_path, capsys):
+    """A user's calculator raising ASE's CalculationFailed (an SCF that does not converge) exits 1
+    with a cgkit error line, not 3 ("internal error")."""
+    from ase.build import bulk
+    from ase.io import write
+
+    from cgkit.cli import main
+    write(str(tmp_path / "Cu.cif"), bulk("Cu", "fcc", 3.61))
+    rc = main(["elastic", "--structure", str(tmp_path / "Cu.cif"), "--potential",
+               "ase:tests.cli.failing_calculator.NeverConverges", "--clamped-only", "--out", str(tmp_path / "el")])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "the ASE calculator failed on this input" in err and "internal error" not in err
+    assert not (tmp_path / "el").exists()
