@@ -680,22 +680,26 @@ class MolecularDynamics(Analysis):
             r._append("frame_time", self.step * self.timestep)
         return T
 
-    def run(self, n_steps: int) -> "MolecularDynamics":
-        """Integrate ``n_steps`` steps (continuing from the current state); returns self."""
+    def run(self, n_steps: int, observer=None) -> "MolecularDynamics":
+        """Integrate ``n_steps`` steps (continuing from the current state); returns self.
+
+        ``observer``: called as ``observer(self)`` after every step (``self.step`` is the step
+        just completed); a true return value ends the run there and is recorded as
+        ``results.stopped_at_step`` (e.g. :class:`cgkit.learn.monitor.UncertaintyMonitor`)."""
         n_steps = int(n_steps)
         if n_steps < 0:
             raise InputError("n_steps must be ≥ 0")
         from .threads import torch_threads
         with torch_threads(self.n_threads or (1 if self.graph.n_atoms < 20000 else None)):
             try:
-                return self._run(n_steps)
+                return self._run(n_steps, observer)
             finally:
                 if self._writers:
                     for w in self._writers:
                         w.close()
                     self._writers = None
 
-    def _run(self, n_steps: int) -> "MolecularDynamics":
+    def _run(self, n_steps: int, observer=None) -> "MolecularDynamics":
         from .progress import progress_bar
         self._open_writers()
         if self._forces is None:
@@ -714,6 +718,7 @@ class MolecularDynamics(Analysis):
         steps = progress_bar(range(n_steps), desc=f"MD ({self.integrator})", unit="step",
                              disable=None if self.progress else True)
         pos = self.graph.positions
+        done = 0
         for _ in steps:
             self._prev_positions = pos
             v = self.velocities + kick * self._forces
@@ -737,11 +742,15 @@ class MolecularDynamics(Analysis):
                 T = self._record(log, write, store)
                 if log:
                     steps.set_postfix_str(f"T={float(T.mean()):.1f} K", refresh=False)
+            done += 1
+            if observer is not None and observer(self):
+                self.results.stopped_at_step = self.step
+                break
         elapsed = time.perf_counter() - t0
         r = self.results
         r.n_steps = self.step
         r.elapsed_s += elapsed
-        r.steps_per_second = n_steps / elapsed if elapsed > 0 else float("nan")
+        r.steps_per_second = done / elapsed if elapsed > 0 else float("nan")
         r.ns_per_day = r.steps_per_second * self.timestep * 86400 * 1e-6
         r.n_rebuilds = self.n_rebuilds
         r.timestep_fs = self.timestep

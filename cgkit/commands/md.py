@@ -92,6 +92,13 @@ def register(subparsers):
     p.add_argument("--log-every", type=int, default=100,
                    help="MD steps between energy/temperature log entries (md.json, md.png, the "
                         "mean temperature)")
+    p.add_argument("--uncertainty", nargs=2, type=float, metavar=("LO", "HI"), default=None,
+                   help="trust levels (eV/Å) on the committee's calibrated per-atom force σ (largest over "
+                        "atoms), for an ensemble potential: frames between LO and HI are candidates for "
+                        "labelling (written to uncertain.extxyz), the run stops at the first frame at or "
+                        "above HI (the trajectory left the region where the model means anything)")
+    p.add_argument("--uncertainty-every", type=int, default=10,
+                   help="MD steps between uncertainty checks (with --uncertainty)")
     p.add_argument("--reference", help="mapped reference CG trajectory (same PSF/bead order) for validation")
     p.add_argument("--equilibration", type=int, default=0,
                    help="MD steps run before the production run; not written, not stored for "
@@ -178,7 +185,17 @@ def _run(args) -> int:
     from ..md import MolecularDynamics
     from ..outputs import OutputFolder
 
+    def ase_write(path, frames):
+        import ase.io
+        ase.io.write(str(path), frames, format="extxyz")
+
     _check_options(args)
+    if args.uncertainty is not None:
+        from ..learn.exploration import TrustLevels
+        TrustLevels(*args.uncertainty)  # refuse bad levels before any work
+        if args.uncertainty_every < 1:
+            from ..errors import InputError
+            raise InputError(f"--uncertainty-every must be >= 1 step, got {args.uncertainty_every}")
     # the output folder is checked (non-empty, writable) first; everything below is written into a
     # staging folder that replaces --out only when the whole run succeeded (a refused or blown-up
     # run leaves nothing behind and an earlier good run untouched)
@@ -211,7 +228,13 @@ def _run(args) -> int:
         md.write_every = args.write_every
         md.store_every = args.write_every if args.reference else 0
         md.results.clear_frames()
-        md.run(args.steps)
+        monitor = None
+        if args.uncertainty:
+            from ..learn.exploration import TrustLevels
+            from ..learn.monitor import UncertaintyMonitor
+            monitor = UncertaintyMonitor(TrustLevels(*args.uncertainty), every=args.uncertainty_every)
+            monitor.check(md)
+        md.run(args.steps, observer=monitor)
         res = md.results
         s = res.summary()
         summary = {"md": s, "potential": str(args.potential), "n_particles": md.n_particles,
@@ -225,6 +248,10 @@ def _run(args) -> int:
         md.atoms(0).write(out / "final.extxyz")
         if args.reference:
             summary["validation"] = _validate(args, md, pot, res, out)
+        if monitor is not None:
+            summary["uncertainty"] = monitor.summary()
+            if monitor.candidates:
+                ase_write(out / "uncertain.extxyz", monitor.candidates)
         write_json(out / "summary.json", summary)
     tc = s["temperature"]
     if tc and tc.get("warning"):
@@ -234,8 +261,13 @@ def _run(args) -> int:
         mean_t += f" (target {tc['target_K']:g} K, ±{tc['tolerance_K']:.1f} K)"
     sps = s["steps_per_second"]
     speed = f"{sps:.1f} steps/s, {s['ns_per_day']:.2f} ns/day" if sps == sps else "no timing"
+    if monitor is not None:
+        u = monitor.summary()
+        print(f"uncertainty: {u['counts']['candidate']} candidate frames (σ_F in [{args.uncertainty[0]:g}, "
+              f"{args.uncertainty[1]:g}) eV/Å)" + (f"; stopped: {u['stopped']}" if u["stopped"] else ""))
     print(f"{s['n_steps']} steps, {speed}, {mean_t}; wrote {args.out}/summary.json, md.json, md.png"
-          f"{', ' + args.trajectory if args.write_every > 0 else ''}, final.extxyz")
+          f"{', ' + args.trajectory if args.write_every > 0 else ''}, final.extxyz"
+          f"{', uncertain.extxyz' if monitor is not None and monitor.candidates else ''}")
     return 0
 
 
