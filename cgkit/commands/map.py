@@ -46,6 +46,15 @@ def register(subparsers):
     p.add_argument("--force-map", choices=("basic", "weights", "optimized"), default=None,
                    help="override the definition's force_map; 'optimized' first estimates the "
                         "map from --optimize-frames frames (default: the definition's force_map)")
+    p.add_argument("--constraints", choices=("auto", "topology", "hbonds", "all-bonds", "none"),
+                   default=None,
+                   help="constraints the optimized force map respects (equal weights on atoms joined "
+                        "by constraints, whose forces the trajectory lacks): auto = those the "
+                        "topology records (GROMACS tpr constraints and settles; none for other "
+                        "formats), topology = as auto but an error if unrecorded, hbonds / all-bonds "
+                        "= the topology's bonds to H / all bonds, none = ignore constraints (biased "
+                        "for constrained runs) (default: the definition's force_map constraints, "
+                        "else auto)")
     p.add_argument("--optimize-frames", type=int, default=None,
                    help="frames used to estimate the optimized force map (default all)")
     p.add_argument("--lammps-units", choices=("real", "metal"), default="real",
@@ -194,7 +203,15 @@ def _run(args) -> int:
     traj_name, top_name = f"cg.{ext}", "cg.psf"
     with OutputFolder(args.out, overwrite=args.overwrite, command="map") as out:
         if defn.force_map == "optimized" or args.noise:
-            optimized = mapping.optimize_force_map(limited(), progress=True)
+            from ..mapping.forcemap import resolve_constraints
+            cons = args.constraints or defn.force_map_options.get("constraints", "auto")
+            pairs, cons_label = resolve_constraints(mapping, cons)
+            if cons == "auto" and pairs is None:
+                _warn("the topology does not record constraints (only a GROMACS tpr does): the "
+                      "optimized force map assumes none; if the atomistic run constrained bonds, "
+                      "give --constraints hbonds or all-bonds (or the tpr as --topology)")
+            optimized = mapping.optimize_force_map(limited(), progress=True,
+                                                   constraints="none" if pairs is None else pairs)
             if defn.force_map == "optimized":
                 mapping = optimized
         n = n_forces = 0
@@ -238,6 +255,7 @@ def _run(args) -> int:
             "warnings": notes,
         }
         if optimized is not None:
+            summary["force_map_constraints"] = cons_label
             rep = MappedForceNoise({"basic": basic, "optimized": optimized}, limited(),
                                    reference="optimized", progress=True).run()
             rep.to_json(out / "force_noise.json")

@@ -10,8 +10,23 @@ template's atoms (n_t × n_t, summed over x, y, z), each bead row solves
     min_d  d C dᵀ   subject to   M_loc dᵀ = e_I,
 
 restricted to the instance's atoms (``support='molecule'``) or the bead's atoms
-(``support='bead'``). Atoms joined by constraints (``constraints='hbonds'`` / ``'all-bonds'``,
-from the topology's bonds) get equal weight, so unknown constraint forces cancel.
+(``support='bead'``). Atoms joined by constraints get equal weight, so the constraint forces
+that a trajectory does not hold (GROMACS writes forces without SETTLE/LINCS/SHAKE forces) cancel
+(Noid et al. 2008; Krämer et al. 2023, as aggforce's constraint-aware maps): for a group J of
+atoms joined by constraints, the constraint forces g_i obey Σ_{i∈J} g_i = 0, so Σ_i d_i g_i = 0
+only when d is constant over J. ``constraints``:
+
+- ``'auto'`` (default): the constraints the topology records (GROMACS tpr ``[ constraints ]``
+  and ``[ settles ]``, :func:`cgkit.mapping.importers.read_tpr_constraints`); none when the
+  topology format does not record them (gro, pdb, psf, LAMMPS data — give them explicitly);
+- ``'topology'``: as auto, but an error when the topology does not record constraints;
+- ``'hbonds'`` / ``'all-bonds'``: the topology's bonds to hydrogen / all its bonds;
+- an (nc, 2) array of 0-based constrained atom pairs; ``'none'``: no constraint handling
+  (biased mean forces if the run used constraints).
+
+Without constraint handling on rigid water the optimized map drops the hydrogens' forces
+(their constraint forces are missing), so its mapped force is not the mean force; with it,
+a one-bead rigid water gets the basic map (sum of the molecule's forces), the only valid map.
 
 The noise report uses the Pythagorean identity of that optimum: for any valid D,
 noise(D) = noise(D*) + E|(D − D*)·f|², so E|(D − D*)·f|² is the *excess* noise of D over the
@@ -28,7 +43,7 @@ from ..errors import InputError, MappingError, StructureError
 from ..progress import progress_bar
 from ..results import Analysis, Results
 
-__all__ = ["optimized_force_map", "MappedForceNoise"]
+__all__ = ["optimized_force_map", "resolve_constraints", "MappedForceNoise", "mean_force_identity"]
 
 
 def _forces_of(fr, k: int):
@@ -47,19 +62,55 @@ def _forces_of(fr, k: int):
     return f
 
 
+def resolve_constraints(mapping, constraints="auto"):
+    """(pairs, label): the constrained atom pairs (nc, 2) an optimized force map must respect
+    (None for none) and a short description (for summaries). See the module docstring for
+    the accepted ``constraints`` values."""
+    if constraints is None or (isinstance(constraints, str) and constraints == "none"):
+        return None, "none"
+    if isinstance(constraints, str):
+        if constraints in ("hbonds", "all-bonds"):
+            return constraints, constraints
+        if constraints not in ("auto", "topology"):
+            raise InputError(f"constraints={constraints!r}: give auto, topology, hbonds, all-bonds, "
+                             "none or an (nc, 2) array of constrained atom pairs")
+        from .importers import topology_constraints
+        tab = mapping.atom_table
+        pairs = None if tab is None else topology_constraints(tab)
+        if pairs is None:
+            if constraints == "topology":
+                raise MappingError("constraints=topology, but the topology does not record "
+                                   "constraints (only a GROMACS tpr does); give the tpr, or "
+                                   "constraints hbonds / all-bonds / none")
+            return None, "none (the topology does not record constraints)"
+        return pairs, f"topology ({len(pairs)} constrained pairs)"
+    pairs = np.asarray(constraints, dtype=np.int64).reshape(-1, 2) if len(constraints) else \
+        np.zeros((0, 2), np.int64)
+    if len(pairs) and (pairs.min() < 0 or pairs.max() >= mapping.n_atoms):
+        raise InputError(f"constrained atom pairs must be 0-based indices below {mapping.n_atoms}")
+    return pairs, f"given ({len(pairs)} constrained pairs)"
+
+
 def _groups(mapping, constraints, atoms):
-    """Constraint groups within one instance's atoms: (n_local,) group label."""
+    """Constraint groups within one instance's atoms: (n_local,) group label. ``constraints``:
+    None/'none', 'hbonds', 'all-bonds' or an (nc, 2) array of constrained atom pairs."""
     n = len(atoms)
     lab = np.arange(n)
     tab = mapping.atom_table
-    if constraints in (None, "none") or tab is None or len(tab.bonds) == 0:
+    if isinstance(constraints, np.ndarray):
+        b = constraints
+    elif constraints in (None, "none") or tab is None or len(tab.bonds) == 0:
         if constraints not in (None, "none") and (tab is None or len(tab.bonds) == 0):
             raise MappingError("constraints were requested but the topology has no bonds; give a "
                                "topology with bonds (tpr, psf, LAMMPS data) or constraints: none")
         return lab
+    else:
+        b = tab.bonds
     pos = {int(a): k for k, a in enumerate(atoms)}
-    b = tab.bonds
-    if constraints == "hbonds":
+    if isinstance(constraints, np.ndarray) and len(b):
+        # only pairs with both atoms in this instance
+        b = b[np.isin(b[:, 0], atoms) & np.isin(b[:, 1], atoms)]
+    if isinstance(constraints, str) and constraints == "hbonds":
         el = tab.elements
         isH = (np.array([str(e).upper() == "H" for e in el]) if el is not None
                else tab.masses < 1.2)
@@ -79,7 +130,7 @@ def _groups(mapping, constraints, atoms):
     return np.array([find(i) for i in range(n)])
 
 
-def optimized_force_map(mapping, frames, *, constraints: str = "none", support: str = "molecule",
+def optimized_force_map(mapping, frames, *, constraints="auto", support: str = "molecule",
                         regularization: float = 1e-8, max_frames: int | None = None,
                         progress: bool | None = None) -> sp.csr_matrix:
     """Estimate the optimal force map D (B, N) from force frames (eV/Å; anything with
@@ -87,6 +138,7 @@ def optimized_force_map(mapping, frames, *, constraints: str = "none", support: 
     C) keeps the solve well posed when few frames are given."""
     if support not in ("molecule", "bead"):
         raise InputError("support must be 'molecule' or 'bead'")
+    constraints = resolve_constraints(mapping, constraints)[0]
     M = mapping.M.tocsr()
     Dcur = mapping.D.tocsr()
     # group instances by template and local structure
@@ -170,6 +222,58 @@ def optimized_force_map(mapping, frames, *, constraints: str = "none", support: 
             vv.append(Dloc[nz])
     D = sp.csr_matrix((np.concatenate(vv), (np.concatenate(rr), np.concatenate(cc))), shape=M.shape)
     return D
+
+
+def mean_force_identity(positions, forces, boxes, temperature: float, *, r0: float = 2.8,
+                        width: float = 0.25) -> dict:
+    """Fit-free test that mapped forces average to the mean force −∇W of the CG coordinates.
+
+    For any smooth field G(R) on periodic CG configurations, integration by parts over
+    exp(−W/kT) gives ⟨F·G⟩ = −kT ⟨∇·G⟩ for the mean force F = −∇W; a mapped force D·f that
+    misses forces (e.g. constraint forces absent from a GROMACS trajectory) breaks it. Here
+    G_I = Σ_J h(r_IJ) r̂_IJ with a Gaussian shell h(r) = exp(−(r − r0)²/(2 width²)), so the
+    identity reads (per frame, summed over bead pairs)
+
+        ⟨Σ h (F_I − F_J)·r̂_IJ⟩ = −2 kT ⟨Σ (h′ + 2h/r)⟩
+
+    (the force-sampling RDF relation of Borgis et al. 2013). positions, forces: (n_frames, B, 3)
+    Å, eV/Å; boxes: (n_frames, 3) or (3,) orthorhombic box lengths, Å; temperature: K.
+    Returns {"lhs", "rhs", "difference", "stderr", "z", "relative", "frames"} (eV/Å per frame,
+    z = the difference in standard errors over frames, relative = difference / |rhs|; None where
+    undefined). Assumes frames are roughly independent (standard error over frames).
+    ``temperature=0`` gives the left side alone: applied to the difference of two force maps,
+    (D − D_ref)·f, it measures the bias of D against an unbiased D_ref with paired noise."""
+    from scipy.spatial import cKDTree
+    kT = 8.617333262e-5 * float(temperature)
+    X = np.asarray(positions, dtype=float)
+    F = np.asarray(forces, dtype=float)
+    if X.ndim != 3 or X.shape != F.shape:
+        raise InputError(f"positions {X.shape} and forces {F.shape} must both be (n_frames, B, 3)")
+    L = np.broadcast_to(np.asarray(boxes, dtype=float), (len(X), 3))
+    rmax = r0 + 5 * width
+    lhs = np.zeros(len(X))
+    rhs = np.zeros(len(X))
+    for k in range(len(X)):
+        if 2 * rmax > L[k].min():
+            raise InputError(f"frame {k}: box {L[k].tolist()} Å is shorter than twice r0 + 5 width = "
+                             f"{rmax:.3g} Å; use a smaller shell")
+        x = np.mod(X[k], L[k])
+        pr = cKDTree(x, boxsize=L[k]).query_pairs(rmax, output_type="ndarray")
+        d = x[pr[:, 0]] - x[pr[:, 1]]
+        d -= L[k] * np.round(d / L[k])
+        r = np.linalg.norm(d, axis=1)
+        u = d / r[:, None]
+        h = np.exp(-0.5 * ((r - r0) / width) ** 2)
+        hp = -(r - r0) / width ** 2 * h
+        lhs[k] = np.sum(h * np.einsum("pa,pa->p", F[k][pr[:, 0]] - F[k][pr[:, 1]], u))
+        rhs[k] = -2 * kT * np.sum(hp + 2 * h / r)
+    diff = lhs - rhs
+    n = len(X)
+    se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else None
+    m = float(diff.mean())
+    return {"lhs": float(lhs.mean()), "rhs": float(rhs.mean()), "difference": m, "stderr": se,
+            "z": m / se if se else None,
+            "relative": m / abs(rhs.mean()) if rhs.mean() != 0 else None, "frames": n}
 
 
 class MappedForceNoise(Analysis):

@@ -22,7 +22,7 @@ from ..errors import MappingError
 from .definition import (AtomRef, BeadDef, BondedRef, MappingDefinition, TemplateDef,
                          check_bonded_names)
 
-__all__ = ["read_votca_xml", "read_martini_map"]
+__all__ = ["read_votca_xml", "read_martini_map", "read_tpr_constraints", "topology_constraints"]
 
 
 class _Node:
@@ -244,3 +244,85 @@ def read_martini_map(path) -> MappingDefinition:
                              description=f"imported from Martini/backward map {path.name}",
                              force_map="weights" if shared else "basic", shared_atoms=bool(shared),
                              file=f)
+
+
+# ---------------------------------------------------------------------- constraints of a topology
+def read_tpr_constraints(path):
+    """Constrained atom pairs of a GROMACS ``.tpr``: (nc, 2) int64 array of 0-based global atom
+    indices, from the ``[ constraints ]`` (F_CONSTR, F_CONSTRNC — including bonds that grompp
+    turned into constraints with ``constraints = h-bonds``/``all-bonds``) and ``[ settles ]``
+    (SETTLE: O–H1, O–H2 and H1–H2) interaction lists of every molecule type, repeated over the
+    molecule blocks. Flexible bonds are not included (MDAnalysis merges bonds and constraints in
+    ``Universe.bonds``; this reads its tpr parser's interaction lists separately).
+
+    Raises :class:`~cgkit.errors.MappingError` when the file cannot be read as a tpr."""
+    import numpy as np
+    from MDAnalysis.topology import TPRParser
+    from MDAnalysis.topology.tpr import obj as tpr_obj
+    from MDAnalysis.topology.tpr import utils as tpr_utils
+
+    moltypes: list = []          # per molecule type: list of local constrained pairs
+    natoms: list = []            # per molecule type: atom count
+    blocks: list = []            # (molb_type, molb_nmol)
+    orig = (tpr_utils.do_ilists, tpr_utils.do_moltype, tpr_utils.do_molblock)
+
+    def do_ilists(data, fver):
+        ilists = orig[0](data, fver)
+        pairs = []
+        for il in ilists:
+            if il.nr <= 0:
+                continue
+            ik = tpr_obj.InteractionKind(*il.ik)
+            if ik.name in ("CONSTR", "CONSTRNC"):
+                pairs += [(int(a), int(b)) for a, b in ik.process(il.iatoms)]
+            elif ik.name == "SETTLE":
+                ias = il.iatoms
+                if len(ias) == 2:  # old format: oxygen only, hydrogens follow
+                    o = int(ias[1])
+                    trip = [(o, o + 1, o + 2)]
+                else:
+                    trip = [tuple(int(x) for x in t) for t in ik.process(ias)]
+                for o, h1, h2 in trip:
+                    pairs += [(o, h1), (o, h2), (h1, h2)]
+        moltypes.append(pairs)
+        return ilists
+
+    def do_moltype(data, symtab, fver):
+        mt = orig[1](data, symtab, fver)
+        natoms.append(mt.number_of_atoms())
+        return mt
+
+    def do_molblock(data):
+        mb = orig[2](data)
+        blocks.append((int(mb.molb_type), int(mb.molb_nmol)))
+        return mb
+
+    tpr_utils.do_ilists, tpr_utils.do_moltype, tpr_utils.do_molblock = do_ilists, do_moltype, do_molblock
+    try:
+        TPRParser.TPRParser(str(path)).parse()
+    except Exception as exc:  # MDAnalysis raises many types for unreadable files
+        raise MappingError(f"cannot read the constraints of {path} as a GROMACS tpr: {exc}",
+                           file=str(path)) from None
+    finally:
+        tpr_utils.do_ilists, tpr_utils.do_moltype, tpr_utils.do_molblock = orig
+    out = []
+    offset = 0
+    for mtype, nmol in blocks:
+        local = np.asarray(moltypes[mtype], dtype=np.int64).reshape(-1, 2)
+        n = natoms[mtype]
+        if len(local):
+            out.append((local[None, :, :] + offset + n * np.arange(nmol)[:, None, None]).reshape(-1, 2))
+        offset += n * nmol
+    return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.int64)
+
+
+def topology_constraints(table):
+    """Constrained atom pairs (nc, 2) of an :class:`~cgkit.mapping.atoms.AtomTable`, or None when
+    its topology format does not record constraints (only GROMACS ``.tpr`` does; gro/pdb/psf/
+    LAMMPS data files do not say which bonds the run constrained)."""
+    src = getattr(table, "source", "") or ""
+    if not src:
+        src = getattr(getattr(table, "universe", None), "filename", None) or ""
+    if str(src).lower().endswith(".tpr"):
+        return read_tpr_constraints(src)
+    return None
