@@ -41,15 +41,6 @@ def _box_lengths(box):
     return b
 
 
-def _neighbors(x, L, rmax):
-    """Sorted neighbour lists: (idx (n, k), dist (n, k), vec (n, k, 3)) of the k nearest
-    neighbours within ``rmax`` (missing ones: idx −1, dist inf)."""
-    from scipy.spatial import cKDTree
-    x = np.mod(x, L)
-    tree = cKDTree(x, boxsize=L)
-    return tree, x
-
-
 def triplet_angles(x, box, r_shell: float) -> np.ndarray:
     """Angles θ_jik (degrees) over all pairs j < k of neighbours of every i within ``r_shell``."""
     from scipy.spatial import cKDTree

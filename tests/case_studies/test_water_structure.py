@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cgkit.stats import Distribution, js_divergence
-from properties.water_structure import WaterStructure, compare_structures, tetrahedral_q, triplet_angles
+from cgkit.properties.water_structure import WaterStructure, compare_structures, tetrahedral_q, triplet_angles
 
 
 def _diamond(a=4.5, n=3):
