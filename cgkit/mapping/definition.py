@@ -262,11 +262,11 @@ def parse_definition(data, file: str | None = None) -> MappingDefinition:
         fm_opts = {k: v for k, v in fm.items() if k != "method"}
         fm = fm.get("method", "basic")
         for k, v in fm_opts.items():
-            ok = {"constraints": lambda v: v in ("none", "hbonds", "all-bonds"),
+            ok = {"constraints": lambda v: v in ("auto", "topology", "none", "hbonds", "all-bonds"),
                   "support": lambda v: v in ("molecule", "bead"),
                   "regularization": lambda v: _is_num(v) and v >= 0}.get(k)
             _expect(ok is not None and ok(v), file,
-                    f"bad force_map option {k}={v!r}; allowed: constraints (none|hbonds|all-bonds), "
+                    f"bad force_map option {k}={v!r}; allowed: constraints (auto|topology|none|hbonds|all-bonds), "
                     "support (molecule|bead), regularization (number >= 0)",
                     data.line_of("force_map"), f"force_map.{k}")
     _expect(fm in FORCE_MAPS, file, f"force_map must be one of {', '.join(FORCE_MAPS)}, got {fm!r}",
