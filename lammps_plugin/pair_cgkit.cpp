@@ -97,6 +97,7 @@ void PairCgkit::coeff(int narg, char **arg)
     if (problem.empty()) {
       cutoff = model.attr("cutoff").toDouble();
       receptive_field = model.attr("receptive_field").toDouble();
+      n_hops = model.attr("n_hops").toInt();
       type_names.clear();
       for (const auto &v : model.attr("type_names").toListRef())
         type_names.push_back(v.toStringRef());
@@ -119,7 +120,7 @@ void PairCgkit::coeff(int narg, char **arg)
   if (!problem.empty())
     error->all(FLERR, "pair_style cgkit: {} is not usable: {}; {}", model_file, problem,
                EXPORT_HINT);
-  if (!(cutoff > 0.0) || !(receptive_field >= cutoff))
+  if (!(cutoff > 0.0) || !(receptive_field >= cutoff) || n_hops < 1)
     error->all(FLERR, "pair_style cgkit: {} has cutoff {} and receptive field {} (need 0 < "
                       "cutoff <= receptive field); {}", model_file, cutoff, receptive_field,
                EXPORT_HINT);
@@ -223,6 +224,56 @@ void PairCgkit::build_edges(int nall, double **x, std::vector<int64_t> &src,
   }
 }
 
+// keep atoms within n_hops edges of a local atom and edges with an end within n_hops - 1
+// (breadth-first over the edge list, which build_edges groups by source atom); renumbers the
+// kept atoms (local atoms keep 0..nlocal-1) and the edges in place; returns the kept count
+int PairCgkit::prune(int nlocal, int nall, std::vector<int64_t> &src, std::vector<int64_t> &dst,
+                     std::vector<int> &keep)
+{
+  const int64_t ne = (int64_t) src.size();
+  std::vector<int64_t> start(nall + 1, 0);
+  for (int64_t e = 0; e < ne; e++) start[src[e] + 1]++;
+  for (int i = 0; i < nall; i++) start[i + 1] += start[i];
+  const int far = (int) n_hops + 1;
+  std::vector<int> hop(nall, far);
+  std::vector<int> frontier, next_frontier;
+  for (int i = 0; i < nlocal; i++) {
+    hop[i] = 0;
+    frontier.push_back(i);
+  }
+  for (int h = 1; h <= n_hops && !frontier.empty(); h++) {
+    next_frontier.clear();
+    for (int i : frontier)
+      for (int64_t e = start[i]; e < start[i + 1]; e++) {
+        const int j = (int) dst[e];
+        if (hop[j] == far) {
+          hop[j] = h;
+          next_frontier.push_back(j);
+        }
+      }
+    frontier.swap(next_frontier);
+  }
+  std::vector<int> newidx(nall, -1);
+  keep.clear();
+  for (int i = 0; i < nall; i++)
+    if (hop[i] <= n_hops) {
+      newidx[i] = (int) keep.size();
+      keep.push_back(i);
+    }
+  int64_t m = 0;
+  for (int64_t e = 0; e < ne; e++) {
+    const int i = (int) src[e], j = (int) dst[e];
+    if (std::min(hop[i], hop[j]) <= n_hops - 1) {
+      src[m] = newidx[i];
+      dst[m] = newidx[j];
+      m++;
+    }
+  }
+  src.resize(m);
+  dst.resize(m);
+  return (int) keep.size();
+}
+
 void PairCgkit::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
@@ -233,16 +284,19 @@ void PairCgkit::compute(int eflag, int vflag)
   const int nall = nlocal + atom->nghost;
 
   std::vector<int64_t> src, dst;
+  std::vector<int> keep;
   build_edges(nall, x, src, dst);
+  const int nmod = prune(nlocal, nall, src, dst, keep);    // atoms passed to the model
   const int64_t nedge = (int64_t) src.size();
 
-  auto pos64 = torch::empty({nall, 3}, torch::kFloat64);
+  auto pos64 = torch::empty({nmod, 3}, torch::kFloat64);
   auto pa = pos64.accessor<double, 2>();
-  auto species = torch::empty({nall}, torch::kInt64);
+  auto species = torch::empty({nmod}, torch::kInt64);
   auto sa = species.accessor<int64_t, 1>();
-  for (int i = 0; i < nall; i++) {
-    for (int d = 0; d < 3; d++) pa[i][d] = x[i][d];
-    sa[i] = type_to_species[type[i]];
+  for (int k = 0; k < nmod; k++) {
+    const int i = keep[k];
+    for (int d = 0; d < 3; d++) pa[k][d] = x[i][d];
+    sa[k] = type_to_species[type[i]];
   }
   auto edges = torch::empty({2, nedge}, torch::kInt64);
   if (nedge > 0) {
@@ -265,14 +319,14 @@ void PairCgkit::compute(int eflag, int vflag)
     std::string msg = e.what();
     msg = msg.substr(0, msg.find('\n'));
     error->one(FLERR, "pair_style cgkit: model {} failed on {} atoms ({} local): {}", model_file,
-               nall, nlocal, msg);
+               nmod, nlocal, msg);
   }
-  if (forces.size(0) != nall || eloc.size(0) != nlocal)
+  if (forces.size(0) != nmod || eloc.size(0) != nlocal)
     error->one(FLERR, "pair_style cgkit: model {} returned arrays of the wrong shape", model_file);
 
   auto fa = forces.accessor<double, 2>();
-  for (int i = 0; i < nall; i++)
-    for (int d = 0; d < 3; d++) f[i][d] += fa[i][d];
+  for (int k = 0; k < nmod; k++)
+    for (int d = 0; d < 3; d++) f[keep[k]][d] += fa[k][d];
   if (eflag_global) eng_vdwl += energy.item<double>();
   if (eflag_atom) {
     auto ea = eloc.accessor<double, 1>();
@@ -282,9 +336,9 @@ void PairCgkit::compute(int eflag, int vflag)
     auto va = vir.accessor<double, 1>();
     for (int k = 0; k < 6; k++) virial[k] += va[k];
   }
-  if (vflag_atom && vat.size(0) == nall) {
+  if (vflag_atom && vat.size(0) == nmod) {
     auto va = vat.accessor<double, 2>();
-    for (int i = 0; i < nall; i++)
-      for (int k = 0; k < 6; k++) vatom[i][k] += va[i][k];
+    for (int k = 0; k < nmod; k++)
+      for (int c = 0; c < 6; c++) vatom[keep[k]][c] += va[k][c];
   }
 }

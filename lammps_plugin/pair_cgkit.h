@@ -7,6 +7,8 @@
  * passing; the style raises comm's ghost cutoff to receptive field + skin) these energies are
  * exact, and the forces on ghosts, summed onto their owners by LAMMPS's reverse
  * communication (hence `newton on`), make the forces exact under any domain decomposition.
+ * Only atoms within n_hops edges (message-passing layers) of a local atom, and the edges with an
+ * end within n_hops - 1, are passed to the model: the others cannot reach a local energy.
  */
 #ifndef LMP_PAIR_CGKIT_H
 #define LMP_PAIR_CGKIT_H
@@ -33,6 +35,8 @@ class PairCgkit : public Pair {
  protected:
   void allocate();
   void build_edges(int nall, double **x, std::vector<int64_t> &src, std::vector<int64_t> &dst);
+  int prune(int nlocal, int nall, std::vector<int64_t> &src, std::vector<int64_t> &dst,
+            std::vector<int> &keep);
 
   torch::jit::Module model;
   bool model_loaded = false;
@@ -41,6 +45,7 @@ class PairCgkit : public Pair {
   torch::Dtype dtype = torch::kFloat64;
   double cutoff = 0.0;
   double receptive_field = 0.0;
+  int64_t n_hops = 0;    // message-passing layers: atoms farther than this many edges are idle
   std::vector<std::string> type_names;    // species of the model
   std::vector<int64_t> type_to_species;   // LAMMPS type (1..ntypes) -> model species index
 };

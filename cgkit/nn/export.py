@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["export_torchscript", "export_lammps", "receptive_field", "split_prior", "LAMMPS_FORMAT"]
+__all__ = ["export_torchscript", "export_lammps", "receptive_field", "message_passing_hops", "split_prior",
+           "LAMMPS_FORMAT"]
 
 
 def _exported_wrapper():
@@ -184,15 +185,18 @@ def _lammps_wrapper():
         cgkit_format: str
         cutoff: float
         receptive_field: float
+        n_hops: int
         type_names: List[str]
         dtype_name: str
 
-        def __init__(self, core, cutoff: float, receptive_field: float, type_names, dtype_name: str):
+        def __init__(self, core, cutoff: float, receptive_field: float, n_hops: int, type_names,
+                     dtype_name: str):
             super().__init__()
             self.core = core
             self.cgkit_format = LAMMPS_FORMAT
             self.cutoff = float(cutoff)
             self.receptive_field = float(receptive_field)
+            self.n_hops = int(n_hops)
             self.type_names = list(type_names)
             self.dtype_name = dtype_name
 
@@ -231,7 +235,7 @@ def _lammps_wrapper():
             return energy.detach(), e_loc.detach(), forces.detach(), virial.detach(), vatom.detach()
 
     LammpsPotential.__annotations__ = {"cgkit_format": str, "cutoff": float, "receptive_field": float,
-                                       "type_names": List[str], "dtype_name": str}
+                                       "n_hops": int, "type_names": List[str], "dtype_name": str}
     return LammpsPotential
 
 
@@ -239,31 +243,35 @@ def receptive_field(potential) -> float:
     """Distance (Å) within which other atoms change the atomic energies of an atom of ``potential``.
 
     ENNP: ``n_layers × cutoff`` (each message-passing layer reaches one cutoff further);
-    ensembles and sums: the largest of their members'; the local potentials of
-    :mod:`cgkit.potentials` (Lennard-Jones, Stillinger-Weber: an atom's energy depends on its
-    neighbours within the cutoff only): the cutoff. Other potentials raise
+    ensembles and sums: the largest of their members'. Other potentials raise
     :class:`cgkit.errors.NotSupportedError` (their range is not known).
     """
+    return _range(potential)[0]
+
+
+def message_passing_hops(potential) -> int:
+    """Number of edge hops (message-passing layers) an atomic energy of ``potential`` sees:
+    ENNP ``n_layers``; ensembles and sums the largest of their members'. The LAMMPS plugin
+    evaluates only atoms within that many hops of its local atoms (exact: farther atoms cannot
+    reach a local atom's energy through the edges)."""
+    return _range(potential)[1]
+
+
+def _range(potential):
     from ..ensemble import EnsemblePotential
     from ..errors import NotSupportedError
     from ..potential import SumPotential
-    from ..potentials.lennard_jones import LennardJones
-    from ..potentials.stillinger_weber import StillingerWeber
     from .model import ENNP
 
     if isinstance(potential, ENNP):
-        return len(potential.layers) * float(potential.cutoff)
-    if isinstance(potential, EnsemblePotential):
-        return max(receptive_field(m) for m in potential.members)
-    if isinstance(potential, SumPotential):
-        return max(receptive_field(t) for t in potential.terms)
-    if isinstance(potential, (LennardJones, StillingerWeber)):
-        return float(potential.cutoff)
+        return len(potential.layers) * float(potential.cutoff), len(potential.layers)
+    if isinstance(potential, (EnsemblePotential, SumPotential)):
+        parts = [_range(m) for m in (potential.members if isinstance(potential, EnsemblePotential)
+                                     else potential.terms)]
+        return max(p[0] for p in parts), max(p[1] for p in parts)
     raise NotSupportedError(f"{type(potential).__name__} cannot be exported for LAMMPS: only ENNPs, "
-                            "ensembles and sums of them (and the Lennard-Jones / Stillinger-Weber "
-                            "potentials of cgkit.potentials) can; a tabulated CG prior goes to "
-                            "LAMMPS as tables (cgkit model export --lammps on a neural CG model "
-                            "writes them)")
+                            "ensembles and sums of them can; a tabulated CG prior goes to LAMMPS as "
+                            "tables (cgkit model export --lammps on a neural CG model writes them)")
 
 
 def split_prior(potential):
@@ -273,6 +281,8 @@ def split_prior(potential):
     from ..forcematch.tabulated import TabulatedPotential
     from ..potential import SumPotential
 
+    if isinstance(potential, TabulatedPotential):
+        return None, potential
     if not isinstance(potential, SumPotential):
         return potential, None
     tab = [t for t in potential.terms if isinstance(t, TabulatedPotential)]
@@ -289,8 +299,9 @@ def split_prior(potential):
 
 
 def _lammps_graph_inputs(potential, atoms):
-    """(positions, species, edge_index) of ``atoms`` with its periodic images made explicit, as
-    LAMMPS hands them to the plugin (the local atoms first), for checks of an export."""
+    """(positions, species, edge_index, n_local) of ``atoms`` (wrapped into its cell) with its
+    periodic images made explicit, as LAMMPS hands them to the plugin (the cell's own atoms
+    first), for checks of an export."""
     import numpy as np
     import torch
 
@@ -320,7 +331,7 @@ def _lammps_graph_inputs(potential, atoms):
                 all_spec.append(spec)
     P = np.concatenate(all_pos)
     S = np.concatenate(all_spec)
-    if inv is not None and np.all(pbc):
+    if inv is not None:
         # keep images within the receptive field (+ margin) of the cell's own atoms
         frac = P @ inv
         keep = np.ones(len(P), dtype=bool)
@@ -353,12 +364,13 @@ def export_lammps(potential, path, *, check: bool = True) -> dict:
     The TorchScript module's ``forward(positions (n,3) Å, species (n,) int64, edge_index (2,E)
     int64, nlocal, compute_virial, per_atom_virial)`` takes LAMMPS's local atoms (the first
     ``nlocal``) and ghost atoms (explicit periodic images, so no cell shifts) with every ordered
-    pair closer than ``cutoff``, and returns (energy of the local atoms () eV, their atomic
+    pair closer than ``cutoff`` (the plugin passes only atoms within ``n_hops`` edges of a local
+    atom and the edges with an end within ``n_hops - 1``: the same local energies), and returns (energy of the local atoms () eV, their atomic
     energies (nlocal,) eV, forces on all n atoms (n,3) eV/Å, virial (6,) eV in LAMMPS order
     xx yy zz xy xz yz = −Σ_edges r_ij ⊗ ∂E/∂r_ij, per-atom virial (n,6) eV (half of each edge's
     to each end) or (0,6)). Attributes read by the plugin: ``cgkit_format``
     (= :data:`LAMMPS_FORMAT`), ``cutoff`` Å, ``receptive_field`` Å (LAMMPS's ghost cutoff must
-    cover it), ``type_names``, ``dtype_name`` (``float32``/``float64``).
+    cover it), ``n_hops`` (message-passing layers), ``type_names``, ``dtype_name`` (``float32``/``float64``).
 
     ``potential``: an ENNP, an :class:`cgkit.ensemble.EnsemblePotential` (exported as its mean),
     a sum of them, or a neural CG model ``SumPotential([TabulatedPotential, ENNP])`` whose
@@ -375,7 +387,7 @@ def export_lammps(potential, path, *, check: bool = True) -> dict:
 
     from ..errors import NotSupportedError
 
-    rf = receptive_field(potential)  # refuses unsupported potentials before any work
+    rf, hops = _range(potential)  # refuses unsupported potentials before any work
     if not potential.type_names:
         raise NotSupportedError("the potential has no species names; LAMMPS maps atom types to them")
     model = copy.deepcopy(potential).eval()
@@ -389,13 +401,13 @@ def export_lammps(potential, path, *, check: bool = True) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         core = torch.jit.trace(_energy_core(model), example, check_trace=False)
-    scripted = torch.jit.script(_lammps_wrapper()(core, model.cutoff, rf, model.type_names, dtype))
-    meta = {"format": LAMMPS_FORMAT, "cutoff": float(model.cutoff), "receptive_field": rf,
+    scripted = torch.jit.script(_lammps_wrapper()(core, model.cutoff, rf, hops, model.type_names, dtype))
+    meta = {"format": LAMMPS_FORMAT, "cutoff": float(model.cutoff), "receptive_field": rf, "n_hops": hops,
             "type_names": list(model.type_names), "dtype": dtype,
             "units": {"energy": "eV", "length": "Å", "force": "eV/Å", "virial": "eV"},
             "lammps": "units metal; newton on; pair_style cgkit; pair_coeff * * FILE " + " ".join(model.type_names)}
     torch.jit.save(scripted, str(path), _extra_files={"cgkit_metadata.json": json.dumps(meta)})
-    report = {"dtype": dtype, "cutoff": float(model.cutoff), "receptive_field": rf,
+    report = {"dtype": dtype, "cutoff": float(model.cutoff), "receptive_field": rf, "n_hops": hops,
               "type_names": list(model.type_names)}
     if check:
         loaded = torch.jit.load(str(path))
