@@ -24,6 +24,7 @@ HEXMAP = str(data.MAPPINGS / "hexane_3bead.yaml")
 #: commands (or sub-actions) that write no JSON file, and why
 NO_JSON = {
     "model": "init/export write a model file, info prints to the terminal",
+    "lammps": "runs LAMMPS on the user's input script; LAMMPS writes its own log and dumps, no JSON",
 }
 
 #: commands whose CLI runs are checked the same way (every *.json parsed strictly) elsewhere,
