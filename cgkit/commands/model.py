@@ -40,6 +40,14 @@ small / medium preset where they differ; docs/training.md has the same list):
   init_seed          = --seed              seed of the initial weights (0; cgkit train: seed)
   avg_num_neighbors  (config only)         message normalisation (10.0; cgkit train refits
                                            it from the training data)
+Long-range model (a LongRangeENNP: this ENNP + learned charges + Ewald/PME Coulomb;
+config: model.long_range: {...}):
+  --long-range                             add the charge head and the Coulomb energy
+  charge_scheme      = --charge-scheme     neutralize | qeq_local | bond (neutralize)
+  baseline_charges   = --baseline-charges  fixed per-species charges, e.g. Na=1 Cl=-1 (none)
+  learn_charges      = --fixed-charges     learn the charges (true; flag: only the baseline)
+  total_charge       = --total-charge      total charge per structure, e (0)
+  electrostatics     = --es-method, --es-accuracy   Coulomb method and accuracy (auto, 1e-6)
 Example: cgkit model init --species C H O --r-cut 5 --channels 64 --l-max 2 --out init.pt
 """
 
@@ -95,6 +103,20 @@ def register(subparsers) -> None:
                       help="add an l = 1 per-atom output (e.g. dipoles; config: vector_head: true)")
     init.add_argument("--tensor-head", action="store_true",
                       help="add an l = 2 per-atom output (symmetric traceless tensors; config: tensor_head: true)")
+    init.add_argument("--long-range", action="store_true",
+                      help="a LongRangeENNP: learned charges (exact total charge) + Ewald/PME Coulomb energy")
+    init.add_argument("--charge-scheme", choices=("neutralize", "qeq_local", "bond"), default=None,
+                      help="how the total charge is kept (with --long-range; default neutralize)")
+    init.add_argument("--baseline-charges", nargs="+", metavar="EL=Q", default=None,
+                      help="fixed per-species charges, e (with --long-range), e.g. Na=1 Cl=-1")
+    init.add_argument("--fixed-charges", action="store_true",
+                      help="use only the baseline charges, learn none (with --long-range)")
+    init.add_argument("--total-charge", type=float, default=None,
+                      help="total charge per structure, e (with --long-range; default 0)")
+    init.add_argument("--es-method", choices=("auto", "ewald", "pme", "direct", "slab", "dsf"), default=None,
+                      help="Coulomb method (with --long-range; default auto)")
+    init.add_argument("--es-accuracy", type=float, default=None,
+                      help="relative accuracy of the Coulomb sum (with --long-range; default 1e-6)")
     init.add_argument("--seed", type=int, default=0, help="random seed of the initial weights (default: 0)")
     init.add_argument("--out", required=True, help="output model file (.pt)")
     init.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -154,11 +176,28 @@ def _init(args) -> int:
                 raise InputError(f"--{key.replace('_', '-')} must be >= "
                                  f"{2 if key == 'envelope_p' else 0 if key == 'l_max' else 1}, got {val}")
             over[key] = val
+    lr_flags = {"--charge-scheme": args.charge_scheme, "--baseline-charges": args.baseline_charges,
+                "--fixed-charges": args.fixed_charges or None, "--total-charge": args.total_charge,
+                "--es-method": args.es_method, "--es-accuracy": args.es_accuracy}
+    given = [k for k, v in lr_flags.items() if v is not None]
+    if given and not args.long_range:
+        raise InputError(f"{', '.join(given)} only apply to a long-range model: add --long-range")
     torch.manual_seed(args.seed)
-    model = ENNP.from_preset(args.preset, args.species, args.r_cut, **over)
+    if args.long_range:
+        from ..nn.longrange import LongRangeENNP, parse_species_charges
+        if args.fixed_charges and not args.baseline_charges:
+            raise InputError("--fixed-charges needs --baseline-charges (the charges to keep)")
+        es = {"method": args.es_method or "auto", "accuracy": 1e-6 if args.es_accuracy is None else args.es_accuracy}
+        model = LongRangeENNP.from_preset(
+            args.preset, args.species, args.r_cut, **over, charge_scheme=args.charge_scheme or "neutralize",
+            baseline_charges=parse_species_charges(args.baseline_charges) or None,
+            learn_charges=not args.fixed_charges, total_charge=args.total_charge or 0.0, electrostatics=es)
+    else:
+        model = ENNP.from_preset(args.preset, args.species, args.r_cut, **over)
     model.save(Path(out), metadata={"preset": args.preset, "trained": False, "seed": args.seed})
     n_par = sum(p.numel() for p in model.parameters())
-    print(f"wrote {args.out}: {args.preset} ENNP for {args.species}, r_cut {args.r_cut} Å, "
+    print(f"wrote {args.out}: {args.preset} {'long-range ' if args.long_range else ''}ENNP for {args.species}, "
+          f"r_cut {args.r_cut} Å, "
           f"{model.irreps_hidden}, {n_par} parameters, {args.dtype}")
     return 0
 

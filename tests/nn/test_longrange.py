@@ -506,3 +506,17 @@ def test_trainer_builds_a_long_range_model_from_the_config(tmp_path):
     with pytest.raises(_InputError, match="unknown option.*model.long_range"):
         Trainer({**cfg, "output": str(tmp_path / "r2"),
                  "model": {**cfg["model"], "long_range": {"charges": 1}}}, progress=False).run()
+
+
+def test_model_init_cli_writes_a_long_range_model(tmp_path, capsys):
+    from cgkit.cli import main
+    out = tmp_path / "lr.pt"
+    assert main(["model", "init", "--species", "Na", "Cl", "--r-cut", "4", "--long-range", "--charge-scheme", "bond",
+                 "--baseline-charges", "Na=1", "Cl=-1", "--dtype", "float64", "--out", str(out)]) == 0
+    m = load_potential(out)
+    assert isinstance(m, LongRangeENNP) and m.charge_scheme == "bond"
+    q = m.atomic_charges(m.graph(bulk("NaCl", "rocksalt", 5.64, cubic=True))).detach()
+    assert abs(float(q.sum())) < 1e-12
+    assert main(["model", "init", "--species", "Na", "Cl", "--charge-scheme", "bond", "--out",
+                 str(tmp_path / "x.pt")]) == 1
+    assert "add --long-range" in capsys.readouterr().err
