@@ -48,6 +48,8 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--target", type=float, required=True, help="test force RMSE to reach (eV/Å)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--methods", nargs="+", default=["fps", "random"],
+                    help="selection methods to run (the last is the reference the others are compared with)")
     args = ap.parse_args()
     cfg_path = Path(args.config).resolve()
     base_cfg = yaml.safe_load(cfg_path.read_text())
@@ -55,38 +57,45 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     results = {"config": str(cfg_path), "target_eV_per_A": args.target, "runs": []}
     for seed in args.seeds:
-        for method in ("fps", "random"):
+        for method in args.methods:
             cfg = copy.deepcopy(base_cfg)
             cfg["seed"] = seed
             cfg.setdefault("selection", {})["method"] = method
             cfg.setdefault("stop", {})["candidate_fraction"] = 0.0
-            al = ActiveLearning(cfg, out / f"{method}_seed{seed}", base=cfg_path.parent).run()
+            run_dir = out / f"{method}_seed{seed}"
+            al = ActiveLearning(cfg, run_dir, base=cfg_path.parent).run()
             pts = curve(al.state)
             results["runs"].append({"seed": seed, "method": method, "curve": pts,
                                     "labels_to_target": labels_to_reach(pts, args.target)})
             (out / "selection_comparison.json").write_text(json.dumps(results, indent=2))
-    ratios = []
-    for seed in args.seeds:
-        a = next(r for r in results["runs"] if r["seed"] == seed and r["method"] == "fps")["labels_to_target"]
-        b = next(r for r in results["runs"] if r["seed"] == seed and r["method"] == "random")["labels_to_target"]
-        ratios.append(None if a is None or b is None else b / a)
-    ok = [r for r in ratios if r is not None]
-    results["random_over_active_labels"] = ratios
-    results["ratio_mean"] = float(np.mean(ok)) if ok else None
-    results["ratio_min"] = float(np.min(ok)) if ok else None
-    results["ratio_max"] = float(np.max(ok)) if ok else None
+    ref = args.methods[-1]
+    results["reference_method"] = ref
+    results["ratios"] = {}
+    for method in args.methods[:-1]:
+        ratios = []
+        for seed in args.seeds:
+            a = next(r for r in results["runs"] if r["seed"] == seed and r["method"] == method)["labels_to_target"]
+            b = next(r for r in results["runs"] if r["seed"] == seed and r["method"] == ref)["labels_to_target"]
+            ratios.append(None if a is None or b is None else b / a)
+        ok = [r for r in ratios if r is not None]
+        results["ratios"][method] = {f"{ref}_labels_over_{method}_labels": ratios,
+                                     "mean": float(np.mean(ok)) if ok else None,
+                                     "min": float(np.min(ok)) if ok else None,
+                                     "max": float(np.max(ok)) if ok else None,
+                                     "not_reached": sum(r is None for r in ratios)}
     (out / "selection_comparison.json").write_text(json.dumps(results, indent=2))
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for r in results["runs"]:
         n, e = zip(*r["curve"]) if r["curve"] else ((), ())
-        ax.plot(n, e, "o-" if r["method"] == "fps" else "s--", color="C0" if r["method"] == "fps" else "C1",
-                alpha=0.8, label=f"{r['method']} (seed {r['seed']})")
+        k = args.methods.index(r["method"])
+        ax.plot(n, e, ("o-", "^-", "s--", "d:")[k % 4], color=f"C{k}", alpha=0.8,
+                label=f"{r['method']} (seed {r['seed']})")
     ax.axhline(args.target, color="k", lw=0.8, ls=":")
     ax.set_xlabel("labels"); ax.set_ylabel("test force RMSE (eV/Å)"); ax.set_yscale("log")
     ax.legend(fontsize=7)
     savefig(fig, out / "learning_curves.png")
-    print(json.dumps({k: results[k] for k in ("random_over_active_labels", "ratio_mean", "ratio_min", "ratio_max")}))
+    print(json.dumps(results["ratios"]))
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ Every key with its default (units: K, fs, eV/Å)::
                   timestep_fs: 2.0, friction_per_fs: 0.02}
     trust: {lo: 0.05, hi: 0.5}    # calibrated per-atom force sigma (eV/Å), DP-GEN style
     selection: {max_per_iteration: 8, method: fps}   # fps: farthest-point sampling among the
-                                  #   candidates; random: uniform from every explored frame below
-                                  #   hi (the baseline active learning is compared with)
+                                  #   candidates; uniform: uniform among the candidates (DP-GEN's
+                                  #   choice); random: uniform from every explored frame below hi
+                                  #   (the baseline active learning is compared with)
     calibration: {method: scale}  # fitted on fresh labels the committee had not seen
     labelling: {backend: serial, workers: 2, address: null, jobqueue: null}
     stop: {max_iterations: 4, label_budget: 200, candidate_fraction: 0.05}
@@ -135,8 +136,8 @@ def validate_config(cfg: dict) -> dict:
     if not lo < hi:
         raise InputError(f"trust.lo must be below trust.hi (eV/Å), got lo={lo}, hi={hi}")
     _num(cfg["selection"]["max_per_iteration"], "selection.max_per_iteration", integer=True, minimum=1)
-    if cfg["selection"]["method"] not in ("fps", "random"):
-        raise InputError(f"selection.method must be fps or random, got {cfg['selection']['method']!r}")
+    if cfg["selection"]["method"] not in ("fps", "uniform", "random"):
+        raise InputError(f"selection.method must be fps, uniform or random, got {cfg['selection']['method']!r}")
     st = cfg["stop"]
     _num(st["max_iterations"], "stop.max_iterations", integer=True, minimum=1)
     _num(st["label_budget"], "stop.label_budget", integer=True, minimum=1)

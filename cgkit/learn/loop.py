@@ -10,8 +10,9 @@ Per iteration k:
 3. **explore**: Langevin MD of the committee from every structure at every temperature and
    strain, classified by the trust levels on the calibrated σ_F (:func:`~cgkit.learn.explore`);
 4. **select** up to ``selection.max_per_iteration`` candidates by farthest-point sampling in
-   descriptor space, away from what is already labelled (``selection.method: random`` draws
-   uniformly from every explored frame instead: the baseline active learning must beat);
+   descriptor space, away from what is already labelled (``selection.method: uniform`` draws
+   uniformly among the candidates, as DP-GEN does; ``random`` draws uniformly from every explored
+   frame instead: the baseline active learning must beat);
 5. **label** them with the teacher (:class:`~cgkit.learn.Labeller`: serial, process pool, Dask).
 
 It stops when the fraction of candidates among the explored frames falls below
@@ -276,7 +277,7 @@ class ActiveLearning(Analysis):
         if sel_file.is_file():
             idx = loads_strict(sel_file.read_text())["indices"]
         else:
-            if method == "random":
+            if method in ("random", "uniform"):
                 rng = np.random.default_rng(int(self.config["seed"]) + 104729 * (it + 1))
                 idx = sorted(rng.choice(len(source), size=min(n, len(source)), replace=False).tolist()) if source else []
             else:
