@@ -88,6 +88,10 @@ class BeadDescriptorNet(Potential):
     cut-offs), so MD-safe. Units: Å, eV; forces −∂E/∂r by autograd (base class).
     """
 
+    #: a bead's energy depends on its neighbours within ``cutoff`` only (one edge hop): the LAMMPS
+    #: export (:func:`cgkit.nn.export.export_lammps`) uses this for the ghost-atom range
+    edge_hops = 1
+
     def __init__(self, type_names, *, r_cut: float = 5.0, r_ang: float = 3.7, n_radial: int = 10,
                  shells=(2.75, 3.25), l_max: int = 6, hidden=(48, 48), dtype: str = "float64"):
         super().__init__()
@@ -133,7 +137,7 @@ class BeadDescriptorNet(Potential):
         g = torch.exp(-((r[:, None] - self.mu) / self.sigma) ** 2) * _cosine_cutoff(r, self.cutoff)[:, None]
         if nt > 1:   # one radial block per neighbour type
             oh = torch.nn.functional.one_hot(species[j], nt).to(g.dtype)
-            g = (oh[:, :, None] * g[:, None, :]).reshape(len(g), -1)
+            g = (oh[:, :, None] * g[:, None, :]).reshape(g.shape[0], -1)  # traced size (LAMMPS export)
         rad = scatter_sum(g, i, n)                                     # (n, nt * n_radial)
         m = r < self.r_ang
         ia, va, ra = i[m], vec[m], r[m]
@@ -155,7 +159,8 @@ class BeadDescriptorNet(Potential):
 
     def atomic_energies(self, graph, positions, cell):
         i, j, vec, dist = self.neighbor_edges(graph, positions, cell)
-        return self.energies_from_edges(graph.species, i, j, vec, len(positions))
+        # positions.shape[0], not len(positions): a traced size stays dynamic (LAMMPS export)
+        return self.energies_from_edges(graph.species, i, j, vec, positions.shape[0])
 
 
 class NeuralCGTraining:

@@ -265,12 +265,15 @@ def _range(potential):
 
     if isinstance(potential, ENNP):
         return len(potential.layers) * float(potential.cutoff), len(potential.layers)
+    hops = getattr(potential, "edge_hops", None)  # a local model declaring how far its energies see
+    if isinstance(hops, int) and hops >= 1:
+        return hops * float(potential.cutoff), hops
     if isinstance(potential, (EnsemblePotential, SumPotential)):
         parts = [_range(m) for m in (potential.members if isinstance(potential, EnsemblePotential)
                                      else potential.terms)]
         return max(p[0] for p in parts), max(p[1] for p in parts)
     raise NotSupportedError(f"{type(potential).__name__} cannot be exported for LAMMPS: only ENNPs, "
-                            "ensembles and sums of them can; a tabulated CG prior goes to LAMMPS as "
+                            "bead-descriptor CG networks, ensembles and sums of them can; a tabulated CG prior goes to LAMMPS as "
                             "tables (cgkit model export --lammps on a neural CG model writes them)")
 
 

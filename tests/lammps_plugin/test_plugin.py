@@ -197,7 +197,8 @@ def test_bad_inputs_are_lammps_errors(work, tmp_path):
     assert "not a cgkit LAMMPS export" in _error_run(wd, "ts", "ts.pt", NAMES)
 
 
-def test_neural_cg_model_prior_tables_plus_plugin(tmp_path):
+@pytest.mark.parametrize("kind", ["ennp", "descriptor"])
+def test_neural_cg_model_prior_tables_plus_plugin(tmp_path, kind):
     """A neural CG model (tabulated prior + ENNP on bead types): `cgkit model export --lammps`
     writes the network for the plugin (with its metadata; an existing file is refused) and the prior as LAMMPS tables with a hybrid/overlay snippet. In
     LAMMPS, hybrid − tables-only equals cgkit's network forces (≤ 1e-10 relative), and hybrid
@@ -213,7 +214,12 @@ def test_neural_cg_model_prior_tables_plus_plugin(tmp_path):
     pos, top, species = _sane_system()
     prior = TabulatedPotential(["A", "B"], top, _tables())
     torch.manual_seed(4)
-    net = ENNP.from_preset("small", ["A", "B"], 4.0, dtype="float64", channels=8, init_seed=4)
+    if kind == "ennp":
+        net = ENNP.from_preset("small", ["A", "B"], 4.0, dtype="float64", channels=8, init_seed=4)
+    else:  # the bead-descriptor network `cgkit fm --model nn` trains by default (one edge hop)
+        from cgkit.forcematch.neural import BeadDescriptorNet
+        net = BeadDescriptorNet(["A", "B"], r_cut=4.0, r_ang=3.5, dtype="float64")
+        torch.nn.init.normal_(net.mlp[-1].weight, std=0.5)  # forces well above round-off
     save_potential(SumPotential([prior, net]), tmp_path / "ncg.pt")
     assert main(["model", "export", str(tmp_path / "ncg.pt"), str(tmp_path / "net.pt"), "--lammps"]) == 0
     pdir = tmp_path / "net_prior"
@@ -221,7 +227,8 @@ def test_neural_cg_model_prior_tables_plus_plugin(tmp_path):
     assert "pair_style hybrid/overlay table spline" in snippet and "cgkit net.pt A B" in snippet
     loaded = torch.jit.load(str(tmp_path / "net.pt"))  # the plugin's metadata
     assert loaded.cgkit_format == "cgkit-lammps-1" and list(loaded.type_names) == ["A", "B"]
-    assert loaded.cutoff == 4.0 and loaded.receptive_field == 8.0 and loaded.dtype_name == "float64"
+    assert loaded.cutoff == 4.0 and loaded.dtype_name == "float64"
+    assert loaded.receptive_field == (8.0 if kind == "ennp" else 4.0)
     # an existing output is refused without --overwrite
     assert main(["model", "export", str(tmp_path / "ncg.pt"), str(tmp_path / "net.pt"), "--lammps"]) == 1
     (pdir / "net.pt").write_bytes((tmp_path / "net.pt").read_bytes())
