@@ -299,17 +299,11 @@ class ActiveLearning(Analysis):
                 "forces_err": np.linalg.norm(pred["forces"] - f_ref, axis=1).tolist()}
 
     def _test_errors(self, committee) -> dict | None:
+        """Test-set errors of the committee mean (eV/atom, eV/Å), or None without a test set."""
         if not self.test:
             return None
-        from ..uncertainty import committee_predictions
-        pred = committee_predictions(committee, self.test, raw=True)
-        e_ref = np.array([a.get_potential_energy() for a in self.test])
-        n_at = np.array([len(a) for a in self.test])
-        f_ref = np.concatenate([a.get_forces() for a in self.test])
-        df = pred["forces"] - f_ref
-        return {"forces_rmse_eV_per_A": float(np.sqrt(np.mean(df**2))),
-                "forces_mae_eV_per_A": float(np.mean(np.abs(df))),
-                "energy_mae_eV_per_atom": float(np.mean(np.abs(pred["energy"] - e_ref) / n_at))}
+        from .pareto import held_out_errors
+        return held_out_errors(committee, self.test)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> "ActiveLearning":
