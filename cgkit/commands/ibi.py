@@ -73,18 +73,25 @@ def check_common(args) -> None:
     check_engine(getattr(args, "engine", "cgkit"))
 
 
+def read_reference(args, needed_by: str):
+    """The shared start of ``cgkit ibi``/``relent``/``imc``: options checked, the mapped reference
+    read (``read_cg_reference``) and the sampling engine checked against its topology. Returns
+    ``(kinds, (type_names, species, masses, topology, positions, boxes))``."""
+    from ..forcematch.ibi import check_engine
+    from ..trajectory import read_cg_reference
+    kinds = parse_kinds(args.kinds)
+    check_common(args)
+    ref = read_cg_reference(args.cg_topology, args.cg_trajectory, exclude=args.exclude, needed_by=needed_by)
+    check_engine(args.engine, ref[3])
+    return kinds, ref
+
+
 def _run(args) -> int:
     from ..forcematch.ibi import IterativeBoltzmannInversion
     from ..forcematch.tabulated import write_table_files
     from ..outputs import OutputFolder
-    from ..trajectory import read_cg_reference
 
-    kinds = parse_kinds(args.kinds)
-    check_common(args)
-    tn, species, masses, top, pos, boxes = read_cg_reference(args.cg_topology, args.cg_trajectory,
-                                                             exclude=args.exclude, needed_by="IBI")
-    from ..forcematch.ibi import check_engine
-    check_engine(args.engine, top)
+    kinds, (tn, species, masses, top, pos, boxes) = read_reference(args, "IBI")
     with OutputFolder(args.out, overwrite=args.overwrite, command="ibi") as out:
         ibi = IterativeBoltzmannInversion(
             tn, species, top, masses, pos, boxes, pos[-1], boxes[-1],

@@ -41,22 +41,16 @@ def register(subparsers):
 
 def _run(args) -> int:
     from ..errors import InputError
-    from ..forcematch.ibi import check_engine
     from ..forcematch.imc import InverseMonteCarlo
     from ..forcematch.tabulated import write_table_files
     from ..outputs import OutputFolder
-    from ..trajectory import read_cg_reference
-    from .ibi import check_common, parse_kinds
+    from .ibi import read_reference
 
-    kinds = parse_kinds(args.kinds)
-    check_common(args)
     if args.sample_every < 1 or args.sample_every > args.md_steps:
         raise InputError(f"--sample-every must be in [1, --md-steps], got {args.sample_every}")
     if not (args.regularization > 0) or not (args.max_step > 0):
         raise InputError("--regularization and --max-step must be > 0")
-    tn, species, masses, top, pos, boxes = read_cg_reference(args.cg_topology, args.cg_trajectory,
-                                                             exclude=args.exclude, needed_by="IMC")
-    check_engine(args.engine, top)
+    kinds, (tn, species, masses, top, pos, boxes) = read_reference(args, "IMC")
     with OutputFolder(args.out, overwrite=args.overwrite, command="imc") as out:
         imc = InverseMonteCarlo(
             tn, species, top, masses, pos, boxes, pos[-1], boxes[-1],

@@ -20,7 +20,7 @@ _EPILOG = """example:
 Units: Å, deg (angle/dihedral grids), K, fs, 1/ps, GPa; energies eV."""
 
 from ..options import add_grid_option, add_output_options, add_seed_option
-from .ibi import add_common_arguments, check_common, parse_kinds
+from .ibi import add_common_arguments
 
 
 def register(subparsers):
@@ -59,15 +59,10 @@ def _run(args) -> int:
     from ..forcematch.tabulated import TabulatedPotential
     from ..options import parse_grids
     from ..outputs import OutputFolder
-    from ..trajectory import read_cg_reference
+    from .ibi import read_reference
 
-    kinds = parse_kinds(args.kinds)
-    check_common(args)
     grids = parse_grids(args.grid)
-    tn, species, masses, top, pos, boxes = read_cg_reference(
-        args.cg_topology, args.cg_trajectory, exclude=args.exclude, needed_by="relative-entropy minimisation")
-    from ..forcematch.ibi import check_engine
-    check_engine(args.engine, top)
+    kinds, (tn, species, masses, top, pos, boxes) = read_reference(args, "relative-entropy minimisation")
     start = None
     if args.start_potential:
         from ..io_potential import load_potential

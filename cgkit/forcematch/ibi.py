@@ -258,13 +258,15 @@ class IterativeBoltzmannInversion(Analysis):
 
     def run(self, n_iterations: int, callback=None) -> "IterativeBoltzmannInversion":
         """``n_iterations`` steps. With ``progress`` a line "IBI iteration k/N: JS ..." is printed
+        (``_method`` names the method of a subclass, e.g. IMC)
         after each (also when not on a terminal); ``callback(record)`` is called after each step
         and stops the run when it returns False."""
         n = int(n_iterations)
         for k in range(n):
             rec = self.step()
             if self.progress:
-                print(f"IBI iteration {k + 1}/{n}: " + format_scores(rec), file=sys.stderr, flush=True)
+                print(f"{self._method} iteration {k + 1}/{n}: " + format_scores(rec),
+                      file=sys.stderr, flush=True)
             if callback is not None and callback(rec) is False:
                 break
         return self

@@ -34,14 +34,13 @@ Units: Å, rad, eV, K, fs, GPa.
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 
 import numpy as np
 
 from ..errors import InputError
 from .geometry import type_label
-from .ibi import IBI_DEFAULTS, IterativeBoltzmannInversion, format_scores
+from .ibi import IBI_DEFAULTS, IterativeBoltzmannInversion
 
 __all__ = ["InverseMonteCarlo", "IMC_DEFAULTS", "imc_step"]
 
@@ -220,18 +219,6 @@ class InverseMonteCarlo(IterativeBoltzmannInversion):
         self.potential = self._potential()
         self.history.append(rec)
         return rec
-
-    def run(self, n_iterations: int, callback=None) -> "InverseMonteCarlo":
-        """``n_iterations`` steps; with ``progress`` a line "IMC iteration k/N: JS ..." after each;
-        ``callback(record)`` returning False stops."""
-        n = int(n_iterations)
-        for k in range(n):
-            rec = self.step()
-            if self.progress:
-                print(f"IMC iteration {k + 1}/{n}: " + format_scores(rec), file=sys.stderr, flush=True)
-            if callback is not None and callback(rec) is False:
-                break
-        return self
 
     def summary(self) -> dict:
         s = super().summary()
