@@ -12,3 +12,11 @@ class SlowEMT(EMT):
     def calculate(self, *args, **kwargs):
         time.sleep(self.delay)
         super().calculate(*args, **kwargs)
+
+
+class NaNForces(EMT):
+    """A broken teacher: finite energy, NaN forces (a diverged SCF that did not raise)."""
+
+    def calculate(self, *args, **kwargs):
+        super().calculate(*args, **kwargs)
+        self.results["forces"] = self.results["forces"] * float("nan")

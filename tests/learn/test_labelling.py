@@ -115,3 +115,10 @@ def test_bad_labelling_settings_are_refused():
         Labeller("ase:EMT", backend="local", workers=0)
     with pytest.raises(InputError):
         Labeller("ase:NoSuchCalculator")
+
+
+def test_a_teacher_returning_nan_is_refused_and_nothing_is_stored(tmp_path):
+    lab = Labeller("ase:tests.learn.slow_teacher.NaNForces", store=tmp_path / "labels")
+    with pytest.raises(InputError, match="non-finite forces"):
+        lab(frames(1))
+    assert LabelStore(tmp_path / "labels").keys() == []
