@@ -208,6 +208,9 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
         for it in self.interactions:
             if it.kind == "pair":
                 self.free[it.offset + it.size - 3: it.offset + it.size] = False  # U(r_c) = 0
+        self._mirrored = self._angle_end_mirrors()
+        for dep, _ in self._mirrored:
+            self.free[dep] = False  # set by the end rule in _normalised, never optimised
         # ---- start: Boltzmann inversion / start tables projected on the basis
         self.coef = np.zeros(n)
         for it in self.interactions:
@@ -281,10 +284,31 @@ class RelativeEntropyMinimisation(IterativeBoltzmannInversion):
         c[free] = np.linalg.solve(A, B[:, free].T @ U)
         return c
 
+    def _angle_end_mirrors(self) -> list[tuple[int, int]]:
+        """[(dependent, source)] coefficient indices that give every angle table reaching θ = 0
+        or π zero slope there: dU/dθ(x_min) = (c₂ − c₀)/2h and dU/dθ(x_max) = (c_{m−1} − c_{m−3})/2h
+        for the open cubic B-spline basis, so c₀ = c₂ and c_{m−1} = c_{m−3} (U continued as an
+        even function through the linear configuration; a non-zero end slope is a cusp whose
+        bead forces diverge as 1/sin θ, the rule force matching and Boltzmann inversion keep)."""
+        out = []
+        for it in self.interactions:
+            b = it.basis
+            if it.kind != "angle" or b.periodic or it.size < 4:
+                continue
+            o, m = it.offset, it.size
+            if b.x_min <= 1e-9:
+                out.append((o, o + 2))
+            if b.x_max >= math.pi - 1e-9:
+                out.append((o + m - 1, o + m - 3))
+        return out
+
     def _normalised(self, coef) -> np.ndarray:
-        """Bonded potentials shifted to minimum zero on their grid (a constant shift of all
-        coefficients, by the partition of unity; it changes neither forces nor S_rel)."""
+        """Angle end rule (:meth:`_angle_end_mirrors`) applied, then bonded potentials shifted
+        to minimum zero on their grid (a constant shift of all coefficients, by the partition of
+        unity; it changes neither forces nor S_rel)."""
         c = coef.copy()
+        for dep, src in self._mirrored:
+            c[dep] = c[src]
         for it in self.interactions:
             if it.kind != "pair":
                 c[it.columns] -= it.basis.value(c[it.columns], self._fine_x(it)).min()

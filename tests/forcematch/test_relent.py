@@ -238,3 +238,43 @@ def test_cgkit_relent_writes_summary_potential_tables_and_plots(cg_files, tmp_pa
     from cgkit.io_potential import load_potential
     pot = load_potential(out / "cg_potential.pt")
     assert {t.label for t in pot.tables} == {"pair A-A", "bond A-A"}
+
+
+def test_relent_angle_tables_keep_zero_slope_at_180_degrees():
+    """Trimers whose bond angle is sampled up to 180°: the start (Boltzmann inversion) and every
+    Newton step keep dU/dθ = 0 at θ = 0 and π (the B-spline end rule), so the table never gets a
+    cusp at the linear configuration; the step still changes the angle table."""
+    n_mol, box, kb, r0, ka = 27, 15.0, 10.0, 1.5, 0.2  # Å, eV/Å², Å, eV/rad²
+    g = (np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) * box / 3
+    pos = np.concatenate([g - [r0, 0, 0], g, g + [r0, 0, 0]], 1).reshape(-1, 3)
+    bonds = np.array([[3 * m + a, 3 * m + a + 1] for m in range(n_mol) for a in (0, 1)])
+    top = Topology.from_bonds(3 * n_mol, bonds, exclude=2)
+    th = np.linspace(0.0, math.pi, 181)
+    b = np.linspace(1.0, 2.0, 101)
+    r = np.linspace(2.0, RC, 201)
+    tables = [Table("pair", ("A", "A"), r[0], r[1] - r[0], *shifted_force_lj(r, 2.8, 0.005)),
+              Table("bond", ("A", "A"), b[0], b[1] - b[0], 0.5 * kb * (b - r0) ** 2, kb * (b - r0)),
+              Table("angle", ("A", "A", "A"), 0.0, th[1] - th[0], ka * (1 + np.cos(th)), -ka * np.sin(th))]
+    ref = TabulatedPotential(("A",), top, tables)
+    md = MolecularDynamics(ref, positions=pos, cell=np.eye(3) * box, pbc=True, masses=np.full(3 * n_mol, 39.95),
+                           species=np.zeros(3 * n_mol, int), type_names=("A",), timestep=4.0, temperature=T,
+                           friction=0.02, log_every=0, progress=False, seed=3)
+    md.run(200)
+    md.store_every = 10
+    md.run(1000)
+    P = md.results.positions[:, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SparseSamplingWarning)
+        re = RelativeEntropyMinimisation(["A"], np.zeros(3 * n_mol, int), top, 39.95, P, [box] * 3, P[-1],
+                                         [box] * 3, temperature=T, pair_cutoff=RC, bins=40,
+                                         kinds=("angle",), md_steps=300, equilibration=50, sample_every=5,
+                                         timestep=4.0, friction=0.02, start_tables=tables[:2])
+        it = re.interactions[0]
+        assert it.kind == "angle"
+        start = re.table(it)
+        re.step()
+    after = re.table(it)
+    for t in (start, after):
+        assert t.x[0] == 0.0 and t.x[-1] == pytest.approx(math.pi)
+        assert abs(t.dU[0]) < 1e-12 and abs(t.dU[-1]) < 1e-12
+    assert np.abs(after.U - start.U).max() > 1e-4  # the step did move the table
