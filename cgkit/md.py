@@ -191,6 +191,17 @@ class MolecularDynamics(Analysis):
         the forces equal the torch path's to rounding. ``"compiled"`` refuses to run without
         it, ``"torch"`` always uses :meth:`Potential.compute` (every other potential does).
         With the compiled kernel ``graph.edge_index`` keeps the start structure's edges.
+    fused : run the whole step loop in C (:class:`cgkit.forcematch.pair_kernel.FusedMD`: BAOAB
+        or velocity Verlet, Langevin noise, list check and rebuild, pair forces; K steps per
+        call up to the next log/write/store step). ``None`` (default): whenever it applies —
+        compiled kernel, a pair-only TabulatedPotential (no bonded instances, no exclusions),
+        float64, a fully periodic cell at least 3 list cutoffs thick, no ``observer``;
+        ``False``: the per-step Python loop; ``True``: refuse (InputError) if it does not apply.
+        NVE trajectories equal the per-step loop's to rounding. The Langevin noise of the fused
+        loop is counter-based (SplitMix64 + polar method keyed by ``seed``, MD step, particle row
+        and component; see :class:`~cgkit.forcematch.pair_kernel.FusedMD`): reproducible for a
+        seed however a run is split, the same distribution as the per-step loop's torch
+        generator but not the same numbers.
     """
 
     def __init__(self, potential: Potential, atoms=None, *, positions=None, cell=None, pbc=True,
@@ -201,7 +212,7 @@ class MolecularDynamics(Analysis):
                  store_every: int = 0, progress: bool = True, dtype: torch.dtype | None = None,
                  remove_com_momentum: bool = True, n_threads: int | None = None,
                  min_distance: float = 0.5, check_timestep: bool = False,
-                 allow_unstable_timestep: bool = False, kernel: str = "auto"):
+                 allow_unstable_timestep: bool = False, kernel: str = "auto", fused: bool | None = None):
         if integrator not in ("langevin", "verlet"):
             raise InputError(f"integrator must be 'langevin' or 'verlet', got '{integrator}'")
         if not (timestep > 0 and math.isfinite(timestep)):
@@ -293,6 +304,17 @@ class MolecularDynamics(Analysis):
         self.results = MDResults()
         self._kernel = self._make_kernel(kernel)
         self.kernel = "compiled" if self._kernel is not None else "torch"
+        if fused not in (None, True, False):
+            raise InputError(f"fused must be None, True or False, got {fused!r}")
+        self._seed = int(seed)
+        self._fused_mode = fused
+        self.loop = None            # "fused" or "python": the step loop of the last run
+        self._fused = None          # FusedMD state, created at the first fused run
+        self._fused_key = None
+        self._fused_step = None     # MD step at which the C state was last in sync
+        why = self._fused_unsupported()
+        if fused is True and why:
+            raise InputError(f"fused=True: the fused C loop does not apply here: {why}; use fused=None")
         self.timestep_limits: dict | None = None
         self._check_start_structure()
         if check_timestep:
@@ -320,6 +342,28 @@ class MolecularDynamics(Analysis):
             return None
         species = np.tile(np.asarray(self.species, dtype=np.int64), self.n_replicas)
         return pair_kernel.PairKernel(self.potential, species, self.n_replicas)
+
+    def _fused_unsupported(self, observer=None) -> str | None:
+        """Why the fused C loop cannot run this system (None: it can)."""
+        if self._fused_mode is False:
+            return "fused=False"
+        if self._kernel is None:
+            return "no compiled pair kernel (not a TabulatedPotential, kernel='torch', or no C compiler)"
+        if not self._kernel.has_pairs:
+            return "the potential has no pair table"
+        if getattr(self.potential, "_instances", None):
+            return "the potential has bonded tables with instances (bonded forces are evaluated in torch)"
+        if len(self.potential.topology.exclusions):
+            return "the topology has pair exclusions"
+        if self.dtype != torch.float64:
+            return f"dtype {self.dtype} (the fused loop integrates in float64)"
+        from .forcematch.pair_kernel import FusedMD
+        if not FusedMD.available_for(self._cell64(), self.pbc, self.nl_cutoff):
+            return ("the cell is not fully periodic or thinner than 3 list cutoffs "
+                    f"({self.nl_cutoff:g} Å) along some lattice-plane spacing")
+        if observer is not None:
+            return "an observer is called after every step"
+        return None
 
     # ------------------------------------------------------------------ state
     @property
@@ -715,6 +759,20 @@ class MolecularDynamics(Analysis):
             c2 = math.sqrt(1.0 - c1 * c1)
             noise_scale = c2 * torch.sqrt(KB_EV * self.temperature * inv_m)
         t0 = time.perf_counter()
+        why = self._fused_unsupported(observer)
+        if self._fused_mode is True and why:
+            raise InputError(f"fused=True: the fused C loop does not apply here: {why}")
+        if why is None:
+            bar = progress_bar(total=n_steps, desc=f"MD ({self.integrator}, fused)", unit="step",
+                               disable=None if self.progress else True)
+            try:
+                done = self._run_fused(n_steps, dt, kick, bar)
+            finally:
+                bar.close()
+            self.loop = "fused"
+            return self._finish_run(t0, done)
+        self.loop = "python"
+        self._fused_step = None  # the C state (if any) is out of sync from here on
         steps = progress_bar(range(n_steps), desc=f"MD ({self.integrator})", unit="step",
                              disable=None if self.progress else True)
         pos = self.graph.positions
@@ -746,6 +804,86 @@ class MolecularDynamics(Analysis):
             if observer is not None and observer(self):
                 self.results.stopped_at_step = self.step
                 break
+        return self._finish_run(t0, done)
+
+    def _run_fused(self, n_steps: int, dt: float, kick: torch.Tensor, bar) -> int:
+        """The step loop in C (:class:`~cgkit.forcematch.pair_kernel.FusedMD`), K steps per
+        call up to the next log/write/store step; returns the steps done."""
+        from .forcematch.pair_kernel import FusedMD
+        langevin = self.integrator == "langevin"
+        c1 = math.exp(-self.friction * self.timestep) if langevin else 1.0
+        key = (self.timestep, self.temperature, self.friction, self.integrator, self.skin)
+        if self._fused is None or self._fused_key != key:
+            inv_m = (1.0 / self.masses.to(torch.float64)).numpy()
+            sigma = (math.sqrt(1.0 - c1 * c1) * np.sqrt(KB_EV * self.temperature * inv_m) if langevin
+                     else np.zeros_like(inv_m))
+            self._fused = FusedMD(self._kernel, self._cell64(), self.nl_cutoff, self.skin,
+                                  kick.to(torch.float64).reshape(-1).numpy(), sigma, self._seed)
+            self._fused_key, self._fused_step = key, None
+        fm = self._fused
+        rebuild = self._fused_step != self.step   # not in sync with the C state: rebuild the list
+        fm.load(self.graph.positions.detach().numpy(), self.velocities.numpy(), self._forces.numpy())
+        r0 = fm.n_rebuilds
+        done = 0
+        while done < n_steps:
+            K = n_steps - done
+            for every in (self.log_every, self.write_every, self.store_every):
+                if every > 0:
+                    K = min(K, every - self.step % every)
+            status, k = fm.steps(K, self.step, langevin, dt, c1, rebuild)
+            rebuild = False
+            if status != FusedMD.OK:
+                self.n_rebuilds += fm.n_rebuilds - r0
+                self._fused_step = None
+                self._fused_trouble(fm, status, self.step + k + 1)
+            self.step += K
+            done += K
+            self.graph = self.graph.with_positions(torch.from_numpy(fm.store(0)), rebuild=False)
+            self.velocities = torch.from_numpy(fm.store(1))
+            self._forces = torch.from_numpy(fm.store(2))
+            self._energy = torch.from_numpy(fm.E.copy())
+            if not bool(torch.isfinite(self._energy).all()):
+                self._fused_step = None
+                self._check_finite(self.step)
+            self._fused_step = self.step
+            log = self.log_every > 0 and self.step % self.log_every == 0
+            write = self.write_every > 0 and self.step % self.write_every == 0
+            store = self.store_every > 0 and self.step % self.store_every == 0
+            if log or write or store:
+                T = self._record(log, write, store)
+                if log:
+                    bar.set_postfix_str(f"T={float(T.mean()):.1f} K", refresh=False)
+            bar.update(K)
+        self.n_rebuilds += fm.n_rebuilds - r0
+        if done:  # the list-build reference (for a later per-step run's displacement check)
+            self._ref_positions = torch.from_numpy(fm.store(4))
+            self._ref_step = fm.build_step
+        return done
+
+    def _fused_trouble(self, fm, status: int, step: int) -> None:
+        """Raise the per-step loop's error for a fused-loop status (state of ``step``)."""
+        from .forcematch.pair_kernel import FusedMD
+        if status == FusedMD.NOMEM:
+            raise MemoryError("MD: out of memory in the fused loop (neighbour list)")
+        self.graph = self.graph.with_positions(torch.from_numpy(fm.store(0)), rebuild=False)
+        self._prev_positions = torch.from_numpy(fm.store(3))
+        self._forces = torch.from_numpy(fm.store(2))
+        self._energy = torch.zeros(self.n_replicas, dtype=torch.float64)
+        if status in (FusedMD.JUMP, FusedMD.NANPOS):
+            self._ref_positions = torch.from_numpy(fm.store(4))
+            self._ref_step = fm.build_step
+            self._maybe_rebuild(step=step)   # raises the per-step loop's StructureError
+        elif status == FusedMD.NANFORCE:
+            self._check_finite(step)          # raises
+        elif status == FusedMD.ZERO:
+            i, j = (int(v) for v in fm.info[:2])
+            rep, a = self._where(i)
+            where = f" of replica {rep}" if self.n_replicas > 1 else ""
+            self._diverged(step, f"{self._particle}s {a} and {self._where(j)[1]}{where} are at the same "
+                           "position (zero distance)")
+        raise RuntimeError(f"fused MD loop: unexpected status {status} at MD step {step}")  # a bug
+
+    def _finish_run(self, t0: float, done: int) -> "MolecularDynamics":
         elapsed = time.perf_counter() - t0
         r = self.results
         r.n_steps = self.step
@@ -757,6 +895,7 @@ class MolecularDynamics(Analysis):
         r.n_replicas = self.n_replicas
         r.integrator = self.integrator
         r.kernel = self.kernel
+        r.md_loop = self.loop
         r.n_particles = self.n_particles
         r.n_dof = self._ndof()
         r.target_temperature_K = self.temperature if self.integrator == "langevin" else None
@@ -884,6 +1023,7 @@ class MDResults(Results):
                 "mean_temperature_K": tcheck["mean_K"] if tcheck else None,
                 "integrator": self.integrator,
                 "force_kernel": self.get("kernel"),
+                "md_loop": self.get("md_loop"),
                 "temperature": tcheck,
                 "timestep_check": self.timestep_check,
                 # max |E_tot(t) - E_tot(0)|: a conservation check for NVE only (Langevin exchanges heat)

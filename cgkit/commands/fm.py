@@ -100,6 +100,10 @@ def register(subparsers):
     g.add_argument("--bond-spacing", type=float, default=0.02, help="bond knot spacing, Å (default 0.02)")
     g.add_argument("--angle-spacing", type=float, default=4.0, help="angle knot spacing, deg (default 4)")
     g.add_argument("--dihedral-spacing", type=float, default=20.0, help="dihedral knot spacing, deg (default 20)")
+    g.add_argument("--dihedral-damping", choices=("none", "sin3"), default="none",
+                   help="sin3: fit every dihedral as U(phi)*sin^3(theta1)*sin^3(theta2) (restricted bending, "
+                        "Bulacu et al. 2013: forces stay bounded when a bead triplet becomes collinear); "
+                        "cgkit MD only (LAMMPS/GROMACS export is refused)")
     g.add_argument("--no-pairs", action="store_true", help="fit bonded interactions only")
     add_grid_option(g)
     g.add_argument("--scan-frames", type=int, default=20,
@@ -132,6 +136,18 @@ def register(subparsers):
     s.add_argument("--add", nargs="*", default=[], help="normal_equations.npz files of other runs to add")
     p.add_argument("--export", default="",
                    help="comma-separated: lammps, gromacs — also write engine tables into OUT/lammps, OUT/gromacs")
+    el = p.add_argument_group("charged beads (docs/charged_cg.md)")
+    el.add_argument("--coulomb", choices=("none", "auto", "ewald", "pme", "direct"), default="none",
+                    help="Coulomb between the bead charges of the mapping / PSF as a fixed term: subtracted from "
+                         "the mapped forces before the fit and part of cg_potential.pt (tables + Coulomb); "
+                         "auto = Ewald/PME for periodic boxes, direct sum for open systems; pairs excluded "
+                         "from the tables (the CG topology's exclusions) get no Coulomb either")
+    el.add_argument("--coulomb-accuracy", type=float, default=1e-6,
+                    help="relative accuracy of the Ewald/PME forces (LAMMPS kspace sense; also written as the "
+                         "pppm accuracy of --export lammps)")
+    el.add_argument("--coulomb-background", action="store_true",
+                    help="allow a non-neutral periodic CG system (uniform neutralising background); without it "
+                         "a net bead charge is refused")
     add_output_options(p, "fm_out")
     p.set_defaults(func=_run)
 
@@ -153,6 +169,7 @@ def _cg_source(args):
         from ..mapping import Mapping
         from ..trajectory import open_trajectory
         m = Mapping.from_yaml(args.mapping, args.topology)
+        args.bead_charges = np.asarray(m.bead_charges, dtype=float)
         traj = open_trajectory(args.topology, args.trajectory, start=args.start, stop=args.stop,
                                step=args.step, lammps_units=args.lammps_units)
         names = [str(t) for t in m.bead_types]
@@ -173,6 +190,7 @@ def _cg_source(args):
             raise InputError("--cg-trajectory needs --cg-topology (the PSF written by `cgkit map`)")
         from ..trajectory import read_cg_atoms, read_cg_system
         type_names, species, masses, top = read_cg_system(args.cg_topology, exclude=args.exclude)
+        args.bead_charges = _psf_charges(args.cg_topology)
         names = [type_names[k] for k in species]
         source = Path(args.cg_trajectory).name
 
@@ -194,6 +212,55 @@ def _cg_source(args):
     type_names = sorted(set(names))
     species = np.array([type_names.index(t) for t in names])
     return type_names, species, masses, top, frames(), source
+
+
+def _psf_charges(psf):
+    """(n,) e: the bead charges of a CG PSF (None when it has none), rounded to the 6 decimals
+    of the PSF format (MDAnalysis reads them as float32)."""
+    import warnings
+
+    import numpy as np
+    import MDAnalysis as mda
+    from ..errors import InputError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q = np.asarray(mda.Universe(str(psf)).atoms.charges, dtype=float)
+    except Exception as exc:  # MDAnalysis raises many types; NoDataError: no charges
+        if type(exc).__name__ == "NoDataError":
+            return None
+        raise InputError(f"cannot read the bead charges of {psf}: {exc}") from None
+    return np.round(q, 6)
+
+
+def _coulomb_term(args, top, type_names):
+    """The fixed bead Coulomb term of ``--coulomb`` (None for none), checked before any frame
+    is read: charges present, neutral (or --coulomb-background)."""
+    import numpy as np
+    from ..errors import InputError
+    q = getattr(args, "bead_charges", None)
+    src = args.mapping or args.cg_topology
+    if args.coulomb == "none":
+        if q is not None and np.any(q != 0):
+            print(f"cgkit fm: warning: the beads of {src} carry charges (net {q.sum():.4g} e, largest |q| "
+                  f"{np.abs(q).max():.4g} e) but --coulomb is none: the pair tables absorb what they can of the "
+                  "Coulomb forces and miss their long range; use --coulomb auto")
+        return None
+    if q is None or not np.any(q != 0):
+        raise InputError(f"--coulomb {args.coulomb}: every bead charge of {src} is zero (the topology has no "
+                         "charges, or the mapping sets none); give charges (a topology with partial charges, "
+                         "or charge:/atom_charges: in the mapping YAML) or drop --coulomb")
+    if args.model == "nn":
+        raise InputError("--coulomb works with --model spline (the neural CG prior holds tables only)")
+    if args.bonded == "ibi":
+        raise InputError("--coulomb with --bonded ibi is not supported (IBI's CG MD runs tables only); use "
+                         "--bonded boltzmann or fm")
+    from ..forcematch.coulomb import BeadCoulombPotential
+    coul = BeadCoulombPotential.from_topology(q, top, method=args.coulomb, accuracy=args.coulomb_accuracy,
+                                              background=args.coulomb_background, type_names=type_names)
+    if args.coulomb != "direct":
+        coul.check_neutral()
+    return coul
 
 
 def _parse_threebody(spec: str):
@@ -290,6 +357,13 @@ def _run(args) -> int:
                              "holds tables only)")
     t_start = time.perf_counter()
     type_names, species, masses, top, frames, source = _cg_source(args)
+    coul = _coulomb_term(args, top, type_names)
+    damping = None if args.dihedral_damping == "none" else args.dihedral_damping
+    if damping and len(top.dihedrals) and engines:
+        raise InputError(f"--dihedral-damping {damping} with --export {','.join(engines)}: "
+                         f"{'LAMMPS' if 'lammps' in engines else 'GROMACS'} has no tabulated dihedral with the "
+                         "sin^3 bending damping; drop --export (the damped model runs in cgkit MD) or fit "
+                         "without --dihedral-damping")
     ref = None
     if args.bonded != "fm":  # first pass: the bonded distributions of the reference frames
         ref = _reference_frames(frames, args.bonded_frames, source)
@@ -342,6 +416,10 @@ def _run(args) -> int:
     fm_kw = dict(pair=None if args.no_pairs else (0.0, args.pair_cutoff, args.pair_spacing), dihedral=None,
                  grids=full, block_size=args.block_size, on_empty="drop" if args.drop_empty else "error",
                  check=False)
+    if damping:
+        fm_kw["dihedral_damping"] = damping
+    if coul is not None:
+        fm_kw["fixed_terms"] = [coul]
     solve_kw = dict(method=args.method, ridge=args.ridge, smooth=args.smooth, min_samples=args.min_samples)
     if args.threebody:
         fm_kw["threebody"] = [_parse_threebody(spec) for spec in args.threebody]
@@ -366,6 +444,8 @@ def _run(args) -> int:
         raise InputError("--votca-conventions needs --votca-settings")
     kept, count = [], [0]
 
+    kept_first = []
+
     def chunks(size=50):
         """Frames in chunks of ``size`` (the scanned ones first); keeps the first --nn-frames."""
         import itertools
@@ -375,6 +455,8 @@ def _run(args) -> int:
             if not chunk:
                 return
             count[0] += len(chunk)
+            if not kept_first:
+                kept_first.append(chunk[0])  # a start configuration for the charged LAMMPS export
             if args.model == "nn":
                 kept.extend(chunk[:max(args.nn_frames - len(kept), 0)])
             yield (np.array([c[0] for c in chunk], dtype=float), np.array([c[1] for c in chunk], dtype=float),
@@ -430,11 +512,22 @@ def _run(args) -> int:
         for eng in engines:
             if eng == "lammps":
                 from ..export import write_lammps
+                lmp_kw = {}
+                if coul is not None and not (kept_first and kept_first[0][2] is not None):
+                    print("cgkit fm: warning: --export lammps writes the tables only: coul/long + pppm need a periodic "
+                          "box, and the trajectory has none (run the charged model in cgkit MD)")
+                elif coul is not None:
+                    # a charged model needs pair_style/kspace lines: data file + input script of the first frame
+                    # (4000 table points: with 2000 LAMMPS's table interpolation alone differed from cgkit by
+                    # 7.6e-5 of the largest force in the charged-ion test, with 4000 by 5.4e-6)
+                    lmp_kw = dict(positions=kept_first[0][0], box=kept_first[0][2], masses=masses, species=species,
+                                  n_points=4000)
                 exports["lammps"] = {k: str(Path(args.out) / Path(v).relative_to(out))
-                                     for k, v in write_lammps(final, out / "lammps").items()}
+                                     for k, v in write_lammps(final, out / "lammps", **lmp_kw).items()
+                                     if isinstance(v, Path)}
             else:
                 from ..export import GROMACS_NOTE, write_gromacs
-                write_gromacs(final, out / "gromacs")
+                write_gromacs(final, out / "gromacs", species=species)
                 exports["gromacs"] = {"folder": str(Path(args.out) / "gromacs"), "note": GROMACS_NOTE}
         if args.model == "nn":
             from ..forcematch.neural import NeuralCGTraining
@@ -455,6 +548,7 @@ def _run(args) -> int:
             for name, r in nnt.results["prior_plus_nn"].items():
                 print(f"bead type {name}: spline + network RMS force residual {r['rms_residual_eV_per_A']:.4g} eV/Å")
         summary["grids"] = {lab: list(v) if isinstance(v, tuple) else v for lab, v in grids.items()}
+        summary["coulomb"] = coul.describe() if coul is not None else None
         summary["warnings"] = msgs
         summary["exports"] = exports
         summary["timing"] = {"frames": n, "accumulate_seconds": t_acc,

@@ -18,6 +18,14 @@ File names and layouts are GROMACS's own:
 
 :func:`write_gromacs` also writes ``tables.json`` mapping every interaction to its file and
 table number.
+
+Charged CG models (tables + :class:`~cgkit.forcematch.coulomb.BeadCoulombPotential`, from
+``cgkit fm --coulomb``): ``coulomb.mdp`` holds the PME settings (``coulombtype = PME``,
+``rcoulomb`` in nm, ``ewald-rtol`` from the term's accuracy, tin-foil ``epsilon-surface = 0``) and
+``charges.itp`` a ``[ moleculetype ]`` of the whole CG system with the bead charges (e) in
+``[ atoms ]`` and the non-bonded exclusions in ``[ exclusions ]`` (GROMACS removes both the
+real- and reciprocal-space Coulomb of excluded pairs, as cgkit does). PME itself runs with the
+Verlet scheme of every current GROMACS version.
 """
 from __future__ import annotations
 
@@ -56,11 +64,20 @@ def read_xvg(path) -> np.ndarray:
 
 
 def write_gromacs(potential, directory, *, nonbonded_spacing_nm: float = 0.002,
-                  table_extension_nm: float = 1.0, bonded_points: int = 1001) -> dict:
-    """Write GROMACS tables for every table of ``potential`` into ``directory``.
+                  table_extension_nm: float = 1.0, bonded_points: int = 1001,
+                  rcoulomb_nm: float = 1.0, species=None) -> dict:
+    """Write GROMACS tables for every table of ``potential`` into ``directory``
+    (``rcoulomb_nm``: real-space Coulomb cutoff written to ``coulomb.mdp`` for a charged model;
+    ``species``: (n_beads,) type indices, naming the bead types in its ``charges.itp``).
 
     Returns {interaction label: {"file": name, "table_number": n or None}} (also in tables.json).
     """
+    from ..forcematch.coulomb import split_coulomb
+    from .lammps import _refuse_damped_dihedrals
+    potential, coul = split_coulomb(potential)
+    if potential is None:
+        raise InputError("the model is a bare Coulomb term without tables; export a fitted CG model")
+    _refuse_damped_dihedrals(potential, "GROMACS")
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     index = {}
@@ -100,5 +117,50 @@ def write_gromacs(potential, directory, *, nonbonded_spacing_nm: float = 0.002,
             name = f"table_d{n}.xvg"
         _write_xvg(d / name, f"{t.label}: x V -dV/dx", cols)
         index[t.label] = {"file": name, "table_number": n}
+    if coul is not None:
+        index["coulomb"] = _write_coulomb(coul, potential, d, rcoulomb_nm, species)
     (d / "tables.json").write_text(json.dumps({"tables": index, "note": GROMACS_NOTE}, indent=1))
     return index
+
+
+def _write_coulomb(coul, potential, d: Path, rcoulomb_nm: float, species=None) -> dict:
+    """``coulomb.mdp`` (PME settings) and ``charges.itp`` (bead charges and exclusions).
+
+    Settings from the term's accuracy with cgkit's own rules: real-space threshold
+    erfc(β·rcoulomb) = 0.1 × accuracy (``ewald-rtol``), and the PME grid spacing of cgkit's
+    B-spline aliasing estimate for ``pme-order = 6`` at that β (the spacing ∝ accuracy^(1/6)/β)."""
+    from scipy.special import erfcinv
+    rtol = 0.1 * coul.accuracy
+    beta = float(erfcinv(rtol)) / rcoulomb_nm                      # 1/nm
+    order = 6
+    ah = (2.0 * math.pi / math.sqrt(2.0 * order)) * (rtol * math.exp(order / 2.0) / 8.0) ** (1.0 / order)
+    spacing = math.floor(1000.0 * ah / beta) / 1000.0              # nm, rounded down
+    mdp = ["; Coulomb between CG beads (cgkit fm --coulomb): particle-mesh Ewald, tin-foil boundary",
+           "; units: nm, kJ/mol, e; bead charges and exclusions: charges.itp",
+           "coulombtype      = PME",
+           f"rcoulomb         = {rcoulomb_nm:.6g}",
+           f"ewald-rtol       = {rtol:.3g}  ; erfc(beta*rcoulomb), from cgkit's accuracy {coul.accuracy:g}",
+           f"fourier-spacing  = {spacing:.3f}  ; nm, cgkit's PME grid rule for this accuracy",
+           f"pme-order        = {order}",
+           "epsilon-r        = 1",
+           "epsilon-surface  = 0",
+           "; a non-neutral system gets GROMACS's uniform neutralising background (cgkit: background=True)"]
+    (d / "coulomb.mdp").write_text("\n".join(mdp) + "\n")
+    tn = potential.type_names
+    top = potential.topology
+    lines = ["; CG system written by cgkit: bead charges (e) and non-bonded exclusions (1-based)",
+             "[ moleculetype ]", "; name  nrexcl", "CG  0", "", "[ atoms ]",
+             "; nr  type  resnr  residue  atom  cgnr  charge"]
+    for i, q in enumerate(coul.charges):
+        typ = tn[int(species[i])] if species is not None else "CG"
+        lines.append(f"{i + 1:6d}  {typ}  {int(top.molecule[i]) + 1:6d}  CG  B{i + 1}  {i + 1:6d}  {q:.8f}")
+    if len(coul.exclusions):
+        # grompp accepts [ exclusions ] only after a bonded directive
+        lines += ["", "[ bonds ]", "; the CG bonds of your topology (tabulated: type 8 with table_b<n>.xvg)",
+                  "", "[ exclusions ]"]
+        lines += [f"{int(a) + 1} {int(b) + 1}" for a, b in coul.exclusions]
+    (d / "charges.itp").write_text("\n".join(lines) + "\n")
+    return {"file": "coulomb.mdp", "atoms": "charges.itp", "coulombtype": "PME", "rcoulomb_nm": rcoulomb_nm,
+            "ewald_rtol": rtol, "fourier_spacing_nm": spacing, "pme_order": order, "net_charge_e": coul.net_charge,
+            "note": "merge the charges into your CG topology's [ atoms ] (bead types are 'CG' unless "
+                    "species were given)"}

@@ -69,6 +69,24 @@ def _tilts_ok(lower) -> bool:
             and abs(lower[2, 1]) <= 0.5 * ly + 1e-9)
 
 
+def _refuse_damped_dihedrals(potential, engine: str) -> None:
+    """Raise NotSupportedError naming every sin³-damped dihedral table (U(φ)·sin³θ₁·sin³θ₂,
+    Bulacu et al. 2013): neither LAMMPS's ``dihedral_style table`` nor GROMACS's tabulated
+    dihedral (type 8) can multiply a table by the bending factor, and GROMACS's restricted
+    dihedral / CBT (types 10, 11) are analytic forms, not tables."""
+    tables = list(getattr(potential, "tables", []))
+    for sub in getattr(potential, "terms", []):  # a SumPotential (tables + fixed terms)
+        tables += list(getattr(sub, "tables", []))
+    damped = [t.label for t in tables if getattr(t, "damping", None)]
+    if damped:
+        raise NotSupportedError(
+            f"{', '.join(damped)}: a sin3-damped dihedral table (U(phi)*sin^3(theta1)*sin^3(theta2)) cannot be "
+            f"written for {engine}: its tabulated dihedrals have no bending damping (and the analytic "
+            "restricted-bending forms are not tables). Run this model in cgkit MD, or refit without "
+            "damping (SplineForceMatching without dihedral_damping, `cgkit fm` without --dihedral-damping) "
+            f"to export it to {engine}")
+
+
 def write_lammps(potential, directory, *, positions=None, box=None, masses=None, species=None,
                  n_points: int = 2000, r_inner: float | None = None, temperature: float = 300.0,
                  timestep_fs: float = 5.0, n_steps: int = 10000, run_forces_only: bool = False,
@@ -92,10 +110,24 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
     langevin_damping_fs : damping time of ``fix langevin`` in fs (100 fs = 0.1 ps, the friction
         cgkit's CG MD uses; 1 ps let a 5 fs CG run heat up to ~500 K in the hexane case study)
 
+    A model with a bead Coulomb term (``SumPotential([tables, BeadCoulombPotential])`` from
+    ``cgkit fm --coulomb``) is written with ``atom_style full`` (bead charges in the data file),
+    ``pair_style hybrid/overlay table ... coul/long RC`` + ``kspace_style pppm ACC`` (ACC = the
+    term's relative accuracy, which LAMMPS defines as cgkit does; RC = the real-space cutoff Ewald
+    would use for this box) and ``special_bonds lj/coul`` with the topology's exclusions (the
+    excluded pairs lose their whole Coulomb interaction, k-space part included, as in cgkit).
+    Needs a periodic box (open systems: run them in cgkit).
+
     Returns {"pair": path, "bond": ..., "data": path, "input": path} of what was written, plus
     ``"rotation"`` (3, 3) when a data file is written (the identity for orthogonal boxes).
     """
     n_points = _ensure_table_lengths(n_points)
+    from ..forcematch.coulomb import split_coulomb
+    potential, coul = split_coulomb(potential)
+    if potential is None:
+        raise NotSupportedError("the model is a bare Coulomb term without tables; export a fitted CG model "
+                                "(tables + Coulomb)")
+    _refuse_damped_dihedrals(potential, "LAMMPS")
     tables3 = list(getattr(potential, "tables3", []))
     sw = _sw_entries(potential.type_names, tables3) if tables3 else None  # refuse before writing
     d = Path(directory)
@@ -236,9 +268,23 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
         out += [f"{lower[1, 0]:.10g} {lower[2, 0]:.10g} {lower[2, 1]:.10g} xy xz yz"]
     out += ["", "Masses", ""]
     out += [f"{k + 1} {m:.10g}  # {tn[k]}" for k, m in enumerate(mtype)]
-    out += ["", "Atoms # molecular", ""]
-    out += [f"{i + 1} {int(top.molecule[i]) + 1} {int(species[i]) + 1} {x:.10f} {y:.10f} {z:.10f} "
-            f"{image[i, 0]} {image[i, 1]} {image[i, 2]}" for i, (x, y, z) in enumerate(pos)]
+    if coul is None:
+        out += ["", "Atoms # molecular", ""]
+        out += [f"{i + 1} {int(top.molecule[i]) + 1} {int(species[i]) + 1} {x:.10f} {y:.10f} {z:.10f} "
+                f"{image[i, 0]} {image[i, 1]} {image[i, 2]}" for i, (x, y, z) in enumerate(pos)]
+    else:
+        if len(coul.charges) != len(pos):
+            raise InputError(f"the Coulomb term holds {len(coul.charges)} bead charges but the CG system has "
+                             f"{len(pos)} beads")
+        if coul.method == "direct":
+            raise NotSupportedError("the model's Coulomb term is a direct sum for open systems; LAMMPS's coul/long + "
+                                    "pppm is periodic: refit with --coulomb auto/ewald/pme on periodic frames, or run "
+                                    "the open system in cgkit")
+        coul.check_neutral()
+        out += ["", "Atoms # full", ""]
+        out += [f"{i + 1} {int(top.molecule[i]) + 1} {int(species[i]) + 1} {q:.12g} {x:.10f} {y:.10f} {z:.10f} "
+                f"{image[i, 0]} {image[i, 1]} {image[i, 2]}"
+                for i, ((x, y, z), q) in enumerate(zip(pos, coul.charges))]
     for kind, title in (("bond", "Bonds"), ("angle", "Angles"), ("dihedral", "Dihedrals")):
         if bonded[kind]:
             out += ["", title, ""]
@@ -247,7 +293,7 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
     written["data"] = d / "cg.data"
     # ---- input script
     script = ["# LAMMPS input written by cgkit: CG system with tabulated force-matched potentials",
-              "units metal", "atom_style molecular", "boundary p p p"]
+              "units metal", "atom_style molecular" if coul is None else "atom_style full", "boundary p p p"]
     for kind in ("bond", "angle", "dihedral"):
         if kind in kw:
             script += kw[kind][:1]
@@ -255,11 +301,21 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
     for kind in ("pair", "bond", "angle", "dihedral"):
         if kind in kw:
             script += (kw[kind] if kind == "pair" else kw[kind][1:])
-    if "pair" not in kw:
+    special = lammps_special_bonds(top)
+    if coul is not None:
+        script = [line for line in script if not line.startswith("pair_")]
+        script += _coulomb_pair_lines(kw.get("pair"), coul.lammps_parameters(lower, len(pos)))
+        if "neigh_modify exclude" in special:
+            raise NotSupportedError("the CG topology excludes all intramolecular pairs, which LAMMPS writes as "
+                                    "neigh_modify exclude; with kspace (coul/long + pppm) that drops the k-space "
+                                    "correction of those pairs. Use bonded exclusions (1-2/1-3/1-4) or run in cgkit")
+        special = special.replace("special_bonds lj ", "special_bonds lj/coul ")
+        written["coulomb"] = {"kspace": "pppm", **coul.lammps_parameters(lower, len(pos))}
+    elif "pair" not in kw:
         script += ["pair_style zero 1.0", "pair_coeff * *"]
-    script += [lammps_special_bonds(top), "neighbor 2.0 bin", "neigh_modify every 1 delay 0 check yes"]
+    script += [special, "neighbor 2.0 bin", "neigh_modify every 1 delay 0 check yes"]
     if run_forces_only:
-        script += ["thermo_style custom step pe ebond eangle edihed evdwl",
+        script += ["thermo_style custom step pe ebond eangle edihed evdwl" + (" ecoul elong" if coul else ""),
                    "dump f all custom 1 forces.dump id type x y z fx fy fz",
                    "dump_modify f sort id format float %.12g", "run 0"]
     else:
@@ -273,6 +329,22 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
     written["input"] = d / "in.cg"
     written["rotation"] = Q
     return written
+
+
+def _coulomb_pair_lines(pair_lines, par) -> list[str]:
+    """The pair_style/pair_coeff lines of the tables (``pair_lines``: the table-only or
+    table + sw hybrid lines, or None) overlaid with ``coul/long`` and followed by ``kspace_style
+    pppm``."""
+    rc, acc = par["r_cut"], par["accuracy"]
+    if not pair_lines:
+        return [f"pair_style coul/long {rc:.10g}", "pair_coeff * *", f"kspace_style pppm {acc:.6g}"]
+    style, coeffs = pair_lines[0], pair_lines[1:]
+    if style.startswith("pair_style table "):
+        spec = style[len("pair_style "):]
+        coeffs = [f"pair_coeff {c.split()[1]} {c.split()[2]} table " + " ".join(c.split()[3:]) for c in coeffs]
+        style = f"pair_style hybrid/overlay {spec}"
+    return ([f"{style} coul/long {rc:.10g}"] + coeffs
+            + ["pair_coeff * * coul/long", f"kspace_style pppm {acc:.6g}"])
 
 
 def _sw_decomposition(w, tol: float = 1e-9):

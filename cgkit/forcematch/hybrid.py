@@ -83,7 +83,9 @@ class HybridFit(Analysis):
                          "bonded_tables": [t.label for t in self.bonded_tables],
                          "force_matching": self.fit.summary() if self.fit is not None else None,
                          "ibi": self.ibi.summary() if self.ibi is not None else None,
-                         "interactions": [t.label for t in self.potential.tables],
+                         "interactions": [t.label for t in getattr(self.potential, "tables", None) or
+                                          [t for p in getattr(self.potential, "terms", [])
+                                           for t in getattr(p, "tables", [])]],
                          "warnings": self.warnings, "timing_s": self.timing})
 
     def plot(self, directory) -> list:
@@ -123,7 +125,10 @@ def hybrid_fit(type_names, species, topology, reference_positions, reference_box
         (species, topology, positions, forces, boxes) — e.g. melts of other chain lengths
     normal_equations : :class:`~cgkit.forcematch.NormalEquations` of other runs to add
     fm : keyword arguments of :class:`~cgkit.forcematch.SplineForceMatching` (pair, dihedral,
-        grids, block_size, on_empty, ...); bond/angle grids are not used (those are fixed)
+        grids, block_size, on_empty, ...); bond/angle grids are not used (those are fixed).
+        ``fixed_terms`` (e.g. the bead Coulomb term) are subtracted in step 2 and the final
+        potential is ``SumPotential([tables, *fixed_terms])`` (IBI refinement is then refused: its
+        CG MD runs tables only)
     solve : keyword arguments of :meth:`SplineForceMatching.solve`
     rest_tables : tables for everything but bonds/angles, instead of step 2
     bins : histogram bins of the Boltzmann inversion and of IBI
@@ -145,6 +150,11 @@ def hybrid_fit(type_names, species, topology, reference_positions, reference_box
     settings = {"temperature_K": kT_temperature, "bins": int(bins),
                 "ibi": asdict(ibi) if ibi is not None else None}
     timing = {}
+    fixed_terms = tuple((fm or {}).get("fixed_terms") or ())
+    if fixed_terms and ibi is not None and ibi.iterations > 0:
+        raise InputError("IBI refinement of the bonded tables runs CG MD with tables only and cannot keep "
+                         "a fixed Coulomb (or other non-table) term; use Boltzmann-inverted bonded terms "
+                         "without IBI (cgkit fm --bonded boltzmann) or force-match everything (--bonded fm)")
     t0 = time.perf_counter()
     # 1. Boltzmann inversion of the bonded distributions
     bonded = boltzmann_bonded_tables(type_names, sp, topology, ref, reference_boxes,
@@ -210,6 +220,9 @@ def hybrid_fit(type_names, species, topology, reference_positions, reference_box
         potential = run.potential
     else:
         potential = TabulatedPotential(tuple(type_names), topology, rest + bonded)
+        if fixed_terms:
+            from ..potential import SumPotential
+            potential = SumPotential([potential, *fixed_terms])
     timing["ibi"] = time.perf_counter() - t0
     out = HybridFit(bonded, fit, run, potential, msgs, settings, own)
     out.timing = timing

@@ -125,6 +125,10 @@ class IterativeBoltzmannInversion(Analysis):
         given = {}
         for t in start_tables or []:
             t = t if isinstance(t, Table) else Table.from_dict(t)
+            if t.kind in kinds and getattr(t, "damping", None) is not None:
+                raise InputError(f"{t.label}: a {t.damping}-damped dihedral cannot be iterated (the update "
+                                 "would replace it by an undamped table); keep it fixed by leaving "
+                                 "'dihedral' out of the iterated kinds")
             given[(t.kind, t.types)] = t
         # Boltzmann-inverted start only where no table is given (a sparse target that is not
         # inverted cannot fail here)

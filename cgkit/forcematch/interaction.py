@@ -107,10 +107,19 @@ class Grid:
 @dataclass(frozen=True)
 class Term:
     """An interaction with its cubic B-spline basis; ``offset``: its first column in the
-    design matrix (``columns``)."""
+    design matrix (``columns``).
+
+    ``damping`` (dihedrals only): None, or "sin3" for a sin³θ₁·sin³θ₂-damped dihedral
+    (Bulacu et al. 2013; see :mod:`.tabulated`). The spline of an undamped term expands the
+    generalised force f = -dU/dx; that of a damped dihedral expands the energy U(φ) = Σ a_k B_k(φ)
+    (periodic cubic B-splines: periodic U, constant included — the constant of U exerts forces
+    through ∂s/∂r), and its design row of basis k on bead b is
+    -(B_k'(φ) s ∂φ/∂r_b + B_k(φ) ∂s/∂r_b), s = sin³θ₁ sin³θ₂.
+    """
     interaction: Interaction
     basis: BSplineBasis
     offset: int = 0
+    damping: str | None = None
 
     @property
     def kind(self) -> str:
@@ -134,14 +143,15 @@ class Term:
 
     def at(self, offset: int) -> "Term":
         """The same term at another column offset."""
-        return Term(self.interaction, self.basis, offset)
+        return Term(self.interaction, self.basis, offset, self.damping)
 
     def range_str(self, lo: float, hi: float) -> str:
         return f"[{float(to_user(self.kind, lo)):.3g}, {float(to_user(self.kind, hi)):.3g}] {unit(self.kind)}"
 
     def signature(self) -> list:
         b = self.basis
-        return [self.kind, list(self.types), b.x_min, b.x_max, b.n_intervals, b.periodic]
+        sig = [self.kind, list(self.types), b.x_min, b.x_max, b.n_intervals, b.periodic]
+        return sig + [self.damping] if self.damping is not None else sig
 
 
 def layout(terms) -> list:
@@ -151,3 +161,27 @@ def layout(terms) -> list:
         out.append(t.at(off))
         off += t.size
     return out
+
+
+def damped_dihedral_table(it: Term, coef, jk_coef, points_per_interval: int):
+    """Table (``damping=it.damping``) of a damped dihedral term from its energy coefficients
+    ``coef`` (U = Σ a_k B_k, eV), and the jackknife error of f = -dU/dφ (eV/rad) on the table
+    grid from ``jk_coef`` (n_jk, size) or None. U is kept as fitted (its constant matters)."""
+    from .tabulated import Table
+    b = it.basis
+    x = np.linspace(b.x_min, b.x_max, b.n_intervals * points_per_interval + 1)
+    U = b.value(coef, x)
+    dU = _basis_derivative(b, coef, x)
+    U[-1], dU[-1] = U[0], dU[0]
+    ferr = None
+    if jk_coef is not None and len(jk_coef) >= 2:
+        fk = np.array([_basis_derivative(b, ck, x) for ck in jk_coef])
+        nb = len(jk_coef)
+        ferr = np.sqrt((nb - 1) / nb * ((fk - fk.mean(0)) ** 2).sum(0))
+    return Table(it.kind, it.types, x[0], x[1] - x[0], U, dU, damping=it.damping), ferr
+
+
+def _basis_derivative(b: BSplineBasis, coef, x) -> np.ndarray:
+    import torch
+    idx, der = b.evaluate(torch.as_tensor(np.asarray(x, dtype=np.float64)), derivative=True)
+    return (np.asarray(coef, dtype=np.float64)[idx.numpy()] * der.numpy()).sum(-1)

@@ -55,7 +55,7 @@ from ..threads import torch_threads
 from ..topology import Topology
 from .boltzmann import ForceMatchError, SparseSamplingWarning, boltzmann_bonded_tables
 from .geometry import ARITY, as_cell, instance_gradients, type_key
-from .interaction import ANGULAR, Grid, Interaction, Term, layout, to_user as _to_user, unit as _unit
+from .interaction import ANGULAR, Grid, Interaction, Term, damped_dihedral_table, layout, to_user as _to_user, unit as _unit
 from .normal_equations import NormalEquations
 from .solver import METHODS, solve_system
 from .tabulated import Table, TabulatedPotential, write_table_files
@@ -108,6 +108,25 @@ def suggest_grids(type_names, species, topology: Topology, positions, boxes=None
 
 
 
+def _dihedral_damping_map(spec) -> dict:
+    """{Interaction | None (= every dihedral): damping} from None, a damping name or a dict."""
+    from .tabulated import DAMPINGS
+    if spec is None:
+        return {}
+    if isinstance(spec, str):
+        spec = {None: spec}
+    out = {}
+    for k, v in dict(spec).items():
+        key = None if k is None else Interaction.parse(k)
+        if key is not None and key.kind != "dihedral":
+            raise InputError(f"dihedral_damping: {key.label} is not a dihedral")
+        if v is not None and v not in DAMPINGS:
+            raise InputError(f"dihedral_damping: unknown damping '{v}' for "
+                             f"{'every dihedral' if key is None else key.label}; use one of {DAMPINGS} or None")
+        out[key] = v
+    return out
+
+
 def per_frame_boxes(boxes, n_frames):
     """One box (or None) per frame from None, one box for all frames, or one box per frame."""
     if boxes is None:
@@ -150,12 +169,22 @@ class SplineForceMatching(Analysis):
         types are not fitted, and they are part of the resulting potential (hybrid scheme).
         The reported residual is that of the whole model (fixed + fitted) against the mapped
         forces; its ``rms_force_eV_per_A`` is then the RMS of the forces the fixed tables leave.
+    dihedral_damping : None (default), "sin3" for every fitted dihedral, or {"dihedral A-B-B-A":
+        "sin3" | None} per dihedral: fit U(φ)·sin³θ₁·sin³θ₂ (Bulacu et al. 2013; bounded forces
+        near collinear triplets) instead of U(φ); the spline then expands the energy U(φ) (see
+        :class:`~cgkit.forcematch.interaction.Term`) and the tables carry ``damping="sin3"``
+    fixed_terms : other fixed cgkit Potentials of this CG system, typically the bead Coulomb term
+        :class:`~cgkit.forcematch.coulomb.BeadCoulombPotential` (Ewald/PME/direct, with the
+        topology's exclusions): their forces are subtracted from the mapped forces before
+        fitting, like ``fixed`` tables, and the resulting potential is
+        ``SumPotential([tables, *fixed_terms])``
     """
 
     def __init__(self, type_names, species, topology: Topology, *, pair=(0.0, 10.0, 0.1),
                  bond=(0.5, 5.0, 0.05), angle=(0.0, 180.0, 5.0), dihedral=20.0,
                  grids: dict | None = None, block_size: int = 10, on_empty: str = "error",
-                 check: bool = True, fixed=None, outside: str = "drop", threebody=()):
+                 check: bool = True, fixed=None, outside: str = "drop", threebody=(),
+                 dihedral_damping=None, fixed_terms=()):
         if outside not in ("drop", "extrapolate"):
             raise InputError(f"outside must be 'drop' or 'extrapolate', got '{outside}'")
         self.outside = outside
@@ -183,10 +212,18 @@ class SplineForceMatching(Analysis):
         self.fixed_tables = fixed
         fixed_keys = {(t.kind, t.types) for t in fixed}
         self._fixed_potential = TabulatedPotential(self.type_names, topology, fixed) if fixed else None
+        from ..potential import Potential
+        for t in fixed_terms or ():
+            if not isinstance(t, Potential):
+                raise InputError(f"fixed_terms must be cgkit Potentials, got {type(t).__name__}")
+        #: fixed non-table terms (e.g. bead Coulomb), subtracted before fitting, added to the result
+        self.fixed_terms = tuple(fixed_terms or ())
         grids = {Interaction.parse(k): v for k, v in (grids or {}).items()}
         names = np.asarray(self.type_names)[self.species]
         present = sorted(set(names.tolist()))
         inter: list[Term] = []
+
+        damping_of = _dihedral_damping_map(dihedral_damping)
 
         def add(kind, types, default):
             key = Interaction(kind, types)
@@ -194,7 +231,8 @@ class SplineForceMatching(Analysis):
             if spec is None or (kind, key.types) in fixed_keys:
                 return
             grid = Grid.from_user(kind, spec, default, key.label)
-            inter.append(Term(key, grid.basis()))
+            damping = damping_of.pop(key, damping_of.get(None)) if kind == "dihedral" else None
+            inter.append(Term(key, grid.basis(), damping=damping))
 
         for a in range(len(present)):
             for b in range(a, len(present)):
@@ -209,6 +247,11 @@ class SplineForceMatching(Analysis):
         if grids and check:
             raise InputError(f"grids given for interactions not in the system: {sorted(map(str, grids))}; "
                              f"the system has {[i.label for i in inter]}")
+        damping_of.pop(None, None)
+        if damping_of and check:
+            raise InputError(f"dihedral_damping given for dihedrals not fitted in this system: "
+                             f"{sorted(map(str, damping_of))}; the fitted dihedrals are "
+                             f"{[i.label for i in inter if i.kind == 'dihedral']}")
         inter = layout(inter)
         off = sum(it.size for it in inter)
         from .threebody import ThreeBody, ThreeBodyTerm
@@ -332,6 +375,9 @@ class SplineForceMatching(Analysis):
                     x, beads, grad = x[~above], beads[~above], grad[~above]
             if len(x) == 0:
                 continue
+            if it.damping is not None:
+                self._design_damped(G, it, beads, pos_np, box, counts[k])
+                continue
             idx, vals = b.evaluate(x)
             if not b.periodic:
                 iv = ((x - b.x_min) / b.h).floor().long()
@@ -349,6 +395,24 @@ class SplineForceMatching(Analysis):
         if self.threebody_terms:
             self._design_threebody(G, pos_np, box, counts)
         return G.reshape(3 * n, self.n_coef)
+
+    def _design_damped(self, G, it, beads, pos_np, box, counts) -> None:
+        """Columns of a sin³-damped dihedral (energy basis U = Σ a_k B_k(φ)): the force on
+        bead b of basis function k is -(B_k'(φ) s ∂φ/∂r_b + B_k(φ) ∂s/∂r_b)."""
+        from .tabulated import damped_dihedral_terms
+        cell_np, pbc_np = as_cell(box)
+        pos = torch.as_tensor(pos_np, dtype=torch.float64)
+        phi, _, s_grad_phi, grad_s, _ = damped_dihedral_terms(
+            pos, beads, torch.as_tensor(cell_np, dtype=torch.float64), torch.as_tensor(pbc_np), None)
+        b = it.basis
+        idx, vals = b.evaluate(phi)
+        _, der = b.evaluate(phi, derivative=True)
+        counts += np.bincount(idx[:, 0].numpy(), minlength=b.n_intervals)
+        rows = (3 * beads[:, :, None] + torch.arange(3)[None, None, :])  # (m, 4, 3)
+        cols = it.offset + idx
+        flat = rows[:, :, :, None] * self.n_coef + cols[:, None, None, :]
+        val = -(s_grad_phi[:, :, :, None] * der[:, None, None, :] + grad_s[:, :, :, None] * vals[:, None, None, :])
+        G.index_add_(0, flat.reshape(-1), val.reshape(-1))
 
     def _design_threebody(self, G, pos_np, box, counts) -> None:
         """Three-body columns: the force on bead b of basis function B_k is
@@ -431,7 +495,7 @@ class SplineForceMatching(Analysis):
         for f in frames:
             G = self._design(pos[f], bx[f], ne.counts, ne.outside).numpy()
             F = frc[f].reshape(-1)
-            if self._fixed_potential is not None:
+            if self._fixed_potential is not None or self.fixed_terms:
                 F = F - self.fixed_forces(pos[f], bx[f]).reshape(-1)
             if self._block_A is None:
                 self._block_A = np.zeros((self.n_coef, self.n_coef))
@@ -455,16 +519,17 @@ class SplineForceMatching(Analysis):
         return self
 
     def fixed_forces(self, positions, box=None) -> np.ndarray:
-        """Forces (n_beads, 3) eV/Å of the fixed tables on one frame (zeros without any)."""
+        """Forces (n_beads, 3) eV/Å of the fixed tables and ``fixed_terms`` on one frame (zeros
+        without any)."""
         pos = np.asarray(positions, dtype=np.float64)
-        if self._fixed_potential is None:
-            return np.zeros_like(pos)
+        out = np.zeros_like(pos)
         from ..data import AtomicGraph
         cell, pbc = as_cell(box)
-        pot = self._fixed_potential
-        g = AtomicGraph.from_arrays(pos, cell, pbc, max(pot.cutoff, 1e-3), species=self.species,
-                                    type_names=self.type_names)
-        return pot.compute(g)["forces"].detach().numpy()
+        for pot in ([self._fixed_potential] if self._fixed_potential is not None else []) + list(self.fixed_terms):
+            g = AtomicGraph.from_arrays(pos, cell, pbc, max(pot.cutoff, 1e-3), species=self.species,
+                                        type_names=self.type_names)
+            out += pot.compute(g)["forces"].detach().to(torch.float64).numpy()
+        return out
 
     def _close_block(self) -> None:
         if self._block_n:
@@ -647,7 +712,10 @@ class SplineForceMatching(Analysis):
                 x_lo, x_hi = (lo if trim else b.x_min), b.x_max
             else:
                 x_lo, x_hi = (lo, hi) if trim else (b.x_min, b.x_max)
-            table, ferr = make_table(it, coef, jk_coef, x_lo, x_hi, table_points)
+            if it.damping is not None:
+                table, ferr = damped_dihedral_table(it, coef, jk_coef, table_points)
+            else:
+                table, ferr = make_table(it, coef, jk_coef, x_lo, x_hi, table_points)
             if trim and it.kind == "angle":  # always continued to [0, π] with zero end slopes
                 table, ferr = add_walls(table, ferr, lower=table.x0 > 1e-9, upper=table.x_max < math.pi - 1e-9)
             elif trim and not b.periodic:
@@ -655,6 +723,7 @@ class SplineForceMatching(Analysis):
                                          upper=it.kind != "pair" and x_hi < b.x_max - 1e-12)
             tables.append(table)
             info.append({"interaction": it.label, "kind": it.kind, "types": list(it.types),
+                         **({"damping": it.damping} if it.damping is not None else {}),
                          "grid": [float(_to_user(it.kind, b.x_min)), float(_to_user(it.kind, b.x_max))],
                          "n_basis": b.size, "table_range": [float(_to_user(it.kind, x_lo)),
                                                             float(_to_user(it.kind, x_hi))],
@@ -674,6 +743,15 @@ class SplineForceMatching(Analysis):
         if tables3:
             pot = ThreeBodyPotential(self.type_names, self.topology, tables3, base=pot)
         info.extend(info3)
+        if self.fixed_terms:
+            from ..potential import SumPotential
+            pot = SumPotential([pot, *self.fixed_terms])
+            for t in self.fixed_terms:
+                d = t.describe() if hasattr(t, "describe") else {}
+                info.append({"interaction": "coulomb" if hasattr(t, "net_charge") else type(t).__name__,
+                             "kind": "coulomb" if hasattr(t, "net_charge") else "fixed", "types": [],
+                             "fixed": True, **d, "force_error": None, "max_force_error": None,
+                             "sparse_ranges": []})
         self.results = ForceMatchResult(tables=tables, potential=pot, interactions=info,
                                         coefficients=c, residual=residual,
                                         n_frames=ne.n_frames, n_blocks=len(ne.A_blocks),

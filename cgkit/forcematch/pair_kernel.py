@@ -11,7 +11,12 @@ What :class:`cgkit.md.MolecularDynamics` uses for tabulated CG potentials (the M
   :func:`cgkit.forcematch.tabulated.hermite`, evaluated pair by pair in float64 and
   accumulated into forces (n, 3) eV/Å and per-replica energies (R,) eV.
 
-Both are ~100 lines of C compiled once with the system C compiler (``cc``, ``-O3``) into a
+* the **fused MD loop** (:class:`FusedMD`): for pair-only tables the whole step loop of
+  BAOAB Langevin / velocity Verlet in C — integrator, counter-based Langevin noise, list check,
+  list rebuild (particles re-sorted by bin, ghost rows for periodic images, one padded run of
+  partners per particle) and pair forces — K steps per call.
+
+All of it is C compiled once with the system C compiler (``cc``, ``-O3``) into a
 cache folder (``$CGKIT_CACHE_DIR`` or ``~/.cache/cgkit``; the file name holds a hash of the
 source, so an edited kernel is rebuilt) and called through :mod:`ctypes`; no Python loop
 runs over pairs or particles. Without a C compiler :func:`available` is False and callers use
@@ -39,13 +44,14 @@ import numpy as np
 
 from ..errors import CgkitWarning
 
-__all__ = ["available", "PairKernel", "half_neighbor_list", "KernelUnavailableWarning"]
+__all__ = ["available", "PairKernel", "FusedMD", "half_neighbor_list", "KernelUnavailableWarning"]
 
 _SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <stddef.h>
+#include <string.h>
 
 /* Half list (each pair once) of particles closer than rc in a fully periodic cell, with a
    cell list: bins >= rc/k wide along every lattice plane spacing, >= 2k+1 bins per direction,
@@ -253,6 +259,586 @@ int64_t pair_forces(int64_t np, const int32_t *pi, const int32_t *pj, const int8
     if (cur >= 0) { F[3 * cur] += f0; F[3 * cur + 1] += f1; F[3 * cur + 2] += f2; E[rep[cur]] += ev; }
     return nzero;
 }
+/* ===================== fused MD loop (BAOAB Langevin / velocity Verlet) =====================
+   The whole step loop of MolecularDynamics for pair-only tabulated potentials on fully
+   periodic cells: integrator, Langevin noise, list-rebuild check, list rebuild and pair
+   forces, K steps per call. State in a malloc'ed struct (md_create/md_free); particles are kept
+   internally in cell-list order (re-sorted at every list build, so a particle's neighbours are
+   near it in memory), coordinates split into x/y/z arrays, periodic images as ghost rows
+   (owner + lattice shift, refreshed every step), and the half list stored per particle i as a
+   run of partner rows padded to a multiple of 8 with a far-away dummy row, so that the pair
+   loop over one i vectorises without conflicts (every partner row appears once per run).
+
+   Langevin noise: counter-based. The normal deviate of (MD step s, particle row o, component
+   c) is a function of the key derived from the seed and of (s, o, c) only (SplitMix64 outputs
+   at counters derived from them, Marsaglia's polar method, see md_noise): the same seed gives
+   the same trajectory however the run is split into calls. */
+
+typedef struct {
+    int64_t n, n0, R, ntypes, ntab, ng, cap_pairs, cap_ext, cap_runs, nrebuild, rebuild_next, build_step;
+    double cell[9], inv[9], rl, skin;
+    int64_t nb[3], reach;
+    int32_t *pair_id, *species0;             /* (ntypes, ntypes); (n) species by original row */
+    int32_t *id, *pos_of;                    /* internal row -> original row; original -> internal */
+    double *X, *Y, *Z, *FX, *FY, *FZ;        /* extended: n real + ng ghosts + 1 dummy */
+    double *VX, *VY, *VZ, *PX, *PY, *PZ, *RX, *RY, *RZ;   /* velocities, previous positions, list positions */
+    double *kick, *sig;                      /* per internal row: dt/2m (ASE units), c2 sqrt(kT/m) */
+    double *kick0, *sig0;                    /* per original row */
+    double *noise;                           /* (3n) by original row */
+    int32_t *gown; double *gsx, *gsy, *gsz;  /* ghosts: owner (internal row), Cartesian shift */
+    int64_t *rs;                             /* (n+1) run starts */
+    int32_t *js, *jt;                        /* padded partner rows, table ids */
+    int32_t *pi, *pj, *ptid; int8_t *ps;     /* half list of the last build (internal rows, shifts) */
+    int32_t *gmap;                           /* (27 n) ghost of (row, shift) */
+    double *tmpd; int32_t *tmpi;
+    /* tables */
+    double *x0, *ih, *U, *dU, *C, *rmax2; int64_t *nt, *off;
+} md_state;
+
+void md_free(md_state *s) {
+    if (!s) return;
+    void *p[] = {s->pair_id, s->species0, s->id, s->pos_of, s->X, s->Y, s->Z, s->FX, s->FY, s->FZ, s->VX, s->VY,
+                 s->VZ, s->PX, s->PY, s->PZ, s->RX, s->RY, s->RZ, s->kick, s->sig, s->kick0, s->sig0, s->noise,
+                 s->gown, s->gsx, s->gsy, s->gsz, s->rs, s->js, s->jt, s->pi, s->pj, s->ptid, s->ps, s->gmap,
+                 s->tmpd, s->tmpi, s->x0, s->ih, s->U, s->dU, s->C, s->rmax2, s->nt, s->off};
+    for (size_t k = 0; k < sizeof(p) / sizeof(p[0]); k++) free(p[k]);
+    free(s);
+}
+
+static void *dup_(const void *src, size_t bytes) {
+    void *d = malloc(bytes ? bytes : 1);
+    if (d && bytes) memcpy(d, src, bytes);
+    return d;
+}
+
+md_state *md_create(int64_t n0, int64_t R, const double *cell, const double *inv, const int64_t *nb, int64_t reach,
+                    double rl, double skin, const int32_t *species0, const int32_t *pair_id, int64_t ntypes,
+                    const double *kick0, const double *sig0,
+                    int64_t ntab, const double *x0, const double *ih, const int64_t *nt, const int64_t *off,
+                    const double *U, const double *dU, const double *C, const double *rmax2) {
+    md_state *s = calloc(1, sizeof(md_state));
+    if (!s) return NULL;
+    int64_t n = n0 * R, ncoef = off[ntab - 1] + nt[ntab - 1];
+    s->n = n; s->n0 = n0; s->R = R; s->ntypes = ntypes; s->ntab = ntab; s->rl = rl; s->skin = skin;
+    s->reach = reach; s->rebuild_next = 1;
+    memcpy(s->cell, cell, 9 * sizeof(double)); memcpy(s->inv, inv, 9 * sizeof(double));
+    memcpy(s->nb, nb, 3 * sizeof(int64_t));
+    s->pair_id = dup_(pair_id, sizeof(int32_t) * ntypes * ntypes);
+    s->species0 = dup_(species0, sizeof(int32_t) * n);
+    s->kick0 = dup_(kick0, sizeof(double) * n); s->sig0 = dup_(sig0, sizeof(double) * n);
+    s->x0 = dup_(x0, sizeof(double) * ntab); s->ih = dup_(ih, sizeof(double) * ntab);
+    s->nt = dup_(nt, sizeof(int64_t) * ntab); s->off = dup_(off, sizeof(int64_t) * ntab);
+    s->rmax2 = dup_(rmax2, sizeof(double) * ntab);
+    s->U = dup_(U, sizeof(double) * ncoef); s->dU = dup_(dU, sizeof(double) * ncoef);
+    s->C = dup_(C, sizeof(double) * 4 * ncoef);
+    s->id = malloc(sizeof(int32_t) * n); s->pos_of = malloc(sizeof(int32_t) * n);
+    s->kick = malloc(sizeof(double) * n); s->sig = malloc(sizeof(double) * n);
+    s->noise = malloc(sizeof(double) * (3 * n + 2));
+    double **v3[] = {&s->VX, &s->VY, &s->VZ, &s->PX, &s->PY, &s->PZ, &s->RX, &s->RY, &s->RZ};
+    for (int k = 0; k < 9; k++) *v3[k] = malloc(sizeof(double) * n);
+    s->rs = malloc(sizeof(int64_t) * (n + 1));
+    s->gmap = malloc(sizeof(int32_t) * 27 * n);
+    s->tmpd = malloc(sizeof(double) * 3 * n);
+    s->tmpi = malloc(sizeof(int32_t) * (n + 1) * 2 + sizeof(int32_t) * 64);
+    if (!s->pair_id || !s->species0 || !s->kick0 || !s->sig0 || !s->x0 || !s->ih || !s->nt || !s->off || !s->rmax2
+        || !s->U || !s->dU || !s->C || !s->id || !s->pos_of || !s->kick || !s->sig || !s->noise || !s->VX || !s->VY
+        || !s->VZ || !s->PX || !s->PY || !s->PZ || !s->RX || !s->RY || !s->RZ || !s->rs || !s->gmap
+        || !s->tmpd || !s->tmpi) { md_free(s); return NULL; }
+    {
+        int64_t c = n + 1024;
+        double **e[] = {&s->X, &s->Y, &s->Z, &s->FX, &s->FY, &s->FZ};
+        for (int k = 0; k < 6; k++) *e[k] = malloc(sizeof(double) * c);
+        s->gown = malloc(sizeof(int32_t) * c); s->gsx = malloc(sizeof(double) * c);
+        s->gsy = malloc(sizeof(double) * c); s->gsz = malloc(sizeof(double) * c);
+        if (!s->X || !s->Y || !s->Z || !s->FX || !s->FY || !s->FZ || !s->gown || !s->gsx || !s->gsy || !s->gsz) {
+            md_free(s); return NULL;
+        }
+        s->cap_ext = c;
+    }
+    for (int64_t q = 0; q < n; q++) { s->id[q] = (int32_t)q; s->pos_of[q] = (int32_t)q;
+                                      s->kick[q] = kick0[q]; s->sig[q] = sig0[q]; }
+    return s;
+}
+
+/* (Re)build: wrap the positions into the cell, re-sort the particles by bin (within each
+   replica), build the half list with cutoff rl, make ghosts and padded runs. 0, or -1 (memory),
+   -2 (a pair shift beyond one cell: the caller falls back to the per-step path). */
+static int md_rebuild(md_state *s) {
+    const int64_t n = s->n, n0 = s->n0, nx = s->nb[0], ny = s->nb[1], nz = s->nb[2], nbins = nx * ny * nz;
+    double *X = s->X, *Y = s->Y, *Z = s->Z;
+    /* wrap; bins */
+    int32_t *bin = malloc(sizeof(int32_t) * (n + 1));
+    int64_t *cnt = calloc(nbins + 1, sizeof(int64_t));
+    int32_t *order = malloc(sizeof(int32_t) * (n + 1));
+    if (!bin || !cnt || !order) { free(bin); free(cnt); free(order); return -1; }
+    for (int64_t a = 0; a < n; a++) {
+        double x[3] = {X[a], Y[a], Z[a]}, f[3];
+        int64_t ib[3];
+        for (int d = 0; d < 3; d++) {
+            double u = x[0] * s->inv[d] + x[1] * s->inv[3 + d] + x[2] * s->inv[6 + d];
+            u -= floor(u);
+            if (u >= 1.0) u -= 1.0;
+            f[d] = u;
+            int64_t m = (int64_t)(u * s->nb[d]);
+            ib[d] = m < 0 ? 0 : (m >= s->nb[d] ? s->nb[d] - 1 : m);
+        }
+        X[a] = f[0] * s->cell[0] + f[1] * s->cell[3] + f[2] * s->cell[6];
+        Y[a] = f[0] * s->cell[1] + f[1] * s->cell[4] + f[2] * s->cell[7];
+        Z[a] = f[0] * s->cell[2] + f[1] * s->cell[5] + f[2] * s->cell[8];
+        bin[a] = (int32_t)((ib[0] * ny + ib[1]) * nz + ib[2]);
+    }
+    /* stable counting sort by bin within each replica */
+    for (int64_t r = 0; r < s->R; r++) {
+        int64_t lo = r * n0, hi = lo + n0;
+        memset(cnt, 0, sizeof(int64_t) * (nbins + 1));
+        for (int64_t a = lo; a < hi; a++) cnt[bin[a] + 1]++;
+        for (int64_t b = 0; b < nbins; b++) cnt[b + 1] += cnt[b];
+        for (int64_t a = lo; a < hi; a++) order[lo + cnt[bin[a]]++] = (int32_t)a;
+    }
+    int32_t *sbin = malloc(sizeof(int32_t) * (n + 1));          /* bin of each sorted row */
+    int64_t *bstart = malloc(sizeof(int64_t) * (nbins + 1) * s->R);  /* per replica: first row of each bin */
+    if (!sbin || !bstart) { free(bin); free(cnt); free(order); free(sbin); free(bstart); return -1; }
+    for (int64_t q = 0; q < n; q++) sbin[q] = bin[order[q]];
+    for (int64_t r = 0; r < s->R; r++) {
+        int64_t *st = bstart + r * (nbins + 1);
+        memset(st, 0, sizeof(int64_t) * (nbins + 1));
+        for (int64_t q = r * n0; q < (r + 1) * n0; q++) st[sbin[q] + 1]++;
+        for (int64_t b = 0; b < nbins; b++) st[b + 1] += st[b];
+    }
+    free(bin); free(cnt);
+    /* permute the per-particle state (positions, velocities, per-particle constants, ids) */
+    {
+        double *arrs[] = {X, Y, Z, s->VX, s->VY, s->VZ, s->FX, s->FY, s->FZ, s->kick, s->sig};
+        for (int k = 0; k < 11; k++) {
+            double *a = arrs[k];
+            for (int64_t q = 0; q < n; q++) s->tmpd[q] = a[order[q]];
+            memcpy(a, s->tmpd, sizeof(double) * n);
+        }
+        int32_t *t = s->tmpi;
+        for (int64_t q = 0; q < n; q++) t[q] = s->id[order[q]];
+        memcpy(s->id, t, sizeof(int32_t) * n);
+        for (int64_t q = 0; q < n; q++) s->pos_of[s->id[q]] = (int32_t)q;
+    }
+    free(order);
+    int32_t *spec = s->tmpi;
+    for (int64_t q = 0; q < n; q++) {
+        spec[q] = s->species0[s->id[q]];
+        s->RX[q] = X[q]; s->RY[q] = Y[q]; s->RZ[q] = Z[q];
+    }
+    /* half list, replica by replica (pairs grouped by increasing i), the stencil of half_list
+       on the sorted, wrapped positions: bins adjacent along the last axis are contiguous rows,
+       so every stencil row is one to three contiguous ranges with one lattice shift each, and a
+       candidate costs a difference and a square (no fractional transform) */
+    int64_t m = 0;
+    const int k = (int)s->reach;
+    const double rl2 = s->rl * s->rl;
+    const double *cl = s->cell;
+    for (int64_t r = 0; r < s->R; r++) {
+        const int64_t lo = r * n0;
+        const int64_t *st = bstart + r * (nbins + 1);
+        for (int64_t i = lo; i < lo + n0; i++) {
+            const int64_t b = sbin[i], bx = b / (ny * nz), by = (b / nz) % ny, bz = b % nz;
+            const double xi = X[i], yi = Y[i], zi = Z[i];
+            const int32_t *prow = s->pair_id + s->ntypes * spec[i];
+            for (int dx = 0; dx <= k; dx++) {
+                int64_t cx = bx + dx; int wx = 0;
+                if (cx >= nx) { cx -= nx; wx = 1; }
+                for (int dy = (dx == 0 ? 0 : -k); dy <= k; dy++) {
+                    int64_t cy = by + dy; int wy = 0;
+                    if (cy < 0) { cy += ny; wy = -1; } else if (cy >= ny) { cy -= ny; wy = 1; }
+                    const int64_t row = (cx * ny + cy) * nz;
+                    const int own = (dx == 0 && dy == 0);
+                    const int64_t z0 = bz + (own ? 0 : -k), z1 = bz + k;
+                    int64_t seg_lo[3], seg_hi[3]; int seg_w[3], nseg = 0;
+                    if (z0 < 0) { seg_lo[nseg] = z0 + nz; seg_hi[nseg] = nz - 1; seg_w[nseg++] = -1; }
+                    {
+                        int64_t l = z0 < 0 ? 0 : z0, h = z1 >= nz ? nz - 1 : z1;
+                        if (l <= h) { seg_lo[nseg] = l; seg_hi[nseg] = h; seg_w[nseg++] = 0; }
+                    }
+                    if (z1 >= nz) { seg_lo[nseg] = 0; seg_hi[nseg] = z1 - nz; seg_w[nseg++] = 1; }
+                    for (int g = 0; g < nseg; g++) {
+                        int64_t a0 = lo + st[row + seg_lo[g]], a1 = lo + st[row + seg_hi[g] + 1];
+                        if (own && seg_w[g] == 0 && a0 <= i) a0 = i + 1;   /* own bin starts the row: j > i */
+                        if (a1 <= a0) continue;
+                        if (m + (a1 - a0) > s->cap_pairs) {
+                            int64_t c = 2 * (m + (a1 - a0)) + 65536;
+                            void *pa = realloc(s->pi, sizeof(int32_t) * c);
+                            if (!pa) goto oom;
+                            s->pi = pa;
+                            pa = realloc(s->pj, sizeof(int32_t) * c);
+                            if (!pa) goto oom;
+                            s->pj = pa;
+                            pa = realloc(s->ptid, sizeof(int32_t) * c);
+                            if (!pa) goto oom;
+                            s->ptid = pa;
+                            pa = realloc(s->ps, 3 * c);
+                            if (!pa) goto oom;
+                            s->ps = pa; s->cap_pairs = c;
+                        }
+                        const int w0 = wx, w1 = wy, w2 = seg_w[g];
+                        const double ox = w0 * cl[0] + w1 * cl[3] + w2 * cl[6] - xi;
+                        const double oy = w0 * cl[1] + w1 * cl[4] + w2 * cl[7] - yi;
+                        const double oz = w0 * cl[2] + w1 * cl[5] + w2 * cl[8] - zi;
+                        int32_t *restrict pi = s->pi, *restrict pj = s->pj, *restrict pt = s->ptid;
+                        int8_t *restrict ps = s->ps;
+                        for (int64_t at = a0; at < a1; at++) {
+                            const double d0 = X[at] + ox, d1 = Y[at] + oy, d2 = Z[at] + oz;
+                            const int32_t t = prow[spec[at]];
+                            pi[m] = (int32_t)i; pj[m] = (int32_t)at; pt[m] = t;
+                            ps[3 * m] = (int8_t)w0; ps[3 * m + 1] = (int8_t)w1; ps[3 * m + 2] = (int8_t)w2;
+                            m += (d0 * d0 + d1 * d1 + d2 * d2 < rl2) & (t >= 0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    free(sbin); free(bstart);
+    if (0) {
+oom:
+        free(sbin); free(bstart);
+        return -1;
+    }
+    /* ghosts for the pairs across the cell boundary */
+    for (int64_t q = 0; q < 27 * n; q++) s->gmap[q] = -1;
+    int64_t ng = 0;
+    for (int64_t p = 0; p < m; p++) {
+        int a = s->ps[3 * p], b = s->ps[3 * p + 1], c = s->ps[3 * p + 2];
+        if (a < -1 || a > 1 || b < -1 || b > 1 || c < -1 || c > 1) return -2;
+        if (a == 0 && b == 0 && c == 0) continue;
+        int64_t key = 27 * (int64_t)s->pj[p] + (a + 1) * 9 + (b + 1) * 3 + (c + 1);
+        if (s->gmap[key] < 0) s->gmap[key] = (int32_t)(ng++);
+    }
+    s->ng = ng;
+    int64_t next = n + ng + 1;
+    if (next > s->cap_ext) {
+        int64_t c = next + next / 4 + 256;
+        double **e[] = {&s->X, &s->Y, &s->Z, &s->FX, &s->FY, &s->FZ};
+        for (int k = 0; k < 6; k++) {
+            void *q = realloc(*e[k], sizeof(double) * c);
+            if (!q) return -1;
+            *e[k] = q;
+        }
+        void *g0 = realloc(s->gown, sizeof(int32_t) * c), *g1 = g0 ? realloc(s->gsx, sizeof(double) * c) : NULL;
+        if (g0) s->gown = g0;
+        if (g1) s->gsx = g1;
+        void *g2 = g1 ? realloc(s->gsy, sizeof(double) * c) : NULL;
+        if (g2) s->gsy = g2;
+        void *g3 = g2 ? realloc(s->gsz, sizeof(double) * c) : NULL;
+        if (!g3) return -1;
+        s->gsz = g3; s->cap_ext = c;
+        X = s->X; Y = s->Y; Z = s->Z;
+    }
+    for (int64_t q = 0; q < 27 * n; q++) {
+        int32_t g = s->gmap[q];
+        if (g < 0) continue;
+        int64_t row = q / 27, code = q % 27;
+        double a = (double)(code / 9 - 1), b = (double)((code / 3) % 3 - 1), c = (double)(code % 3 - 1);
+        s->gown[g] = (int32_t)row;
+        s->gsx[g] = a * s->cell[0] + b * s->cell[3] + c * s->cell[6];
+        s->gsy[g] = a * s->cell[1] + b * s->cell[4] + c * s->cell[7];
+        s->gsz[g] = a * s->cell[2] + b * s->cell[5] + c * s->cell[8];
+    }
+    const int64_t dummy = n + ng;
+    X[dummy] = Y[dummy] = Z[dummy] = 1e7;
+    /* padded runs */
+    for (int64_t a = 0; a <= n; a++) s->rs[a] = 0;
+    for (int64_t p = 0; p < m; p++) s->rs[s->pi[p] + 1]++;
+    int64_t tot = 0;
+    for (int64_t a = 0; a < n; a++) {
+        int64_t c = s->rs[a + 1];
+        s->rs[a] = tot;
+        tot += (c + 7) & ~(int64_t)7;
+    }
+    s->rs[n] = tot;
+    if (tot + 8 > s->cap_runs) {
+        int64_t c = tot + tot / 4 + 1024;
+        void *q = realloc(s->js, sizeof(int32_t) * c);
+        if (!q) return -1;
+        s->js = q;
+        q = realloc(s->jt, sizeof(int32_t) * c);
+        if (!q) return -1;
+        s->jt = q; s->cap_runs = c;
+    }
+    {
+        int64_t p = 0;
+        for (int64_t a = 0; a < n; a++) {
+            int64_t at = s->rs[a], end = s->rs[a + 1];
+            while (p < m && s->pi[p] == a) {
+                int a0 = s->ps[3 * p], b0 = s->ps[3 * p + 1], c0 = s->ps[3 * p + 2];
+                int32_t j = s->pj[p];
+                if (a0 | b0 | c0) j = (int32_t)(n + s->gmap[27 * (int64_t)j + (a0 + 1) * 9 + (b0 + 1) * 3 + (c0 + 1)]);
+                s->js[at] = j; s->jt[at] = s->ptid[p];
+                at++; p++;
+            }
+            for (; at < end; at++) { s->js[at] = (int32_t)dummy; s->jt[at] = 0; }
+        }
+    }
+    s->nrebuild++;
+    return 0;
+}
+
+/* Pair forces on the extended arrays (ghost rows refreshed from their owners first, ghost
+   forces folded back after); energies (R,) into E when `energy`. Per particle i, its padded run
+   in chunks: a vectorised pass (gathers of the partner positions and table coefficients, the
+   same arithmetic as pass1 above) keeps F_i in registers and stores the pair forces, then a
+   scalar pass subtracts them from the partners (cheaper than vector scatters here).
+   Returns the number of pairs at zero distance. */
+static inline __attribute__((always_inline)) int64_t md_forces_(md_state *s, const int multi, const int energy,
+                                                                double *E) {
+    const int64_t n = s->n, ng = s->ng;
+    double *restrict X = s->X, *restrict Y = s->Y, *restrict Z = s->Z;
+    double *restrict FX = s->FX, *restrict FY = s->FY, *restrict FZ = s->FZ;
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t o = s->gown[g];
+        X[n + g] = X[o] + s->gsx[g]; Y[n + g] = Y[o] + s->gsy[g]; Z[n + g] = Z[o] + s->gsz[g];
+    }
+    memset(FX, 0, sizeof(double) * (n + ng + 1));
+    memset(FY, 0, sizeof(double) * (n + ng + 1));
+    memset(FZ, 0, sizeof(double) * (n + ng + 1));
+    const double *restrict C = s->C, *restrict Ut = s->U, *restrict dUt = s->dU;
+    const double *restrict x0 = s->x0, *restrict ih_ = s->ih, *restrict rmax2 = s->rmax2;
+    const int64_t *restrict nt = s->nt, *restrict offt = s->off;
+    const int32_t *restrict js = s->js, *restrict jt = s->jt;
+    const double X0 = x0[0], IH = ih_[0], RM2 = rmax2[0], LASTD = (double)(nt[0] - 1);
+    const double U0 = Ut[offt[0]], DU0 = dUt[offt[0]];
+    const int O0 = (int)offt[0];
+    int64_t nzero = 0;
+    double G0[512] __attribute__((aligned(64))), G1[512] __attribute__((aligned(64))), G2[512] __attribute__((aligned(64)));
+    for (int64_t a = 0; a < n; a++) {
+        const double xi = X[a], yi = Y[a], zi = Z[a];
+        double fx = 0.0, fy = 0.0, fz = 0.0, ev = 0.0;
+        int64_t nz = 0;
+        const int64_t p0 = s->rs[a], p1 = s->rs[a + 1];
+        for (int64_t c0 = p0; c0 < p1; c0 += 512) {
+            const int64_t c1 = c0 + 512 < p1 ? c0 + 512 : p1;
+#pragma omp simd reduction(+:fx, fy, fz, ev, nz)
+            for (int64_t p = c0; p < c1; p++) {
+                const int j = js[p];
+                const double d0 = X[j] - xi, d1 = Y[j] - yi, d2 = Z[j] - zi;
+                const double r2 = d0 * d0 + d1 * d1 + d2 * d2;
+                nz += (r2 == 0.0);
+                const int t = multi ? jt[p] : 0;
+                const double rm2 = multi ? rmax2[t] : RM2, xa = multi ? x0[t] : X0, ih = multi ? ih_[t] : IH;
+                const double lastd = multi ? (double)(nt[t] - 1) : LASTD;
+                const int o = multi ? (int)offt[t] : O0;
+                const double inside = (r2 <= rm2 && r2 > 0.0) ? 1.0 : 0.0;
+                const double rinv = 1.0 / sqrt(r2 > 1e-300 ? r2 : 1e-300);
+                const double r = r2 * rinv;
+                const double u = (r - xa) * ih;
+                const double u0 = u > 0.0 ? u : 0.0;
+                const double uc = u0 < lastd - 0.5 ? u0 : lastd - 0.5;
+                const int k = (int)uc;
+                const double tt = (u0 < lastd ? u0 : lastd) - (double)k;
+                const int b = 4 * (o + k);
+                const double a1 = C[b + 1], a2 = C[b + 2], a3 = C[b + 3];
+                double der = ((3.0 * a3 * tt + 2.0 * a2) * tt + a1) * ih;
+                const double below = u < 0.0 ? 1.0 : 0.0;
+                const double keep = (u <= lastd) ? inside : 0.0;
+                der = below * (multi ? dUt[o] : DU0) + (1.0 - below) * der;
+                const double g = keep * der * rinv;
+                if (energy) {
+                    const double a0 = C[b];
+                    double val = ((a3 * tt + a2) * tt + a1) * tt + a0;
+                    val = below * ((multi ? Ut[o] : U0) + (multi ? dUt[o] : DU0) * (r - xa)) + (1.0 - below) * val;
+                    ev += keep * val;
+                }
+                const double g0 = g * d0, g1 = g * d1, g2 = g * d2;
+                fx += g0; fy += g1; fz += g2;
+                G0[p - c0] = g0; G1[p - c0] = g1; G2[p - c0] = g2;
+            }
+            for (int64_t p = c0; p < c1; p++) {
+                const int j = js[p];
+                FX[j] -= G0[p - c0]; FY[j] -= G1[p - c0]; FZ[j] -= G2[p - c0];
+            }
+        }
+        FX[a] += fx; FY[a] += fy; FZ[a] += fz;
+        if (energy) E[a / s->n0] += ev;
+        nzero += nz;
+    }
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t o = s->gown[g];
+        FX[o] += FX[n + g]; FY[o] += FY[n + g]; FZ[o] += FZ[n + g];
+    }
+    return nzero;
+}
+
+static int64_t md_forces(md_state *s, int energy, double *E) {
+    if (energy) for (int64_t r = 0; r < s->R; r++) E[r] = 0.0;
+    if (s->ntab == 1) return energy ? md_forces_(s, 0, 1, E) : md_forces_(s, 0, 0, E);
+    return energy ? md_forces_(s, 1, 1, E) : md_forces_(s, 1, 0, E);
+}
+
+static inline uint64_t splitmix_(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+int64_t md_nrebuild(const md_state *s) { return s->nrebuild; }
+int64_t md_build_step(const md_state *s) { return s->build_step; }
+
+/* normals N[step, row, comp] for all rows (original order) into out (3n): the flat index
+   f = step·3n + 3·row + comp; the pair m = f/2 gives the normals 2m and 2m+1 by Marsaglia's
+   polar method from uniforms u, v in (-1, 1) of SplitMix64 at counters 64m + 2a and 64m + 2a + 1
+   (attempt a = 0, 1, ... until 0 < u² + v² < 1; 32 rejections in a row, probability 1e-21,
+   fall back to Box-Muller of the last pair). */
+static inline double unif_(uint64_t key, uint64_t c) {   /* (0, 1) */
+    return ((double)(splitmix_(key + (c + 1) * 0x9E3779B97F4A7C15ULL) >> 11) + 0.5) * 0x1.0p-53;
+}
+
+void md_noise(uint64_t key, int64_t step, int64_t n, double *out) {
+    const int64_t base = step * 3 * n;          /* flat index of (step, 0, 0) */
+    const int64_t m0 = base >> 1, m1 = (base + 3 * n - 1) >> 1;
+    for (int64_t m = m0; m <= m1; m++) {
+        double z0 = 0.0, z1 = 0.0, u = 0.5, v = 0.5;
+        int ok = 0;
+        for (uint64_t a = 0; a < 32 && !ok; a++) {
+            u = 2.0 * unif_(key, 64 * (uint64_t)m + 2 * a) - 1.0;
+            v = 2.0 * unif_(key, 64 * (uint64_t)m + 2 * a + 1) - 1.0;
+            double q = u * u + v * v;
+            if (q < 1.0 && q > 0.0) {
+                double f = sqrt(-2.0 * log(q) / q);
+                z0 = u * f; z1 = v * f; ok = 1;
+            }
+        }
+        if (!ok) {
+            double rad = sqrt(-2.0 * log(0.5 * (u + 1.0))), ang = 3.141592653589793 * (v + 1.0);
+            z0 = rad * cos(ang); z1 = rad * sin(ang);
+        }
+        int64_t q0 = 2 * m - base, q1 = q0 + 1;
+        if (q0 >= 0 && q0 < 3 * n) out[q0] = z0;
+        if (q1 >= 0 && q1 < 3 * n) out[q1] = z1;
+    }
+}
+
+/* status codes of md_steps */
+#define MD_OK 0
+#define MD_JUMP 1        /* info[0] = original row, dinfo[0] = displacement (Å) */
+#define MD_NANPOS 2
+#define MD_NANFORCE 3
+#define MD_ZERO 4        /* info[0], info[1] = original rows of a pair at zero distance */
+#define MD_NOMEM 5
+#define MD_SHIFT 6
+
+/* Load / store the state in original row order: x, v, F (n, 3) AoS. */
+void md_load(md_state *s, const double *x, const double *v, const double *F) {
+    for (int64_t q = 0; q < s->n; q++) {
+        int64_t o = s->id[q];
+        s->X[q] = x[3 * o]; s->Y[q] = x[3 * o + 1]; s->Z[q] = x[3 * o + 2];
+        s->VX[q] = v[3 * o]; s->VY[q] = v[3 * o + 1]; s->VZ[q] = v[3 * o + 2];
+        s->FX[q] = F[3 * o]; s->FY[q] = F[3 * o + 1]; s->FZ[q] = F[3 * o + 2];
+    }
+}
+
+/* which: 0 positions, 1 velocities, 2 forces, 3 positions at the start of the last step,
+   4 positions at the last list build */
+void md_store(md_state *s, int which, double *out) {
+    const double *A, *B, *Cc;
+    switch (which) {
+        case 0: A = s->X; B = s->Y; Cc = s->Z; break;
+        case 1: A = s->VX; B = s->VY; Cc = s->VZ; break;
+        case 2: A = s->FX; B = s->FY; Cc = s->FZ; break;
+        case 3: A = s->PX; B = s->PY; Cc = s->PZ; break;
+        default: A = s->RX; B = s->RY; Cc = s->RZ; break;
+    }
+    for (int64_t q = 0; q < s->n; q++) {
+        int64_t o = s->id[q];
+        out[3 * o] = A[q]; out[3 * o + 1] = B[q]; out[3 * o + 2] = Cc[q];
+    }
+}
+
+/* K steps from the loaded state (x, v, F at step `step`). langevin: BAOAB with c1 and the
+   per-row noise amplitudes; else velocity Verlet. dt in ASE time units. Energies (R,) of the
+   final state into E. force_rebuild: rebuild the list before the first force evaluation.
+   Returns a status; *done = completed steps (on an error, the failing step is step+done+1 and
+   the state is that of its force evaluation: positions after the drift, previous positions
+   the step's start). A forced rebuild happens before the first step (at the loaded positions,
+   as the per-step loop builds its list at the start of a run), so the first step's
+   displacement is checked too. */
+int64_t md_steps(md_state *s, int64_t K, int64_t step, int langevin, double dt, double c1, uint64_t key,
+                 int force_rebuild, double *E, int64_t *done, int64_t *info, double *dinfo) {
+    const int64_t n = s->n;
+    const double hdt = 0.5 * dt, lim2 = 0.25 * s->skin * s->skin, jump = 3.0 + s->skin;
+    *done = 0;
+    if (force_rebuild || s->rebuild_next) {
+        for (int64_t q = 0; q < n; q++)
+            if (!(fabs(s->X[q]) + fabs(s->Y[q]) + fabs(s->Z[q]) <= 1e300)) { info[0] = s->id[q]; return MD_NANPOS; }
+        int rc = md_rebuild(s);
+        if (rc == -1) return MD_NOMEM;
+        if (rc == -2) return MD_SHIFT;
+        s->rebuild_next = 0;
+        s->build_step = step;
+    }
+    for (int64_t k = 0; k < K; k++) {
+        double *restrict X = s->X, *restrict Y = s->Y, *restrict Z = s->Z;
+        double *restrict VX = s->VX, *restrict VY = s->VY, *restrict VZ = s->VZ;
+        const double *restrict kick = s->kick;
+        memcpy(s->PX, X, sizeof(double) * n); memcpy(s->PY, Y, sizeof(double) * n);
+        memcpy(s->PZ, Z, sizeof(double) * n);
+        if (langevin) {
+            md_noise(key, step + k, n, s->noise);
+            const double *restrict sig = s->sig, *restrict nz = s->noise;
+            const int32_t *restrict id = s->id;
+            for (int64_t q = 0; q < n; q++) {
+                const int64_t o = 3 * (int64_t)id[q];
+                double vx = VX[q] + kick[q] * s->FX[q], vy = VY[q] + kick[q] * s->FY[q], vz = VZ[q] + kick[q] * s->FZ[q];
+                X[q] = X[q] + hdt * vx; Y[q] = Y[q] + hdt * vy; Z[q] = Z[q] + hdt * vz;
+                vx = c1 * vx + sig[q] * nz[o]; vy = c1 * vy + sig[q] * nz[o + 1]; vz = c1 * vz + sig[q] * nz[o + 2];
+                X[q] = X[q] + hdt * vx; Y[q] = Y[q] + hdt * vy; Z[q] = Z[q] + hdt * vz;
+                VX[q] = vx; VY[q] = vy; VZ[q] = vz;
+            }
+        } else {
+            for (int64_t q = 0; q < n; q++) {
+                double vx = VX[q] + kick[q] * s->FX[q], vy = VY[q] + kick[q] * s->FY[q], vz = VZ[q] + kick[q] * s->FZ[q];
+                X[q] = X[q] + dt * vx; Y[q] = Y[q] + dt * vy; Z[q] = Z[q] + dt * vz;
+                VX[q] = vx; VY[q] = vy; VZ[q] = vz;
+            }
+        }
+        /* list check: the largest displacement since the last build */
+        double dmax = 0.0; int64_t qmax = 0, bad = -1;
+        for (int64_t q = 0; q < n; q++) {
+            double a = X[q] - s->RX[q], b = Y[q] - s->RY[q], c = Z[q] - s->RZ[q];
+            double d2 = a * a + b * b + c * c;
+            if (!(d2 <= 1e300)) { if (bad < 0) bad = q; continue; }
+            if (d2 > dmax) { dmax = d2; qmax = q; }
+        }
+        if (bad >= 0 || s->skin <= 0.0 || dmax > lim2) {
+            if (bad >= 0) { info[0] = s->id[bad]; return MD_NANPOS; }
+            if (sqrt(dmax) > jump) { info[0] = s->id[qmax]; dinfo[0] = sqrt(dmax); return MD_JUMP; }
+            int rc = md_rebuild(s);
+            if (rc == -1) { s->rebuild_next = 1; return MD_NOMEM; }
+            if (rc == -2) { s->rebuild_next = 1; return MD_SHIFT; }
+            s->build_step = step + k + 1;
+        }
+        const int last = (k == K - 1);
+        int64_t z = md_forces(s, last, E);
+        if (z > 0) {
+            /* find the pair for the message */
+            for (int64_t a = 0; a < n; a++)
+                for (int64_t p = s->rs[a]; p < s->rs[a + 1]; p++) {
+                    int64_t j = s->js[p];
+                    if (j == n + s->ng) continue;
+                    double dx = s->X[j] - s->X[a], dy = s->Y[j] - s->Y[a], dz = s->Z[j] - s->Z[a];
+                    if (dx * dx + dy * dy + dz * dz == 0.0) {
+                        int64_t jr = j < n ? j : s->gown[j - n];
+                        info[0] = s->id[a]; info[1] = s->id[jr];
+                        return MD_ZERO;
+                    }
+                }
+            return MD_ZERO;
+        }
+        double fsum = 0.0;
+        VX = s->VX; VY = s->VY; VZ = s->VZ;
+        for (int64_t q = 0; q < n; q++) {
+            VX[q] += kick[q] * s->FX[q]; VY[q] += kick[q] * s->FY[q]; VZ[q] += kick[q] * s->FZ[q];
+            fsum += s->FX[q] + s->FY[q] + s->FZ[q];
+        }
+        if (!isfinite(fsum)) return MD_NANFORCE;  /* velocities were kicked: the caller reports, never continues */
+        *done = k + 1;
+    }
+    return MD_OK;
+}
 """
 
 
@@ -294,7 +880,7 @@ def _compile() -> ctypes.CDLL | None:
         return None
     extra = os.environ.get("CGKIT_KERNEL_CFLAGS")
     flag_sets = [extra.split()] if extra is not None else [
-        ["-march=native", "-fno-math-errno"], ["-fno-math-errno"], []]
+        ["-march=native", "-fno-math-errno", "-fopenmp-simd"], ["-fno-math-errno", "-fopenmp-simd"], []]
     for flags in flag_sets:
         key = _SOURCE + cc + sys.platform + " ".join(flags) + ("\n" + _cpu_tag() if "-march=native" in flags else "")
         tag = hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -335,6 +921,23 @@ def _lib():
                 _LIB.half_list.argtypes = [i64, P, P, P, P, i64, f64, i64, P, P, i64, i64, P, P, P, P]
                 _LIB.pair_forces.restype = i64
                 _LIB.pair_forces.argtypes = [i64] + [P] * 17
+                _LIB.md_create.restype = P
+                _LIB.md_create.argtypes = [i64, i64, P, P, P, i64, f64, f64, P, P, i64, P, P, i64] + [P] * 8
+                _LIB.md_free.restype = None
+                _LIB.md_free.argtypes = [P]
+                _LIB.md_load.restype = None
+                _LIB.md_load.argtypes = [P, P, P, P]
+                _LIB.md_store.restype = None
+                _LIB.md_store.argtypes = [P, ctypes.c_int, P]
+                _LIB.md_nrebuild.restype = i64
+                _LIB.md_nrebuild.argtypes = [P]
+                _LIB.md_build_step.restype = i64
+                _LIB.md_build_step.argtypes = [P]
+                _LIB.md_noise.restype = None
+                _LIB.md_noise.argtypes = [ctypes.c_uint64, i64, i64, P]
+                _LIB.md_steps.restype = i64
+                _LIB.md_steps.argtypes = [P, i64, i64, ctypes.c_int, f64, f64, ctypes.c_uint64, ctypes.c_int,
+                                          P, P, P, P]
 
     return _LIB
 
@@ -532,12 +1135,113 @@ class PairKernel:
         return (int(i[hit[0]]), int(j[hit[0]])) if len(hit) else None
 
 
+class FusedMD:
+    """Fused MD loop of :class:`cgkit.md.MolecularDynamics` for pair-only tabulated potentials:
+    ``K`` steps of BAOAB Langevin or velocity Verlet per call, entirely in C (integrator,
+    Langevin noise, list-rebuild check, list rebuild, pair forces), float64.
+
+    ``kernel``: the :class:`PairKernel` of the run (tables, species, replicas); ``cell`` (3, 3)
+    Å; ``list_cutoff`` Å (cutoff + skin); ``skin`` Å; ``kick`` (R·n,) = dt/(2 m) and ``sigma``
+    (R·n,) = c2·sqrt(kT/m) per row in ASE units (the torch loop's ``kick`` and ``noise_scale``).
+    :meth:`available_for` says whether the cell suits it (fully periodic, cell-list bins).
+
+    Langevin noise is counter-based (SplitMix64 + Marsaglia's polar method, see ``md_noise``
+    in the C source): the normal of
+    (MD step, row, component) is a function of ``seed`` and those three only, so a seed gives
+    the same trajectory however the run is split into calls; it is not the torch generator's
+    stream of the per-step loop (same distribution, other numbers).
+    """
+
+    OK, JUMP, NANPOS, NANFORCE, ZERO, NOMEM, SHIFT = range(7)
+
+    def __init__(self, kernel: "PairKernel", cell: np.ndarray, list_cutoff: float, skin: float,
+                 kick: np.ndarray, sigma: np.ndarray, seed: int):
+        self.lib = kernel.lib
+        self.n = len(kernel.species)
+        self.R = kernel.R
+        cell = np.ascontiguousarray(cell, dtype=np.float64)
+        bins = _bins(cell, list_cutoff)
+        if bins is None or len(kernel.nt) < 1:
+            raise ValueError("FusedMD needs a cell at least 3 list cutoffs thick (see available_for)")
+        self._keep = []  # arrays whose addresses C copied or reads
+
+        def arr(a, dt):
+            a = np.ascontiguousarray(a, dtype=dt)
+            self._keep.append(a)
+            return a.ctypes.data
+
+        nb, reach = bins
+        self.ptr = self.lib.md_create(
+            self.n // self.R, self.R, arr(cell, np.float64), arr(np.linalg.inv(cell), np.float64),
+            arr(nb, np.int64), int(reach), float(list_cutoff), float(skin), arr(kernel.species, np.int32),
+            arr(kernel.pair_id, np.int32), len(kernel.pair_id), arr(kick, np.float64), arr(sigma, np.float64),
+            len(kernel.nt), arr(kernel.x0, np.float64), arr(kernel.ih, np.float64), arr(kernel.nt, np.int64),
+            arr(kernel.off, np.int64), arr(kernel.U, np.float64), arr(kernel.dU, np.float64),
+            arr(kernel.C, np.float64), arr(kernel.rmax2, np.float64))
+        self._keep.clear()
+        if not self.ptr:
+            raise MemoryError("FusedMD: out of memory")
+        # 64-bit key of the noise stream from the run seed
+        self.key = int(np.random.SeedSequence([int(seed) & (2 ** 63 - 1), 0x6367_6B69_74]).generate_state(
+            1, dtype=np.uint64)[0])
+        self.E = np.zeros(self.R)
+        self._done = np.zeros(1, dtype=np.int64)
+        self.info = np.zeros(2, dtype=np.int64)
+        self.dinfo = np.zeros(1)
+
+    @staticmethod
+    def available_for(cell: np.ndarray, pbc, list_cutoff: float) -> bool:
+        return bool(np.all(pbc)) and _bins(np.asarray(cell, dtype=np.float64), list_cutoff) is not None
+
+    def __del__(self):
+        ptr = getattr(self, "ptr", None)
+        if ptr:
+            self.lib.md_free(ptr)
+            self.ptr = None
+
+    @property
+    def n_rebuilds(self) -> int:
+        return int(self.lib.md_nrebuild(self.ptr))
+
+    @property
+    def build_step(self) -> int:
+        """MD step of the last list build."""
+        return int(self.lib.md_build_step(self.ptr))
+
+    def load(self, x: np.ndarray, v: np.ndarray, F: np.ndarray) -> None:
+        """State in row order: positions Å, velocities (ASE units), forces eV/Å, all (R·n, 3) float64."""
+        x, v, F = (np.ascontiguousarray(a, dtype=np.float64) for a in (x, v, F))
+        self.lib.md_load(self.ptr, x.ctypes.data, v.ctypes.data, F.ctypes.data)
+
+    def store(self, which: int) -> np.ndarray:
+        """0 positions, 1 velocities, 2 forces, 3 positions at the start of the last step, 4 at
+        the last list build: (R·n, 3) float64 in row order."""
+        out = np.empty((self.n, 3))
+        self.lib.md_store(self.ptr, int(which), out.ctypes.data)
+        return out
+
+    def steps(self, K: int, step: int, langevin: bool, dt_ase: float, c1: float, force_rebuild: bool):
+        """Run ``K`` steps from MD step ``step``; returns (status, completed steps). The
+        energies (R,) eV of the last state are in ``self.E`` (status OK)."""
+        st = self.lib.md_steps(self.ptr, int(K), int(step), int(bool(langevin)), float(dt_ase), float(c1),
+                               self.key, int(bool(force_rebuild)), self.E.ctypes.data, self._done.ctypes.data,
+                               self.info.ctypes.data, self.dinfo.ctypes.data)
+        return int(st), int(self._done[0])
+
+    def noise(self, step: int) -> np.ndarray:
+        """The Langevin normals (R·n, 3) of MD step ``step`` (for tests and documentation)."""
+        out = np.empty((self.n, 3))
+        self.lib.md_noise(self.key, int(step), self.n, out.ctypes.data)
+        return out
+
+
 def bonded_energy_forces(potential, graph):
     """Bonded-table energies (G,) eV and forces (n, 3) eV/Å of a TabulatedPotential in closed
-    form (float64, the same formulas as its ``_energy_forces``); None without bonded instances."""
+    form (float64, the same formulas as its ``_energy_forces``, through
+    ``TabulatedPotential.bonded_energy_gradients``: sin³-damped dihedral tables included);
+    None without bonded instances."""
     import torch
 
-    from .tabulated import bonded_x_and_gradients, hermite
     if not potential._instances:
         return None
     n0 = potential.topology.n_particles
@@ -554,11 +1258,9 @@ def bonded_energy_forces(potential, graph):
             if len(idx) == 0:
                 continue
             g_of = graph.batch[idx[:, 0]]
-            x, grads = bonded_x_and_gradients(kind, pos, idx, cell, pbc, g_of)
-            e, de = hermite(x, tid, *potential._packed_as(kind, torch.float64, pos.device),
-                            periodic=kind == "dihedral", derivative=True)
+            e, grads = potential.bonded_energy_gradients(kind, pos, idx, tid, cell, pbc, g_of)
             for c in range(idx.shape[1]):
-                F.index_add_(0, idx[:, c], -de[:, None] * grads[:, c])
+                F.index_add_(0, idx[:, c], -grads[:, c])
             E.index_add_(0, g_of, e)
     return E, F
 

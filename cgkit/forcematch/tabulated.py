@@ -15,6 +15,14 @@ Outside a table's range:
 * bonds and angles: linear continuation (constant force) on both sides;
 * dihedrals: periodic with period 2π (tables must cover exactly one period).
 
+Damped dihedrals (``Table(..., damping="sin3")``, opt-in per dihedral table): the energy of an
+instance is U(φ)·sin³θ₁·sin³θ₂, with θ₁ (θ₂) the bond angle at the second (third) bead — the
+restricted/"combined bending-torsion" form of Bulacu et al., J. Chem. Theory Comput. 9, 3282
+(2013). The factor vanishes with the third power of sin θ as a triplet becomes collinear, where
+φ is undefined and ∂φ/∂r diverges as 1/sin θ; the product stays smooth and its forces bounded
+(zero at exactly collinear triplets). The constant of U then matters (it multiplies a
+non-constant factor), so a damped table's U is kept as fitted, not shifted to a zero minimum.
+
 The potential is bound to a bonded :class:`~cgkit.topology.Topology` of ``n_particles`` beads;
 graphs holding several replicas of the system (``n_atoms = R · n_particles``) are handled.
 Non-bonded pairs listed in ``topology.exclusions`` get no pair interaction.
@@ -31,7 +39,11 @@ from ..potential import Potential
 from ..topology import Topology
 from .geometry import ARITY, KINDS, bonded_x, type_key, type_label
 
-__all__ = ["Table", "TabulatedPotential", "hermite", "write_table_files", "bonded_x_and_gradients"]
+__all__ = ["Table", "TabulatedPotential", "hermite", "write_table_files", "bonded_x_and_gradients",
+           "DAMPINGS", "damped_dihedral_terms", "damped_dihedral_energy"]
+
+#: dihedral damping factors: "sin3" = sin³θ₁·sin³θ₂ of the two bond angles (Bulacu et al. 2013)
+DAMPINGS = ("sin3",)
 
 
 class Table:
@@ -39,10 +51,11 @@ class Table:
 
     kind: "pair" | "bond" | "angle" | "dihedral"; types: bead type names (canonical order);
     x0: first grid point (Å or rad); dx: spacing; U: (N,) eV; dU: (N,) dU/dx (eV/Å or eV/rad),
-    i.e. minus the generalised force.
+    i.e. minus the generalised force. damping: None, or "sin3" for a dihedral whose energy is
+    U(φ)·sin³θ₁·sin³θ₂ (see the module docstring; U and dU are then the undamped U(φ), U').
     """
 
-    def __init__(self, kind, types, x0, dx, U, dU):
+    def __init__(self, kind, types, x0, dx, U, dU, damping=None):
         if kind not in KINDS:
             raise InputError(f"table kind must be one of {KINDS}, got '{kind}'")
         if len(types) != ARITY[kind]:
@@ -60,6 +73,11 @@ class Table:
         if kind == "dihedral" and abs((len(self.U) - 1) * self.dx - 2 * math.pi) > 1e-6:
             raise InputError(f"{self.label}: a dihedral table must span exactly 2π rad "
                              f"(got {(len(self.U) - 1) * self.dx:.6f})")
+        if damping is not None and damping not in DAMPINGS:
+            raise InputError(f"{self.label}: unknown damping '{damping}'; use one of {DAMPINGS} or None")
+        if damping is not None and kind != "dihedral":
+            raise InputError(f"{self.label}: damping ('{damping}') is only for dihedral tables")
+        self.damping = damping
 
     @property
     def label(self) -> str:
@@ -79,15 +97,19 @@ class Table:
         return -self.dU
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "types": list(self.types), "x0": self.x0, "dx": self.dx,
-                "U": self.U.tolist(), "dU": self.dU.tolist()}
+        d = {"kind": self.kind, "types": list(self.types), "x0": self.x0, "dx": self.dx,
+             "U": self.U.tolist(), "dU": self.dU.tolist()}
+        if self.damping is not None:
+            d["damping"] = self.damping
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Table":
-        return cls(d["kind"], d["types"], d["x0"], d["dx"], d["U"], d["dU"])
+        return cls(d["kind"], d["types"], d["x0"], d["dx"], d["U"], d["dU"], damping=d.get("damping"))
 
     def __call__(self, x):
-        """(U, f) at x (NumPy), with the same interpolation/extrapolation as the potential."""
+        """(U, f) at x (NumPy), with the same interpolation/extrapolation as the potential
+        (for a damped dihedral: the undamped U(φ) and -dU/dφ)."""
         xt = torch.as_tensor(np.asarray(x, dtype=np.float64)).requires_grad_(True)
         U = hermite(xt, torch.zeros_like(xt, dtype=torch.long), *_pack([self], torch.float64),
                     periodic=self.kind == "dihedral", zero_beyond=self.kind == "pair")
@@ -117,6 +139,8 @@ def write_table_files(tables, directory, errors=None) -> list:
             err[~np.isfinite(err)] = -1.0
             cols.append(err)
             head += ", jackknife error of f (-1: no estimate)"
+        if t.damping is not None:
+            head += f"; damping {t.damping}: energy U(phi)*sin^3(theta1)*sin^3(theta2)"
         p = d / f"{t.kind}_{'-'.join(t.types)}.dat"
         np.savetxt(p, np.column_stack(cols), header=head)
         paths.append(p)
@@ -224,6 +248,10 @@ class TabulatedPotential(Potential):
             tid_of = {t.types: k for k, t in enumerate(ts)}
             if len(idx) and ts:
                 self._instances[kind] = (torch.as_tensor(idx), tid_of)
+        dih = [t for t in tables if t.kind == "dihedral"]
+        #: per dihedral table id: True where the table is sin³-damped (None: no damped table)
+        self._damped = (torch.tensor([t.damping == "sin3" for t in dih], dtype=torch.bool)
+                        if any(t.damping is not None for t in dih) else None)
         self._species_cache = None
 
     # ------------------------------------------------------------------ persistence
@@ -318,14 +346,31 @@ class TabulatedPotential(Potential):
             if len(idx) == 0:
                 continue
             idx, tid = idx.to(dev), tid.to(dev)
-            x, grads = bonded_x_and_gradients(kind, pos, idx, cell, pbc, graph.batch[idx[:, 0]])
-            e, de = hermite(x, tid, *self._packed_as(kind, dtype, dev), periodic=kind == "dihedral",
-                            derivative=True)
+            e, grads = self.bonded_energy_gradients(kind, pos, idx, tid, cell, pbc, graph.batch[idx[:, 0]])
             k = idx.shape[1]
             for c in range(k):
-                F.index_add_(0, idx[:, c], -de[:, None] * grads[:, c])
+                F.index_add_(0, idx[:, c], -grads[:, c])
                 e_atom.index_add_(0, idx[:, c], e / k)
         return e_atom, F
+
+    def bonded_energy_gradients(self, kind, pos, idx, tid, cell, pbc, graph_of):
+        """Energies e (m,) eV and gradients ∂e/∂r_b (m, arity, 3) eV/Å of bonded instances
+        ``idx`` (m, arity) with table ids ``tid`` (m,) in closed form (no autograd); dihedrals
+        of damped tables get U(φ)·sin³θ₁·sin³θ₂ and its product-rule gradient. Shared by
+        :meth:`compute` and the compiled MD path (:func:`.pair_kernel.bonded_energy_forces`)."""
+        packed = self._packed_as(kind, pos.dtype, pos.device)
+        damped = self._damped.to(pos.device)[tid] if (kind == "dihedral" and self._damped is not None) else None
+        if damped is None or not bool(damped.any()):
+            x, grads = bonded_x_and_gradients(kind, pos, idx, cell, pbc, graph_of)
+            e, de = hermite(x, tid, *packed, periodic=kind == "dihedral", derivative=True)
+            return e, de[:, None, None] * grads
+        phi, s, s_grad_phi, grad_s, grad_phi = damped_dihedral_terms(pos, idx, cell, pbc, graph_of)
+        e, de = hermite(phi, tid, *packed, periodic=True, derivative=True)
+        dm = damped[:, None, None]
+        g_damped = de[:, None, None] * s_grad_phi + e[:, None, None] * grad_s
+        # undamped instances of the same call: the plain gradient (their s is not applied)
+        g_plain = de[:, None, None] * torch.where(dm, torch.zeros_like(grad_phi), grad_phi)
+        return torch.where(damped, e * s, e), torch.where(dm, g_damped, g_plain)
 
     def _check_cutoff(self, graph):
         if graph.cutoff + 1e-9 < self.cutoff:
@@ -369,8 +414,14 @@ class TabulatedPotential(Potential):
             if len(idx) == 0:
                 continue
             idx, tid = idx.to(dev), tid.to(dev)
-            x = bonded_x(kind, positions, idx, cell, pbc, graph.batch[idx[:, 0]])
-            e = hermite(x, tid, *self._packed_as(kind, dtype, dev), periodic=kind == "dihedral")
+            if kind == "dihedral" and self._damped is not None:
+                damped = self._damped.to(dev)[tid]
+                x, s = damped_dihedral_energy(positions, idx, cell, pbc, graph.batch[idx[:, 0]])
+                e = hermite(x, tid, *self._packed_as(kind, dtype, dev), periodic=True)
+                e = torch.where(damped, e * s, e)
+            else:
+                x = bonded_x(kind, positions, idx, cell, pbc, graph.batch[idx[:, 0]])
+                e = hermite(x, tid, *self._packed_as(kind, dtype, dev), periodic=kind == "dihedral")
             k = idx.shape[1]
             for c in range(k):
                 out = out.index_add(0, idx[:, c], e / k)
@@ -431,3 +482,80 @@ def bonded_x_and_gradients(kind, pos, idx, cell, pbc, graph_of):
         gk = p * gi - (1.0 + q) * gl
         return phi, torch.stack([gi, gj, gk, gl], 1)
     raise ValueError(kind)
+
+
+def _dihedral_vectors(pos, idx, cell, pbc, graph_of):
+    from .geometry import minimum_image
+    b1 = minimum_image(pos[idx[:, 1]] - pos[idx[:, 0]], cell, pbc, graph_of)
+    b2 = minimum_image(pos[idx[:, 2]] - pos[idx[:, 1]], cell, pbc, graph_of)
+    b3 = minimum_image(pos[idx[:, 3]] - pos[idx[:, 2]], cell, pbc, graph_of)
+    return b1, b2, b3
+
+
+def damped_dihedral_energy(pos, idx, cell, pbc, graph_of):
+    """φ (m,) rad and the damping factor s = sin³θ₁·sin³θ₂ (m,) of dihedral instances ``idx``
+    (m, 4), differentiable by autograd everywhere, also at exactly collinear triplets (there
+    s = 0 and φ is taken as 0 with a finite gradient, so U(φ)·s has the gradient of the limit).
+    θ₁ is the angle at bead 2 (i-j-k), θ₂ at bead 3 (j-k-l); sin²θ = |a×b|²/(|a|²|b|²)."""
+    b1, b2, b3 = _dihedral_vectors(pos, idx, cell, pbc, graph_of)
+    n1 = torch.cross(b1, b2, dim=1)
+    n2 = torch.cross(b2, b3, dim=1)
+    l1, l2, l3 = (b1 * b1).sum(1), (b2 * b2).sum(1), (b3 * b3).sum(1)
+    q1 = (n1 * n1).sum(1) / (l1 * l2)
+    q2 = (n2 * n2).sum(1) / (l2 * l3)
+    s = (q1 * q2) ** 1.5
+    m1 = torch.cross(n1, b2 / torch.sqrt(l2)[:, None], dim=1)
+    x = (n1 * n2).sum(1)
+    y = (m1 * n2).sum(1)
+    deg = (x * x + y * y) == 0  # a collinear triplet: φ undefined, s = 0
+    phi = -torch.atan2(torch.where(deg, torch.zeros_like(y), y), torch.where(deg, torch.ones_like(x), x))
+    return phi, s
+
+
+def damped_dihedral_terms(pos, idx, cell, pbc, graph_of):
+    """Closed-form pieces of a sin³-damped dihedral (no autograd): φ (m,) rad (IUPAC, as
+    :func:`bonded_x_and_gradients`), s = sin³θ₁ sin³θ₂ (m,), s·∂φ/∂r_b (m, 4, 3) 1/Å (finite
+    also where ∂φ/∂r alone diverges), ∂s/∂r_b (m, 4, 3) 1/Å, and ∂φ/∂r_b (m, 4, 3) (NaN-free:
+    zero at exactly collinear triplets). The energy U(φ)·s has the gradient
+    U'(φ)·s∂φ/∂r + U(φ)·∂s/∂r."""
+    b1, b2, b3 = _dihedral_vectors(pos, idx, cell, pbc, graph_of)
+    m = torch.cross(b1, b2, dim=1)
+    nn = torch.cross(b2, b3, dim=1)
+    l1, l2, l3 = (b1 * b1).sum(1), (b2 * b2).sum(1), (b3 * b3).sum(1)
+    lb2 = torch.sqrt(l2)
+    m2, n2 = (m * m).sum(1), (nn * nn).sum(1)
+    q1, q2 = m2 / (l1 * l2), n2 / (l2 * l3)
+    s = (q1 * q2) ** 1.5
+    # φ as in geometry.dihedral_from_vectors, with the degenerate case made finite
+    m1 = torch.cross(m, b2 / lb2[:, None], dim=1)
+    x, y = (m * nn).sum(1), (m1 * nn).sum(1)
+    deg = (x * x + y * y) == 0
+    phi = -torch.atan2(torch.where(deg, torch.zeros_like(y), y), torch.where(deg, torch.ones_like(x), x))
+    # Blondel–Karplus gradient (see bonded_x_and_gradients) and s times it: s/m2 = √q1 q2^{3/2}/(l1 l2)
+    p = ((b1 * b2).sum(1) / l2)[:, None]
+    q = ((b3 * b2).sum(1) / l2)[:, None]
+
+    def assemble(gi, gl):
+        return torch.stack([gi, -(1.0 + p) * gi + q * gl, p * gi - (1.0 + q) * gl, gl], 1)
+
+    s_gi = (-lb2 * torch.sqrt(q1) * q2 ** 1.5 / (l1 * l2))[:, None] * m
+    s_gl = (lb2 * torch.sqrt(q2) * q1 ** 1.5 / (l2 * l3))[:, None] * nn
+    s_grad_phi = assemble(s_gi, s_gl)
+    safe_m2 = torch.where(m2 > 0, m2, torch.ones_like(m2))
+    safe_n2 = torch.where(n2 > 0, n2, torch.ones_like(n2))
+    grad_phi = assemble((-lb2 / safe_m2)[:, None] * m * (m2 > 0)[:, None],
+                        (lb2 / safe_n2)[:, None] * nn * (n2 > 0)[:, None])
+    # ∂q/∂a, ∂q/∂b of q = 1 - (a·b)²/(|a|²|b|²): -2c (b/(|a||b|) - c a/|a|²), c = cos
+    def dq(a, b, la, lb):
+        ab = (a * b).sum(1)
+        da = -2.0 * (ab / (la * lb))[:, None] * (b - (ab / la)[:, None] * a)
+        db = -2.0 * (ab / (la * lb))[:, None] * (a - (ab / lb)[:, None] * b)
+        return da, db
+    d1a, d1b = dq(b1, b2, l1, l2)  # q1 in b1, b2
+    d2a, d2b = dq(b2, b3, l2, l3)  # q2 in b2, b3
+    # s = q1^{3/2} q2^{3/2}: ∂s = 3/2 √q1 q2^{3/2} ∂q1 + 3/2 q1^{3/2} √q2 ∂q2
+    w1 = (1.5 * torch.sqrt(q1) * q2 ** 1.5)[:, None]
+    w2 = (1.5 * q1 ** 1.5 * torch.sqrt(q2))[:, None]
+    g1, g2, g3 = w1 * d1a, w1 * d1b + w2 * d2a, w2 * d2b  # ∂s/∂b1, ∂s/∂b2, ∂s/∂b3
+    grad_s = torch.stack([-g1, g1 - g2, g2 - g3, g3], 1)
+    return phi, s, s_grad_phi, grad_s, grad_phi

@@ -29,6 +29,7 @@ class AtomTable:
     elements: np.ndarray | None = None
     universe: object = None
     source: str = ""
+    charges: np.ndarray | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -80,8 +81,12 @@ def from_universe(u, source: str = "") -> AtomTable:
     elements = None
     if _has(atoms, "elements"):
         elements = np.asarray(atoms.elements, dtype=object)
+    charges = None
+    if _has(atoms, "charges"):
+        charges = np.asarray(atoms.charges, dtype=np.float64)
     return AtomTable(names=names, masses=masses, resindex=resindex, resnames=resnames,
-                     res_molecule=res_mol, bonds=bonds, elements=elements, universe=u, source=source)
+                     res_molecule=res_mol, bonds=bonds, elements=elements, universe=u, source=source,
+                     charges=charges)
 
 
 def _residue_molecule(atom_mol, resindex, n_res):
@@ -142,9 +147,12 @@ def from_ase(atoms, source: str = "") -> AtomTable:
                 count[symbols[k]] = count.get(symbols[k], 0) + 1
                 names[k] = f"{symbols[k]}{count[symbols[k]]}"
     res_mol = _residue_molecule(comp, resindex, len(resnames))
+    charges = None
+    if "initial_charges" in atoms.arrays:
+        charges = np.asarray(atoms.get_initial_charges(), dtype=np.float64)
     return AtomTable(names=names, masses=masses, resindex=np.asarray(resindex, np.int64),
                      resnames=resnames, res_molecule=res_mol, bonds=bonds, elements=symbols,
-                     source=source)
+                     source=source, charges=charges)
 
 
 def atom_table(topology) -> AtomTable:

@@ -186,6 +186,11 @@ class Mapping:
     def atom_table(self) -> AtomTable | None:
         return self._table
 
+    @property
+    def net_charge(self) -> float:
+        """Σ bead charges (e) of the whole CG system."""
+        return float(np.sum(self.bead_charges))
+
     def beads_per_type(self) -> dict:
         t, c = np.unique(self.bead_types.astype(str), return_counts=True)
         return {str(a): int(b) for a, b in zip(t, c)}
@@ -280,13 +285,16 @@ class Mapping:
 
     def to_atoms(self, cgframe: CGFrame):
         """ASE Atoms of a mapped frame: symbols 'X', bead masses, arrays ``bead_types`` /
-        ``bead_names``, forces on a SinglePointCalculator (eV/Å)."""
+        ``bead_names``, bead charges (e) as ``initial_charges`` when any is non-zero, forces on
+        a SinglePointCalculator (eV/Å)."""
         from ase import Atoms
         from ase.calculators.singlepoint import SinglePointCalculator
         atoms = Atoms(["X"] * self.n_beads, positions=cgframe.positions, cell=cgframe.cell,
                       pbc=cgframe.pbc, masses=self.bead_masses)
         atoms.arrays["bead_types"] = np.asarray(self.bead_types, dtype=str)
         atoms.arrays["bead_names"] = np.asarray(self.bead_names, dtype=str)
+        if np.any(self.bead_charges != 0):
+            atoms.set_initial_charges(self.bead_charges)
         if cgframe.velocities is not None:
             from ase import units
             atoms.set_velocities(cgframe.velocities / units.fs)  # Å/fs → ASE velocity units
@@ -432,7 +440,9 @@ def _compile(defn: MappingDefinition, tab: AtomTable, unmapped: str | None = Non
             bead_names.append(bd.name)
             bead_types.append(bd.type)
             bead_mass_override.append(bd.mass)
-            bead_charge.append(bd.charge)
+            bead_charge.append(("q", float(bd.charge)) if bd.charge is not None else
+                               ("q", float(np.sum(bd.atom_charges))) if bd.atom_charges is not None
+                               else ("atoms", atoms))
             tmpl_of_bead.append(t.name)
             resid_of_bead.append(ii + 1)
             b += 1
@@ -480,7 +490,7 @@ def _compile(defn: MappingDefinition, tab: AtomTable, unmapped: str | None = Non
     for k, mo in enumerate(bead_mass_override):
         if mo is not None:
             bm[k] = mo
-    charges = np.array([0.0 if c is None else c for c in bead_charge])
+    charges = _bead_charges(defn, tab, bead_charge, frac, bead_names, tmpl_of_bead)
 
     # force map
     fm = defn.force_map
@@ -510,6 +520,28 @@ def _compile(defn: MappingDefinition, tab: AtomTable, unmapped: str | None = Non
                    definition=defn, force_map="basic" if fm == "optimized" else fm,
                    template_of_bead=tmpl_of_bead, resid_of_bead=resid_of_bead,
                    unmatched_residues=unmatched, table=tab)
+
+
+def _bead_charges(defn, tab, given, frac, bead_names, tmpl_of_bead) -> np.ndarray:
+    """(B,) e: a bead's ``charge`` or summed ``atom_charges`` from the definition, otherwise
+    (``options.bead_charges: sum``) the sum of its atoms' topology charges — an atom shared by
+    k beads contributes q/k, as for masses — or 0 (``none``, or a topology without charges)."""
+    q_top = tab.charges if defn.bead_charges == "sum" else None
+    if q_top is not None:
+        q_top = np.asarray(q_top, dtype=np.float64)
+        bad = np.nonzero(~np.isfinite(q_top))[0]
+        if len(bad):
+            a = int(bad[0])
+            raise defn.err(f"the topology {tab.source or ''} gives atom {a} ({tab.names[a]}) the charge "
+                           f"{q_top[a]!r}; fix the topology, give the beads' charges in the mapping, or "
+                           "set options.bead_charges: none", None, "options.bead_charges")
+    out = np.zeros(len(given))
+    for k, (how, c) in enumerate(given):
+        if how == "q":
+            out[k] = c
+        elif q_top is not None:
+            out[k] = float(np.sum(q_top[c] * frac[c]))
+    return out
 
 
 def _bead_line(defn, instances, tmpl_of_bead, bead_names, k):

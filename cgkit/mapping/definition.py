@@ -19,6 +19,7 @@ Bead references in bonded terms
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,8 @@ class BeadDef:
     single_atom: AtomRef | None = None           # position from this atom only
     force_weights: tuple[float, ...] | None = None
     mass: float | None = None
-    charge: float | None = None
+    charge: float | None = None                  # bead charge (e), given directly
+    atom_charges: tuple[float, ...] | None = None  # per-atom charges (e), summed into the bead's
     line: int | None = None
 
 
@@ -100,6 +102,7 @@ class MappingDefinition:
     shared_atoms: bool = False
     unmapped_atoms: str = "error"     # error | warn | ignore
     bead_masses: str = "sum"          # sum | noid
+    bead_charges: str = "sum"         # sum (of the topology's atom charges) | none
     version: int = SCHEMA_VERSION
     file: str | None = field(default=None, compare=False)
 
@@ -117,7 +120,7 @@ class MappingDefinition:
         fm = self.force_map
         out["force_map"] = ({"method": fm, **self.force_map_options} if self.force_map_options else fm)
         out["options"] = {"shared_atoms": self.shared_atoms, "unmapped_atoms": self.unmapped_atoms,
-                          "bead_masses": self.bead_masses}
+                          "bead_masses": self.bead_masses, "bead_charges": self.bead_charges}
         mols = []
         for t in self.templates:
             m = {"name": t.name}
@@ -145,6 +148,8 @@ class MappingDefinition:
                     bd["mass"] = b.mass
                 if b.charge is not None:
                     bd["charge"] = b.charge
+                if b.atom_charges is not None:
+                    bd["atom_charges"] = [_num(q) for q in b.atom_charges]
                 beads.append(bd)
             m["beads"] = beads
             for kind in ("bonds", "angles", "dihedrals"):
@@ -225,7 +230,7 @@ def _weights_list(val, n, file, line, fld):
 _KNOWN_TOP = {"version", "name", "description", "force_map", "options", "molecules"}
 _KNOWN_MOL = {"name", "resname", "residues", "selection", "group_by", "beads", "bonds", "angles",
               "dihedrals", "exclusions"}
-_KNOWN_BEAD = {"name", "type", "atoms", "weights", "force_weights", "mass", "charge"}
+_KNOWN_BEAD = {"name", "type", "atoms", "weights", "force_weights", "mass", "charge", "atom_charges"}
 
 
 def _check_keys(d: LDict, known, file, where):
@@ -275,7 +280,7 @@ def parse_definition(data, file: str | None = None) -> MappingDefinition:
     opts = data.get("options", LDict()) or LDict()
     _expect(isinstance(opts, dict), file, "options must be a mapping", data.line_of("options"), "options")
     opts = opts if isinstance(opts, LDict) else _to_ldict(opts)
-    _check_keys(opts, {"shared_atoms", "unmapped_atoms", "bead_masses"}, file, "options")
+    _check_keys(opts, {"shared_atoms", "unmapped_atoms", "bead_masses", "bead_charges"}, file, "options")
     shared = opts.get("shared_atoms", False)
     _expect(isinstance(shared, bool), file, "options.shared_atoms must be true or false",
             opts.line_of("shared_atoms"), "options.shared_atoms")
@@ -286,6 +291,10 @@ def parse_definition(data, file: str | None = None) -> MappingDefinition:
     bmass = opts.get("bead_masses", "sum")
     _expect(bmass in ("sum", "noid"), file, "options.bead_masses must be sum or noid",
             opts.line_of("bead_masses"), "options.bead_masses")
+    bcharge = opts.get("bead_charges", "sum")
+    _expect(bcharge in ("sum", "none"), file,
+            "options.bead_charges must be sum (bead charge = sum of the topology's atom charges) or none",
+            opts.line_of("bead_charges"), "options.bead_charges")
 
     mols = data.get("molecules")
     _expect(isinstance(mols, list) and len(mols) > 0, file,
@@ -305,7 +314,7 @@ def parse_definition(data, file: str | None = None) -> MappingDefinition:
         templates.append(t)
     defn = MappingDefinition(templates=tuple(templates), name=name, description=desc, force_map=fm,
                              force_map_options=fm_opts, shared_atoms=shared, unmapped_atoms=unmapped,
-                             bead_masses=bmass, file=file)
+                             bead_masses=bmass, bead_charges=bcharge, file=file)
     check_bonded_names(defn)
     return defn
 
@@ -409,11 +418,26 @@ def _parse_template(mol: LDict, ti: int, file, force_map) -> TemplateDef:
         _expect(mass is None or (_is_num(mass) and mass > 0), file, "bead mass must be > 0 (amu)",
                 b.line_of("mass"), f"{bw}.mass")
         charge = b.get("charge")
-        _expect(charge is None or _is_num(charge), file, "bead charge must be a number (e)",
+        _expect(charge is None or (_is_num(charge) and math.isfinite(charge)), file,
+                f"bead '{bname}': charge must be a finite number (e), got {charge!r}",
                 b.line_of("charge"), f"{bw}.charge")
+        qa = b.get("atom_charges")
+        if qa is not None:
+            _expect(charge is None, file, f"bead '{bname}' gives both charge and atom_charges; give one "
+                    "(charge: the bead's charge, atom_charges: one per atom, summed)",
+                    b.line_of("atom_charges"), f"{bw}.atom_charges")
+            _expect(isinstance(qa, list) and len(qa) == len(atoms), file,
+                    f"bead '{bname}': atom_charges must be a list of {len(atoms)} numbers (e), one per atom",
+                    b.line_of("atom_charges"), f"{bw}.atom_charges")
+            for k, q in enumerate(qa):
+                _expect(_is_num(q) and math.isfinite(q), file,
+                        f"bead '{bname}': atom charge {k} must be a finite number (e), got {q!r}",
+                        b.line_of("atom_charges"), f"{bw}.atom_charges[{k}]")
+            qa = tuple(float(q) for q in qa)
         beads.append(BeadDef(name=bname, type=str(btype), atoms=atoms, weights=w, single_atom=single,
                              force_weights=fw, mass=None if mass is None else float(mass),
-                             charge=None if charge is None else float(charge), line=bline))
+                             charge=None if charge is None else float(charge), atom_charges=qa,
+                             line=bline))
 
     bonded = {}
     blines = {}
