@@ -284,7 +284,9 @@ def _validate(args, md, pot, res, out) -> dict:
     ref_box = np.array([a.cell.array for a in ref]) if ref[0].pbc.any() else None
     test_pos = res.positions.reshape(-1, md.n_particles, 3)
     test_box = md.cell if md.pbc.any() else None
-    top = getattr(pot, "topology", None) or Topology(n_particles=md.n_particles)
+    # a sum (tables + Coulomb, prior + network) validates with its terms' CG topology
+    tops = [getattr(t, "topology", None) for t in (getattr(pot, "terms", None) or [pot])]
+    top = next((t for t in tops if t is not None), None) or Topology(n_particles=md.n_particles)
     v = StructuralValidation(ref_pos, test_pos, md.type_names, md.species, top,
                              reference_boxes=ref_box, test_boxes=test_box,
                              rdf_max=min(12.0, 0.5 * float(np.min(np.linalg.norm(md.cell, axis=1)))

@@ -155,3 +155,24 @@ def test_cgkit_fm_bonded_ibi_iterates_the_bond_with_pairs_kept(cg_files, tmp_pat
     pot = load_potential(out / "cg_potential.pt")
     assert {t.label for t in pot.tables} == {"pair A-A", "bond A-A"}
     assert (out / "lammps" / "bond.table").is_file() and (out / "tables" / "bond_A-A.dat").is_file()
+
+
+def test_cgkit_md_validates_a_sum_potential_with_its_tables_topology(cg_files, tmp_path):
+    """A CG model that is a sum (tables + Coulomb, prior + network) has no topology of its own:
+    the validation uses its tables' CG topology (bond distributions reported, the bonded pair
+    excluded from the RDF), as for the tables alone."""
+    from cgkit.io_potential import load_potential
+    from cgkit.potential import SumPotential
+    from cgkit.potentials.lennard_jones import LennardJones
+    out = tmp_path / "fm"
+    assert main(["fm", "--cg-trajectory", str(cg_files / "cg.extxyz"), "--cg-topology", str(cg_files / "cg.psf"),
+                 "--exclude", "1", "--pair-cutoff", "6", "--out", str(out)]) == 0
+    tables = load_potential(out / "cg_potential.pt")
+    SumPotential([tables, LennardJones([3.0], [0.0], cutoff=3.0, type_names=("A",))]).save(tmp_path / "sum.pt")
+    md_out = tmp_path / "md"
+    assert main(["md", "--potential", str(tmp_path / "sum.pt"), "--structure", str(cg_files / "cg.psf"),
+                 "--frames", str(cg_files / "cg.extxyz"), "--steps", "100", "--timestep", "4",
+                 "--temperature", "150", "--write-every", "20", "--reference", str(cg_files / "cg.extxyz"),
+                 "--out", str(md_out)]) == 0
+    v = loads_strict((md_out / "summary.json").read_text())["validation"]
+    assert "bond A-A" in v["distributions"]
