@@ -556,18 +556,7 @@ class SplineForceMatching(Analysis):
                 out.append((None, None, []))
                 continue
             lo, hi = b.x_min + good[0] * b.h, b.x_min + (good[-1] + 1) * b.h
-            sparse = []
-            bad = c < min_samples
-            k = 0
-            while k < len(c):
-                if bad[k]:
-                    s = k
-                    while k < len(c) and bad[k]:
-                        k += 1
-                    sparse.append((b.x_min + s * b.h, b.x_min + k * b.h, int(c[s:k].sum())))
-                else:
-                    k += 1
-            out.append((lo, hi, sparse))
+            out.append((lo, hi, _sparse_runs(c, b, min_samples)))
         return out
 
     def solve(self, *, method: str = "ridge", ridge: float = 1e-12, smooth: float = 1e-8,
@@ -670,11 +659,19 @@ class SplineForceMatching(Analysis):
             if len(jk) >= 2:
                 cj = np.array([x[it_new.columns] for x in jk])
                 err = np.sqrt((len(cj) - 1) / len(cj) * ((cj - cj.mean(0)) ** 2).sum(0)).tolist()
+            sparse3 = _sparse_runs(ne.counts[k], it.basis, min_samples)
+            if sparse3:
+                rng = "; ".join(f"{it.range_str(a, z)} ({n} triplets)" for a, z, n in sparse3)
+                warnings.warn(f"{it.label}: fewer than {min_samples} triplets per interval for {rng}; the "
+                              "angular function there is set by the smoothness regulariser, not by the data "
+                              "(the CG MD should not visit it: check the validation's outside-range fractions)",
+                              SparseSamplingWarning, stacklevel=2)
             info3.append({"interaction": it.label, "kind": "threebody", "types": list(it.types),
                           "a": it.spec.a, "gamma": it.spec.gamma, "basis": it.spec.basis_kind,
                           "spacing": it.spec.spacing, "coefficients": c[it_new.columns].tolist(),
                           "coefficient_errors": err, "n_samples": int(ne.counts[k].sum()),
-                          "force_error": None, "sparse_ranges": [], "max_force_error": None})
+                          "force_error": None, "max_force_error": None,
+                          "sparse_ranges": [[float(a), float(z), n] for a, z, n in sparse3]})
         remap, keep = remap[:n_regular], keep[:n_regular]
         for it_new, it in zip(remap, keep):
             k = self.interactions.index(it)
@@ -842,3 +839,22 @@ class ForceMatchResult(Analysis):
         fig.savefig(target, dpi=110)
         plt.close(fig)
         return [target]
+
+
+def _sparse_runs(counts, basis, min_samples: int) -> list:
+    """[(x_lo, x_hi, samples)] of the runs of grid intervals of ``basis`` (uniform, ``x_min``,
+    ``h``) holding fewer than ``min_samples`` samples each; [] for a basis without intervals."""
+    if not hasattr(basis, "h") or len(counts) == 0:
+        return []
+    c = np.asarray(counts)
+    bad = c < min_samples
+    runs, k = [], 0
+    while k < len(c):
+        if bad[k]:
+            s = k
+            while k < len(c) and bad[k]:
+                k += 1
+            runs.append((basis.x_min + s * basis.h, basis.x_min + k * basis.h, int(c[s:k].sum())))
+        else:
+            k += 1
+    return runs

@@ -154,3 +154,21 @@ def test_threebody_input_errors():
     with pytest.raises(InputError, match="not in type_names"):
         SplineForceMatching(("A",), np.zeros(3, int), Topology(n_particles=3), pair=(1.0, 3.0, 0.1), bond=None,
                             angle=None, dihedral=None, threebody=[ThreeBody(("A", "B", "B"), 3.0, 1.0)])
+
+
+def test_unsampled_three_body_angles_are_reported_as_sparse(sw_data):
+    """No triplet has cos θ > 0.82 here (neighbours ≥ 2.2 Å apart within a = 3.77 Å): the fit
+    names that range as sparse (warning and ``sparse_ranges``) instead of reporting none."""
+    from cgkit.forcematch.mscg import SparseSamplingWarning
+    P, F = sw_data
+    spec = ThreeBody(("Si", "Si", "Si"), a=A * SIG, gamma=GAM * SIG, basis="spline", spacing=0.1)
+    fm = SplineForceMatching(("Si",), np.zeros(N, int), Topology(n_particles=N), pair=(2.2, A * SIG, 0.05),
+                             bond=None, angle=None, dihedral=None, threebody=[spec], block_size=4)
+    fm.accumulate(P, F, [np.eye(3) * L] * NF, progress=False)
+    with pytest.warns(SparseSamplingWarning, match=r"threebody Si-Si-Si: fewer than 10 triplets"):
+        res = fm.solve()
+    info = {i["interaction"]: i for i in res.interactions}["threebody Si-Si-Si"]
+    assert info["sparse_ranges"], info["sparse_ranges"]
+    assert info["sparse_ranges"][-1][1] == pytest.approx(1.0)
+    assert min(lo for lo, _, _ in info["sparse_ranges"]) >= 0.8 - 1e-9
+    assert info["sparse_ranges"][-1][2] < 10
