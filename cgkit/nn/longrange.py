@@ -286,7 +286,17 @@ class LongRangeENNP(Potential):
     def dipoles(self, graph: AtomicGraph, positions: torch.Tensor | None = None,
                 cell: torch.Tensor | None = None) -> torch.Tensor:
         """(G, 3) dipole moments μ_g = Σ_{i∈g} q_i r_i, e·Å (positions as stored, no wrapping;
-        origin-independent for neutral structures)."""
+        origin-independent for neutral structures, shifted by Q_g·a when a structure of total
+        charge Q_g is translated by a). Open structures only: in a periodic cell μ changes by
+        q_i·L when an atom is wrapped (the polarization is defined modulo a quantum), so a
+        batch with a periodic structure raises :class:`~cgkit.errors.NotSupportedError` (for
+        crystals use :meth:`born_effective_charges`)."""
+        from ..errors import NotSupportedError
+        if bool(graph.pbc.any()):
+            bad = torch.nonzero(graph.pbc.any(dim=1)).flatten().tolist()
+            raise NotSupportedError(f"dipoles Σ q_i r_i are defined for open structures (molecules, "
+                                    f"clusters: pbc all False) only; structures {bad[:10]} of the batch "
+                                    "are periodic (for a crystal use born_effective_charges)")
         positions = graph.positions if positions is None else positions
         q = self.atomic_charges(graph, positions, cell)
         return scatter_sum(q.unsqueeze(-1) * positions, graph.batch, graph.n_graphs)

@@ -140,7 +140,59 @@ def _charge_targets(atoms, g, where: str, dtype) -> None:
         except (TypeError, ValueError):
             raise InputError(f"{where}: dipole must be 3 numbers (e·Å), got {mu!r}") from None
         _check_finite(mu, f"{where}: dipole")
+        _check_dipole_unit_and_size(atoms, mu[0], q, where)
         g.targets["dipole"] = torch.as_tensor(mu, dtype=dtype)
+
+
+#: spellings of e·Å accepted in ``info['dipole_unit']`` (case-insensitive, without spaces, '*', '·')
+DIPOLE_UNITS_EA = {"ea", "eå", "eang", "eangstrom", "e_a", "e_ang"}
+#: factors to e·Å of units users commonly store dipoles in (for the refusal message)
+DIPOLE_UNIT_HINTS = {"debye": 1 / 4.803204, "d": 1 / 4.803204, "au": 0.529177, "ebohr": 0.529177,
+                     "ea0": 0.529177, "cm": 1 / 1.602176634e-29}
+#: largest |atomic charge| (e) a dipole label may imply: |μ − Q c| ≤ Q_MAX · Σ_i |r_i − c|
+DIPOLE_Q_MAX = 2.0
+
+
+def _check_dipole_unit_and_size(atoms, mu: np.ndarray, q_ref, where: str) -> None:
+    """Refuse a dipole label in another unit than e·Å, and one no point charges |q_i| ≤
+    :data:`DIPOLE_Q_MAX` could give for these positions (for an open structure).
+
+    ``info['dipole_unit']`` (or ``dipole_units``), if present, must name e·Å. Magnitude: for
+    charges q_i with Σ q_i = Q and any point c, ``μ − Q c = Σ q_i (r_i − c)``, so
+    ``|μ − Q c| ≤ max|q_i| · Σ_i |r_i − c|`` (c: the centroid; Q: the sum of the ASE
+    ``initial_charges``, else of the reference charges, else 0). A label in Debye (4.8× e·Å)
+    of a polar molecule, or one taken about another origin for a charged structure, breaks it.
+    Periodic structures are not checked here (their dipole labels are refused by the trainer
+    when ``dipole_weight > 0``)."""
+    unit = atoms.info.get("dipole_unit", atoms.info.get("dipole_units"))
+    if unit is not None:
+        key = str(unit).lower().replace(" ", "").replace("*", "").replace("·", "").replace(".", "")
+        if key not in DIPOLE_UNITS_EA:
+            hint = DIPOLE_UNIT_HINTS.get(key)
+            conv = f" (multiply by {hint:.6g} to convert {unit} to e·Å)" if hint else ""
+            raise InputError(f"{where}: the dipole is labelled in {unit!r}; cgkit trains on dipoles "
+                             f"in e·Å (μ = Σ q_i r_i, q in e, r in Å){conv}; store it in e·Å and set "
+                             "info['dipole_unit'] = 'e*A' (or remove the key)")
+    if bool(np.any(atoms.pbc)):
+        return
+    r = np.asarray(atoms.positions, dtype=np.float64)
+    c = r.mean(0)
+    q0 = np.asarray(atoms.get_initial_charges(), dtype=np.float64) if "initial_charges" in atoms.arrays else None
+    if q0 is not None and np.any(q0 != 0):
+        Q = float(q0.sum())
+    elif q_ref is not None:
+        Q = float(np.sum(q_ref))
+    else:
+        Q = 0.0
+    bound = DIPOLE_Q_MAX * float(np.linalg.norm(r - c, axis=1).sum()) + 1e-3
+    size = float(np.linalg.norm(mu - Q * c))
+    if size > bound:
+        raise InputError(f"{where}: the dipole label |μ − Q·c| = {size:.4g} e·Å (Q = {Q:g} e, c the "
+                         f"centroid) exceeds what atomic charges within ±{DIPOLE_Q_MAX:g} e can give for "
+                         f"these positions ({bound:.4g} e·Å): is it in Debye or atomic units instead of "
+                         "e·Å (1 e·Å = 4.803 D = 1.890 e·a0), or, for a charged structure, taken about "
+                         "another origin than the coordinates' (μ = Σ q_i r_i with the positions as "
+                         "stored; set initial_charges to the total charge)?")
 
 
 def _check_finite(values: np.ndarray, what: str) -> None:

@@ -16,7 +16,8 @@ Metrics (all unweighted, over every structure/atom/component that has the label)
 * stress (GPa, periodic structures with a stress label): MAE/RMSE over the 9 components;
 * vectors / tensors (units of the data): MAE/RMSE over components of the per-structure sums of
   the model's l = 1 / l = 2 heads (needs ``vector_key``/``tensor_key`` and the head);
-* charges (e) and dipole (e·Å, μ = Σ q_i r_i): when the labels are present and the model has
+* charges (e) and dipole (e·Å, μ = Σ q_i r_i; open structures only — a periodic frame's
+  dipole label is ignored): when the labels are present and the model has
   ``atomic_charges(graph, positions, cell)``.
 """
 from __future__ import annotations
@@ -97,6 +98,8 @@ def predict(model, graphs, *, batch_size: int = 8) -> dict:
                 a, b = int(start[j]), int(start[j] + n[j])
                 d = {"n_atoms": int(n[j]), "species": batch.species[a:b]}
                 for key, (ref, pred) in res.items():
+                    if key == "dipole" and bool(batch.pbc[j].any()):
+                        continue  # μ = Σ q_i r_i: open structures only (wrapping changes it)
                     sl = slice(a, b) if key in ("forces", "charges") else slice(j, j + 1)
                     d[key] = (ref[sl].detach().double().cpu().numpy(),
                               pred[sl].detach().double().cpu().numpy())

@@ -316,9 +316,23 @@ def _loss_terms(model, batch, weights: dict, *, create_graph: bool):
         if "charges" in qkeys:
             sums["charges"] = (w[batch.batch] * (q - t["charges"]) ** 2).sum()
         if "dipole" in qkeys:
+            _refuse_periodic_dipoles([batch])
             mu = scatter_sum(q[:, None] * batch.positions, batch.batch, batch.n_graphs)
             sums["dipole"] = (w[:, None] * (mu - t["dipole"]) ** 2).sum()
     return sums, out
+
+
+def _refuse_periodic_dipoles(graphs) -> None:
+    """The dipole loss μ_g = Σ q_i r_i (positions as stored) is defined for open structures
+    (molecules, clusters: pbc all False) only; in a periodic cell it changes by q_i·L when an
+    atom is wrapped (the polarization is defined only modulo a quantum), so dipole labels of
+    periodic structures are refused when dipole_weight > 0."""
+    n = sum(int(g.pbc.any(dim=1).sum()) for g in graphs if "dipole" in g.targets)
+    if n:
+        raise InputError(f"dipole_weight > 0 but {n} structures with a dipole label are periodic; "
+                         "μ = Σ q_i r_i is defined for open structures (molecules, clusters with pbc "
+                         "False) only: remove the dipole labels of periodic frames, set pbc to False "
+                         "for isolated molecules, or set dipole_weight: 0")
 
 
 #: per-structure equivariant targets (sums of the per-atom heads ``<name>_head``) and their
@@ -381,9 +395,9 @@ def evaluate(model, graphs, batch_size: int = 8) -> dict:
                 q = model.atomic_charges(batch, batch.positions, batch.cell)
             if "charges" in t:
                 errs["charges"] = q - t["charges"]
-            if "dipole" in t:
-                errs["dipole"] = scatter_sum(q[:, None] * batch.positions, batch.batch,
-                                             batch.n_graphs) - t["dipole"]
+            if "dipole" in t:  # open structures only (see _refuse_periodic_dipoles)
+                errs["dipole"] = (scatter_sum(q[:, None] * batch.positions, batch.batch,
+                                              batch.n_graphs) - t["dipole"])[~batch.pbc.any(dim=1)]
         for k, e in errs.items():
             e = e.detach().double()
             acc[k][0] += float(e.abs().sum())
@@ -593,6 +607,8 @@ class Trainer(Analysis):
                 if name in _HEADS and getattr(model, f"{name[:-1]}_head", None) is None:
                     raise InputError(f"loss weight '{name}' > 0 but the model has no {name[:-1]} head; "
                                      f"set model.{name[:-1]}_head: true")
+                if name == "dipole":
+                    _refuse_periodic_dipoles(tr + list(val or []))
         return tr, val
 
     def _optimizer(self, model):
