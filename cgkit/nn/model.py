@@ -21,9 +21,15 @@ Architecture (NequIP-style message passing, optional MACE-style body-order produ
 
 Speed (CPU): no Python loop over atoms or edges; Clebsch–Gordan coefficients (with path
 normalisation) are buffers built once in float64 and cast with the model; per-edge tensors
-are channel-last so broadcasts run along contiguous memory; the radial MLP's last layer is
-one matrix per path (no slicing of per-edge tensors, whose backward would allocate and fill
-full-size zero tensors). ``benchmarks/ennp_speed.py`` times it beside MACE and NequIP.
+are channel-last so broadcasts run along contiguous memory. Between blocks node features are
+kept in a component layout (M, N, C) (component m of every irrep, node, channel) whenever
+every multiplicity is a multiple of the channel count (all presets; ``correlation > 1`` and
+uneven per-l channel lists use the e3nn layout): every e3nn ``Linear`` and the species
+self-connection is then one batched GEMM over components with weights gathered from the
+e3nn weight vectors (same parameters, same results), the gate a few elementwise ops, and
+the edge convolution a handful of fused ops (:meth:`_EdgeConv.forward_components`) — about
+4× fewer tensor operations per call than composing e3nn modules, which is what dominates a
+small molecule. ``benchmarks/ennp_speed.py`` times it beside MACE and NequIP.
 
 ``parity=True`` gives an O(3) model (features carry parity, the energy is invariant under
 reflections); ``parity=False`` an SO(3) model (all features even: cross products are
@@ -94,16 +100,18 @@ class _EdgeConv(torch.nn.Module):
     output irrep are summed on the edge (the following linear layer mixes channels), so only
     ``C × Σ(2l₃+1)`` numbers per edge are scattered.
 
-    Implementation — no Python loop over atoms or edges, one over the paths (11 for l_max = 2):
-    the CG coefficients of path p times its normalisation form a (2l₂+1, (2l₁+1)(2l₃+1))
-    matrix, so the channel-independent per-edge coupling ``T_p = Y_l₂ · CG_p`` is one GEMM;
-    the weight multiplies the gathered input ``x_j`` (E, d₁, C) and a batched matmul with
-    accumulation (``baddbmm``) adds ``T_pᵀ (x_j w_p)`` to the message of l₃. Edge tensors are
-    channel-last (E, d, C): broadcasts and reductions run along the contiguous channel axis.
+    Implementation — no Python loop over atoms, edges or paths: the paths are sorted by output
+    irrep o; one gather builds, for every edge, the rows of ``x_j`` every path needs (E, R, C)
+    (R = Σ_p d₁), one product applies the per-path radial weights; the channel-independent
+    couplings of all paths into o, ``T_o = Y · CG_o`` (E, d₃, D_o) (CG and path normalisation
+    in one constant matrix), come from one GEMM, and one batched matmul per output irrep
+    sums all its paths: ``m_o = T_o · (x_j w)_o``. Edge tensors are channel-last (E, d, C):
+    broadcasts and reductions run along the contiguous channel axis.
 
     Shapes: ``x`` (N, C·M_in) in e3nn layout of :attr:`irreps_in`; ``y`` (E, M_sh) spherical
     harmonics (already multiplied by the cutoff envelope); ``weights``: one (E, C) tensor per
-    path; returns (N, C·M_out) in e3nn layout of :attr:`irreps_out`.
+    path (or (E, P·C) in :attr:`order`); returns (N, C·M_out) in e3nn layout of
+    :attr:`irreps_out`. :meth:`forward_components` takes and returns the component layout.
     """
 
     def __init__(self, in_irs, sh_irs, targets, channels: int):
@@ -126,20 +134,75 @@ class _EdgeConv(torch.nn.Module):
         self.in_slices = [(in_off[a], ir.dim) for a, ir in enumerate(in_irs)]
         fan_in = {ir: sum(1 for p in paths if p[2] == ir) for ir in out_irs}
         self.paths = []  # (input irrep index, sh irrep index, output irrep index, d1, d3)
-        for k, (a, b, ir3) in enumerate(paths):
+        w3js = []
+        for a, b, ir3 in paths:
             ir1, ir2 = in_irs[a], sh_irs[b]
             # component normalisation: ‖CG‖ = 1, × sqrt(2l₃+1) → unit-variance outputs;
             # ÷ sqrt(number of paths into ir₃) → fan-in normalisation
             alpha = math.sqrt(ir3.dim / fan_in[ir3])
-            w3j = o3.wigner_3j(ir1.l, ir2.l, ir3.l, dtype=torch.float64)  # (d1, d2, d3)
-            self.register_buffer(f"cg{k}", (alpha * w3j.permute(1, 0, 2)).reshape(ir2.dim, -1),
+            w3js.append(alpha * o3.wigner_3j(ir1.l, ir2.l, ir3.l, dtype=torch.float64))  # (d1, d2, d3)
+            self.register_buffer(f"cg{len(self.paths)}", w3js[-1].permute(1, 0, 2).reshape(ir2.dim, -1),
                                  persistent=False)
             self.paths.append((a, b, out_irs.index(ir3), ir1.dim, ir3.dim))
         self.group_sizes = [C] * len(paths)
         self.out_dims = [ir.dim for ir in out_irs]
+        # fused layout: paths sorted by output irrep; rows R = Σ_p d1_p of the weighted gathered
+        # input ("xw"), one block of D_o rows per output irrep o
+        self.order = sorted(range(len(paths)), key=lambda k: (self.paths[k][2], self.paths[k][0],
+                                                               self.paths[k][1]))
+        rank = {k: r for r, k in enumerate(self.order)}
+        in_comp = [0]
+        for ir in in_irs:
+            in_comp.append(in_comp[-1] + ir.dim)
+        sh_off = [0]
+        for ir in sh_irs:
+            sh_off.append(sh_off[-1] + ir.dim)
+        comp_idx, wid, cgs, self.blocks = [], [], [], []
+        for o, d3 in enumerate(self.out_dims):
+            ks = [k for k in self.order if self.paths[k][2] == o]
+            D = sum(self.paths[k][3] for k in ks)
+            cg = torch.zeros(sh_off[-1], d3, D, dtype=torch.float64)
+            q = 0
+            for k in ks:
+                a, b, _, d1, _ = self.paths[k]
+                cg[sh_off[b]:sh_off[b + 1], :, q:q + d1] = w3js[k].permute(1, 2, 0)  # (d2, d3, d1)
+                comp_idx += [in_comp[a] + m for m in range(d1)]
+                wid += [rank[k]] * d1
+                q += d1
+            cgs.append(cg.reshape(sh_off[-1], d3 * D))
+            self.blocks.append((d3, D))
+        # T_o = Y · CG_o: per edge the (d3, D_o) coupling of all paths into o (channel-independent)
+        self.register_buffer("cg", torch.cat(cgs, dim=1), persistent=False)
+        self.register_buffer("comp_idx", torch.tensor(comp_idx, dtype=torch.long), persistent=False)
+        self.register_buffer("wid", torch.tensor(wid, dtype=torch.long), persistent=False)
+        self.t_sizes = [d3 * D for d3, D in self.blocks]
+        self.d_sizes = [D for _, D in self.blocks]
+
+    def forward_components(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+                           i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """As :meth:`forward` in the component layout: x (M_in, N, C) → (M_out, N, C);
+        ``weights`` (E, P·C) in :attr:`order`."""
+        n_nodes, e, C = x.shape[1], y.shape[0], self.channels
+        rows = j.unsqueeze(1) + n_nodes * self.comp_idx                         # (E, R)
+        xe = x.reshape(-1, C).index_select(0, rows.reshape(-1)).view(e, self.comp_idx.numel(), C)
+        xw = xe * weights.view(e, self.n_paths, C).index_select(1, self.wid)    # (E, R, C)
+        ts = (y @ self.cg).split(self.t_sizes, dim=1)
+        xws = xw.split(self.d_sizes, dim=1) if len(self.d_sizes) > 1 else [xw]
+        msgs = [torch.bmm(t.view(e, d3, D), xo) for t, xo, (d3, D) in zip(ts, xws, self.blocks)]
+        m = torch.cat(msgs, dim=1) if len(msgs) > 1 else msgs[0]                 # (E, M_out, C)
+        m_out = m.shape[1]
+        dest = i.unsqueeze(1) + n_nodes * torch.arange(m_out, device=i.device)
+        out = m.new_zeros(m_out * n_nodes, C).index_add(0, dest.reshape(-1), m.reshape(-1, C))
+        return out.view(m_out, n_nodes, C)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, weights, i: torch.Tensor,
                 j: torch.Tensor) -> torch.Tensor:
+        """Per-path form (e3nn layout; ``weights`` one (E, C) tensor per path in :attr:`paths`
+        order): per path one GEMM ``T_p = Y_l₂ · CG_p`` and one ``bmm``/``baddbmm`` adding
+        ``T_pᵀ (x_j w_p)`` to the message of l₃. Its intermediates are (E, d, C) per path, so
+        it is the cheaper form for many edges (Si512: 1.5× faster than the fused form, whose
+        (E, R, C) intermediates of ~200 MB cost page faults and bandwidth); the fused form
+        wins where the ~30 paths' operation overhead dominates (molecules, small batches)."""
         n_nodes, e, C = x.shape[0], y.shape[0], self.channels
         ys = y.split(self.sh_dims, dim=1)
         xjs = [x[:, s:s + C * d].reshape(n_nodes, C, d).transpose(1, 2).contiguous().index_select(0, j)
@@ -154,12 +217,13 @@ class _EdgeConv(torch.nn.Module):
 
 
 class _RadialMLP(torch.nn.Module):
-    """(E, n_radial) → list of (E, size) per-edge weights: SiLU MLP without biases (so the
+    """(E, n_radial) → per-edge weights per output block: SiLU MLP without biases (so the
     weights vanish with the enveloped basis), e3nn's N(0, 1)/sqrt(fan-in) convention; the
-    last layer is split into one matrix per output block (no slicing of per-edge tensors)."""
+    last layer is one matrix per output block (parameter ``out.k`` for path k)."""
 
-    def __init__(self, n_in: int, hidden: int, n_layers: int, out_sizes):
+    def __init__(self, n_in: int, hidden: int, n_layers: int, out_sizes, order=None):
         super().__init__()
+        self.order = list(range(len(out_sizes))) if order is None else list(order)
         dims = [n_in] + [hidden] * n_layers
         self.hidden = torch.nn.ParameterList(
             [torch.nn.Parameter(torch.randn(a, b)) for a, b in zip(dims[:-1], dims[1:])])
@@ -169,10 +233,16 @@ class _RadialMLP(torch.nn.Module):
         # a traced export (cgkit model export) would compute those from a traced size in float32
         self.norms = [float(d) ** -0.5 for d in dims]
 
-    def forward(self, x: torch.Tensor) -> list:
+    def forward(self, x: torch.Tensor, fused: bool = False):
+        """``fused``: one (E, Σ sizes) tensor, blocks in ``order`` (one GEMM); otherwise a
+        list of (E, size) tensors in block order (one GEMM per block: no slicing of per-edge
+        tensors, whose backward would allocate and fill full-size zero tensors)."""
         for w, c in zip(self.hidden, self.norms):
             x = self.act(x @ (w * c))
-        return [x @ (w * self.norms[-1]) for w in self.out]
+        if not fused:
+            return [x @ (w * self.norms[-1]) for w in self.out]
+        w = torch.cat([self.out[k] for k in self.order], dim=1) if len(self.out) > 1 else self.out[0]
+        return x @ (w * self.norms[-1])
 
 
 class _ChannelProduct(torch.nn.Module):
@@ -232,6 +302,87 @@ class _ChannelProduct(torch.nn.Module):
         return torch.cat(outs, dim=1)
 
 
+
+#: largest (E, R, C) intermediate (elements) for which the fused edge convolution is used;
+#: above it the per-path form is faster (measured: the fused form is faster on one 20-atom
+#: molecule (1.1M elements), not faster on a batch of 5 (5.5M) and 1.5x slower on Si512 (47M),
+#: where its large intermediates cost page faults and memory bandwidth)
+_FUSED_MAX_ELEMENTS = 2 * 2**20
+#: the component-layout path (see _Interaction._build_fast) is used for graphs whose largest
+#: fused-convolution intermediate has at most this many elements, the e3nn-module path above
+#: (no measurable gain there, within ±20 % noise of a loaded machine: Si512 and batches of
+#: 5 molecules run the same code as before)
+_FAST_MAX_ELEMENTS = 2 * 2**20
+
+
+def _blocks(irreps: o3.Irreps, C: int):
+    """Component layout of ``irreps`` in units of ``C`` channels: per irreps block
+    (first component, k = mul / C sub-blocks, d); None when a multiplicity is not a multiple of C.
+
+    Node features of the fast path are (M, N, C) tensors: component m of every node and
+    channel; a block (k·C)×ir takes k·d components ordered (sub-block, m)."""
+    out, m = [], 0
+    for mul, ir in irreps:
+        if mul % C:
+            return None
+        out.append((m, mul // C, ir.dim))
+        m += mul // C * ir.dim
+    return out
+
+
+def _to_e3nn(h: torch.Tensor, irreps: o3.Irreps, C: int) -> torch.Tensor:
+    """(M, N, C) component layout → (N, irreps.dim) e3nn layout (mul-major per block)."""
+    n = h.shape[1]
+    parts = []
+    for m0, k, d in _blocks(irreps, C):
+        parts.append(h[m0:m0 + k * d].reshape(k, d, n, C).permute(2, 0, 3, 1).reshape(n, k * C * d))
+    return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+
+def _from_e3nn(x: torch.Tensor, irreps: o3.Irreps, C: int) -> torch.Tensor:
+    """(N, irreps.dim) e3nn layout → (M, N, C) component layout."""
+    n = x.shape[0]
+    parts, s = [], 0
+    for _, k, d in _blocks(irreps, C):
+        parts.append(x[:, s:s + k * C * d].reshape(n, k, C, d).permute(1, 3, 0, 2).reshape(k * d, n, C))
+        s += k * C * d
+    return torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
+
+
+def _linear_plan(instructions, irreps_in, irreps_out, C: int, v: int = 1):
+    """Component-level form of an e3nn Linear (``v = 1``; instructions (u, w)) or of a
+    FullyConnectedTensorProduct with a one-hot l = 0 second input of ``v`` species
+    (instructions uvw (u, v, w)): entries e = (input component, output component, weight
+    block (u·v/…, C) gathered from the flat weight vector, factor)."""
+    bin_, bout = _blocks(irreps_in, C), _blocks(irreps_out, C)
+    m_in, m_out, widx, fac = [], [], [], []
+    off = 0
+    for ins in instructions:
+        i_in = ins.i_in if hasattr(ins, "i_in") else ins.i_in1
+        shape = tuple(ins.path_shape)
+        u, w = shape[0], shape[-1]
+        f = float(ins.path_weight)
+        if len(shape) == 3:  # l ⊗ 0e → l, e3nn's Wigner 3j value δ/sqrt(2l+1)
+            l = irreps_in[i_in].ir.l
+            f *= float(o3.wigner_3j(l, 0, l, dtype=torch.float64)[0, 0, 0])
+        s0, ki, d = bin_[i_in]
+        t0, ko, _ = bout[ins.i_out]
+        for gi in range(ki):
+            for go in range(ko):
+                # weight rows (input channel a, species s) → flat row (gi·C + a)·v + s
+                rows = torch.arange((gi * C) * v, (gi * C + C) * v)
+                cols = torch.arange(go * C, go * C + C)
+                block = off + rows[:, None] * w + cols[None, :]
+                for mm in range(d):
+                    m_in.append(s0 + gi * d + mm)
+                    m_out.append(t0 + go * d + mm)
+                    widx.append(block)
+                    fac.append(f)
+        off += math.prod(shape)
+    return (torch.tensor(m_in, dtype=torch.long), torch.tensor(m_out, dtype=torch.long),
+            torch.stack(widx), torch.tensor(fac, dtype=torch.float64))
+
+
 class _Interaction(torch.nn.Module):
     """One message-passing block (see module docstring). Features in → features out."""
 
@@ -263,7 +414,8 @@ class _Interaction(torch.nn.Module):
                 in_irs.append(ir)
         self.conv = _EdgeConv(in_irs, [ir for _, ir in irreps_sh], targets, channels)
         self.linear_up = o3.Linear(irreps_in, self.conv.irreps_in)
-        self.radial = _RadialMLP(n_radial, radial_hidden, radial_layers, self.conv.group_sizes)
+        self.radial = _RadialMLP(n_radial, radial_hidden, radial_layers, self.conv.group_sizes,
+                                 self.conv.order)
         self.linear_down = o3.Linear(self.conv.irreps_out, irreps_hidden)
 
         # MACE-style higher body order: A ← A + Linear(A ⊗ A_0) channel-wise, (correlation − 1) times
@@ -282,6 +434,92 @@ class _Interaction(torch.nn.Module):
                and irreps_in[k] == self.irreps_out[k]):
             k += 1
         self.res_dim = irreps_in[:k].dim if k == len(self.irreps_out) else 0
+        self._build_fast(irreps_in, irreps_hidden, irreps_gate_in, scalars, gated, n_species, k)
+
+    def _build_fast(self, irreps_in, irreps_hidden, irreps_gate_in, scalars, gated, n_species, k_res):
+        """The component-layout ("fast") path: node features (M, N, C), every e3nn Linear and
+        the species self-connection as one batched GEMM over components (weights gathered from
+        the e3nn weight vectors, so parameters and results are those of the e3nn modules), the
+        gate as a few elementwise ops. Needs every multiplicity to be a multiple of C."""
+        C = self.conv.channels
+        self.C = C
+        irreps_list = [irreps_in, self.conv.irreps_in, self.conv.irreps_out, irreps_hidden,
+                       irreps_gate_in, self.irreps_out]
+        self.fast = all(_blocks(ir, C) is not None for ir in irreps_list) and not len(self.products)
+        if not self.fast:
+            return
+        # the conv takes/gives the component layout in e3nn irreps order: check it is the same
+        for name, lin in (("up", self.linear_up), ("down", self.linear_down), ("out", self.linear_out)):
+            mi, mo, wi, f = _linear_plan(lin.instructions, lin.irreps_in, lin.irreps_out, C)
+            self._plan_buffers(name, mi, mo, wi, f, _blocks(lin.irreps_in, C), _blocks(lin.irreps_out, C))
+        sc = self.self_connection
+        mi, mo, wi, f = _linear_plan(sc.instructions, sc.irreps_in1, sc.irreps_out, C, n_species)
+        self._plan_buffers("self", mi, mo, wi, f, _blocks(sc.irreps_in1, C), _blocks(sc.irreps_out, C))
+        # gate: e3nn's Gate cuts its (sorted) input into scalars, gates and gated irreps
+        cut = self.gate.sc.cut
+        bl = _blocks(cut.irreps_in, C)
+        comps = [[m for q in ins for m in range(bl[q][0], bl[q][0] + bl[q][1] * bl[q][2])]
+                 for ins in cut.instructions]
+        self.gate_scalars = []
+        for q, act in zip(cut.instructions[0], self.gate.act_scalars.acts if len(scalars) else []):
+            self.gate_scalars.append((bl[q][0], bl[q][1] * bl[q][2], act))
+        self.gate_has_gated = bool(gated.num_irreps)
+        if self.gate_has_gated:
+            gate_of, kk = [], 0
+            for _, k, d in _blocks(gated, C):
+                gate_of += [kk + g for g in range(k) for _ in range(d)]
+                kk += k
+            self.register_buffer("gate_gates", torch.tensor(comps[1], dtype=torch.long), persistent=False)
+            self.register_buffer("gate_gated", torch.tensor(comps[2], dtype=torch.long), persistent=False)
+            self.register_buffer("gate_of", torch.tensor(gate_of, dtype=torch.long), persistent=False)
+            self.gate_act_gates = self.gate.act_gates.acts[0]
+        self.res_comps = sum(k * d for _, k, d in _blocks(irreps_in[:k_res], C)) if self.res_dim else 0
+
+    def _plan_buffers(self, name, mi, mo, wi, f, bin_, bout):
+        m_in = sum(k * d for _, k, d in bin_)
+        m_out = sum(k * d for _, k, d in bout)
+        ident_in = len(mi) == m_in and bool((mi == torch.arange(m_in)).all())
+        ident_out = len(mo) == m_out and bool((mo == torch.arange(m_out)).all())
+        setattr(self, f"_{name}_meta", (None if ident_in else True, None if ident_out else True, m_out))
+        self.register_buffer(f"_{name}_min", mi, persistent=False)
+        self.register_buffer(f"_{name}_mout", mo, persistent=False)
+        self.register_buffer(f"_{name}_widx", wi, persistent=False)
+        self.register_buffer(f"_{name}_fac", f.reshape(-1, 1, 1), persistent=False)
+
+    def _lin(self, name: str, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Component-layout linear map ``name`` with e3nn weight vector ``weight``: x (M_in, N, C')."""
+        gather, scatter, m_out = getattr(self, f"_{name}_meta")
+        widx = getattr(self, f"_{name}_widx")
+        W = weight.index_select(0, widx.reshape(-1)).view(widx.shape) * getattr(self, f"_{name}_fac")
+        xin = x.index_select(0, getattr(self, f"_{name}_min")) if gather else x
+        y = torch.bmm(xin, W)                                                        # (K, N, C)
+        if scatter:
+            y = y.new_zeros((m_out,) + tuple(y.shape[1:])).index_add(0, getattr(self, f"_{name}_mout"), y)
+        return y
+
+    def forward_fast(self, h, onehot, y, radial, i, j, inv_sqrt_neigh):
+        """h (M_in, N, C) component layout → (M_out, N, C)."""
+        C = self.C
+        n = h.shape[1]
+        x = self._lin("up", self.linear_up.weight, h)
+        conv = self.conv
+        if y.shape[0] * conv.comp_idx.numel() * C <= _FUSED_MAX_ELEMENTS:
+            agg = conv.forward_components(x, y, self.radial(radial, fused=True), i, j)
+        else:
+            agg = _from_e3nn(conv(_to_e3nn(x, conv.irreps_in, C), y, self.radial(radial), i, j),
+                             conv.irreps_out, C)
+        agg = agg * inv_sqrt_neigh
+        a = self._lin("down", self.linear_down.weight, agg)
+        hs = (h.unsqueeze(-1) * onehot.view(1, n, 1, -1)).reshape(h.shape[0], n, -1)
+        g = self._lin("out", self.linear_out.weight, a) + self._lin("self", self.self_connection.weight, hs)
+        outs = [act(g[m0:m0 + md]) for m0, md, act in self.gate_scalars]
+        if self.gate_has_gated:
+            gates = self.gate_act_gates(g.index_select(0, self.gate_gates))
+            outs.append(g.index_select(0, self.gate_gated) * gates.index_select(0, self.gate_of))
+        out = torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
+        if self.res_comps:
+            out = out + h[:self.res_comps]
+        return out
 
     def forward(self, h, onehot, y, radial, i, j, inv_sqrt_neigh):
         """h (N, irreps_in.dim); y (E, M_sh) enveloped spherical harmonics; radial (E, n_radial)."""
@@ -494,6 +732,14 @@ class ENNP(Potential):
         radial = self.bessel(dist)
         onehot = torch.nn.functional.one_hot(species, len(self.type_names)).to(positions.dtype)
         h = self.embedding(onehot)
+        if (all(layer.fast for layer in self.layers)
+                and i.shape[0] * max(layer.conv.comp_idx.numel() * layer.C for layer in self.layers)
+                <= _FAST_MAX_ELEMENTS):
+            # component layout (M, N, C) between the blocks (see _Interaction._build_fast)
+            h = _from_e3nn(h, self.layers[0].irreps_in, self.layers[0].C)
+            for layer in self.layers:
+                h = layer.forward_fast(h, onehot, y, radial, i, j, self.inv_sqrt_neighbors)
+            return _to_e3nn(h, self.irreps_out, self.layers[-1].C), species
         for layer in self.layers:
             h = layer(h, onehot, y, radial, i, j, self.inv_sqrt_neighbors)
         return h, species
