@@ -1,15 +1,19 @@
-"""Data efficiency of active learning: uncertainty + farthest-point selection against random
-selection from the same exploration pool, over several seeds (issue 16's acceptance study).
+"""Data efficiency of active learning: uncertainty-driven selection against random selection
+from the same exploration pool, over several seeds (issue 16's acceptance study).
 
-For each seed and each method (``fps``: candidates between the trust levels, farthest-point
-sampled; ``random``: uniform draws from every explored frame below hi) the config's loop runs
+For each seed and each method (``sigma``: the largest calibrated σ over every explored frame,
+with a descriptor exclusion radius; ``fps``: candidates between the trust levels,
+farthest-point sampled; ``uniform``: uniform among those candidates; ``random``: uniform draws
+from every explored frame below hi) the config's loop runs
 with the same label budget and never stops early (candidate_fraction 0), so both methods reach
 the same number of labels. The test-set force RMSE after every retraining gives a learning
 curve; the labels each method needs to reach ``--target`` (eV/Å, log-linear interpolation) give
-the ratio. Writes OUT/selection_comparison.json and OUT/learning_curves.png.
+the ratio. Writes OUT/selection_comparison.json, OUT/learning_curves.png (every seed) and
+OUT/learning_curves_mean.png (mean over seeds, band min..max). Runs already in OUT are resumed,
+not repeated, so the same command with another --target only recomputes the numbers.
 
 Run (about 2 × seeds × the config's run time):
-  python compare_selection.py cu_emt.yaml --seeds 0 1 2 --target 0.1 --out cu_compare
+  python compare_selection.py cu_emt.yaml --methods sigma random --seeds 0 1 2 --target 0.03 --out cu_compare
 """
 import argparse
 import copy
@@ -31,6 +35,30 @@ def curve(state):
     return pts
 
 
+def regime_errors(al, run_dir):
+    """Test force RMSE (eV/Å) per ``info['regime']`` of the test frames, of every iteration's
+    committee: {regime: [[labels, rmse], ...]}."""
+    from cgkit.ensemble import EnsemblePotential
+    from cgkit.io_potential import load_potential
+    from cgkit.learn.pareto import held_out_errors
+    if not al.test or "regime" not in al.test[0].info:
+        return None
+    size = int(al.config["committee"]["size"])
+    counts = [r["n_labels_before"] for r in al.state["iterations"]]
+    if al.state.get("final"):
+        counts.append(al.state["final"]["n_labels"])
+    out = {}
+    for it, n in enumerate(counts):
+        d = Path(run_dir) / f"iter_{it:03d}"
+        if not all((d / f"member_{m}" / "model.pt").is_file() for m in range(size)):
+            continue
+        ens = EnsemblePotential([load_potential(str(d / f"member_{m}" / "model.pt")) for m in range(size)])
+        for reg in sorted({a.info["regime"] for a in al.test}):
+            sub = [a for a in al.test if a.info["regime"] == reg]
+            out.setdefault(reg, []).append([n, held_out_errors(ens, sub)["forces_rmse_eV_per_A"]])
+    return out
+
+
 def labels_to_reach(pts, target):
     """First label count where the (log-linearly interpolated) curve falls to ``target``."""
     for (n0, e0), (n1, e1) in zip(pts, pts[1:]):
@@ -48,8 +76,10 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--target", type=float, required=True, help="test force RMSE to reach (eV/Å)")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--methods", nargs="+", default=["fps", "random"],
+    ap.add_argument("--methods", nargs="+", default=["sigma", "random"],
                     help="selection methods to run (the last is the reference the others are compared with)")
+    ap.add_argument("--max-iterations", type=int, default=None,
+                    help="override stop.max_iterations (a shorter study; finished longer runs are kept)")
     args = ap.parse_args()
     cfg_path = Path(args.config).resolve()
     base_cfg = yaml.safe_load(cfg_path.read_text())
@@ -62,11 +92,16 @@ def main():
             cfg["seed"] = seed
             cfg.setdefault("selection", {})["method"] = method
             cfg.setdefault("stop", {})["candidate_fraction"] = 0.0
-            run_dir = out / f"{method}_seed{seed}"
+            if args.max_iterations is not None:
+                cfg["stop"]["max_iterations"] = args.max_iterations
+            run_dir = (out / f"{method}_seed{seed}").resolve()  # a symlink to a run made elsewhere
             al = ActiveLearning(cfg, run_dir, base=cfg_path.parent).run()
             pts = curve(al.state)
+            labelling_s = [r.get("labelling_s") for r in al.state["iterations"]]
             results["runs"].append({"seed": seed, "method": method, "curve": pts,
-                                    "labels_to_target": labels_to_reach(pts, args.target)})
+                                    "labels_to_target": labels_to_reach(pts, args.target),
+                                    "test_by_regime": regime_errors(al, run_dir),
+                                    "labelling_seconds": labelling_s})
             (out / "selection_comparison.json").write_text(json.dumps(results, indent=2))
     ref = args.methods[-1]
     results["reference_method"] = ref
@@ -83,8 +118,37 @@ def main():
                                      "min": float(np.min(ok)) if ok else None,
                                      "max": float(np.max(ok)) if ok else None,
                                      "not_reached": sum(r is None for r in ratios)}
+    results["per_method"] = {}
+    for method in args.methods:
+        runs = [r for r in results["runs"] if r["method"] == method]
+        need = [r["labels_to_target"] for r in runs]
+        ok = [x for x in need if x is not None]
+        ns = sorted({n for r in runs for n, _ in r["curve"]})
+        mean_curve = []
+        for n in ns:
+            es = [e for r in runs for m, e in r["curve"] if m == n]
+            if len(es) == len(runs):
+                mean_curve.append({"labels": n, "mean": float(np.mean(es)), "std": float(np.std(es)),
+                                   "min": float(np.min(es)), "max": float(np.max(es))})
+        results["per_method"][method] = {
+            "labels_to_target": need, "labels_to_target_mean": float(np.mean(ok)) if ok else None,
+            "labels_to_target_std": float(np.std(ok)) if ok else None, "not_reached": len(need) - len(ok),
+            "mean_curve": mean_curve}
     (out / "selection_comparison.json").write_text(json.dumps(results, indent=2))
     plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for k, method in enumerate(args.methods):
+        mc = results["per_method"][method]["mean_curve"]
+        if not mc:
+            continue
+        n = [q["labels"] for q in mc]
+        ax.plot(n, [q["mean"] for q in mc], ("o-", "^-", "s--", "d:")[k % 4], color=f"C{k}",
+                label=f"{method} (mean of {len(args.seeds)} seeds)")
+        ax.fill_between(n, [q["min"] for q in mc], [q["max"] for q in mc], color=f"C{k}", alpha=0.2)
+    ax.axhline(args.target, color="k", lw=0.8, ls=":", label=f"target {args.target:g} eV/Å")
+    ax.set_xlabel("labels"); ax.set_ylabel("test force RMSE (eV/Å)"); ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    savefig(fig, out / "learning_curves_mean.png")
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for r in results["runs"]:
         n, e = zip(*r["curve"]) if r["curve"] else ((), ())

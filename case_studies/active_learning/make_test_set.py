@@ -1,8 +1,10 @@
 """Make cu_test.extxyz: an independent labelled test set for the EMT copper case study.
 
 Frames from ASE Langevin MD with the teacher itself (EMT) — never from the committee's own
-exploration — over the regimes the loop is meant to cover: fcc bulk at 300/900 K, bulk under
-±3 % strain, a (111) slab, a vacancy, and a liquid (1800 K). Run: python make_test_set.py
+exploration — over the regimes the loop is meant to cover, balanced: 10 frames each of crystal (fcc bulk at
+300/900 K and under ±3 % strain), a vacancy (600/900 K), a (111) slab (300/900 K) and a liquid
+(melted at 3000 K, then 1800 K). ``info['regime']`` names each frame's regime.
+Run: python make_test_set.py
 """
 from pathlib import Path
 
@@ -19,10 +21,15 @@ from cgkit.sampling import thermalize
 HERE = Path(__file__).resolve().parent
 
 
-def frames(atoms, T, n, seed, every=40):
+def frames(atoms, T, n, seed, every=40, regime="", melt_K=None):
     a = atoms.copy()
     a.calc = EMT()
-    thermalize(a, T, np.random.default_rng(seed))
+    if melt_K:
+        thermalize(a, melt_K, np.random.default_rng(seed + 2))
+        Langevin(a, 2 * units.fs, temperature_K=melt_K, friction=0.02 / units.fs, fixcm=False,
+                 rng=np.random.default_rng(seed + 3)).run(1000)
+    else:
+        thermalize(a, T, np.random.default_rng(seed))
     md = Langevin(a, 2 * units.fs, temperature_K=T, friction=0.02 / units.fs, fixcm=False,
                   rng=np.random.default_rng(seed + 1))
     md.run(200)
@@ -32,6 +39,7 @@ def frames(atoms, T, n, seed, every=40):
         b = a.copy()
         b.calc = SinglePointCalculator(b, energy=a.get_potential_energy(), forces=a.get_forces(),
                                        **({"stress": a.get_stress()} if a.pbc.all() else {}))
+        b.info["regime"] = regime
         out.append(b)
     return out
 
@@ -46,13 +54,15 @@ def main():
     squeezed.set_cell(fcc.cell.array * 0.97, scale_atoms=True)
     slab = fcc111("Cu", (2, 2, 4), a=3.61, vacuum=6.0)
     test = []
-    test += frames(fcc, 300, 6, 100)
-    test += frames(fcc, 900, 6, 200)
-    test += frames(strained, 600, 4, 300)
-    test += frames(squeezed, 600, 4, 400)
-    test += frames(slab, 600, 6, 500)
-    test += frames(vac, 600, 6, 600)
-    test += frames(fcc, 1800, 8, 700)
+    test += frames(fcc, 300, 3, 100, regime="crystal")
+    test += frames(fcc, 900, 3, 200, regime="crystal")
+    test += frames(strained, 600, 2, 300, regime="crystal")
+    test += frames(squeezed, 600, 2, 400, regime="crystal")
+    test += frames(vac, 600, 5, 600, regime="vacancy")
+    test += frames(vac, 900, 5, 650, regime="vacancy")
+    test += frames(slab, 300, 5, 500, regime="surface")
+    test += frames(slab, 900, 5, 550, regime="surface")
+    test += frames(fcc, 1800, 10, 700, regime="liquid", melt_K=3000)
     write(str(HERE / "cu_test.extxyz"), test, format="extxyz")
     print(f"wrote {HERE / 'cu_test.extxyz'} ({len(test)} frames)")
 

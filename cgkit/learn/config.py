@@ -26,12 +26,21 @@ Every key with its default (units: K, fs, eV/Å)::
       warm_start: true            # later iterations start from the previous members' weights
       warm_start_train: {max_epochs: 20}   # `cgkit train` keys replacing train's in a warm start
     exploration: {temperatures: [300.0], strains: [0.0], steps: 200, sample_every: 10,
-                  timestep_fs: 2.0, friction_per_fs: 0.02}
+                  timestep_fs: 2.0, friction_per_fs: 0.02, min_distance_fraction: 0.7}
+                                  # frames with two atoms closer than min_distance_fraction × the
+                                  #   start structure's shortest distance are unphysical: never
+                                  #   selected (whatever the method)
     trust: {lo: 0.05, hi: 0.5}    # calibrated per-atom force sigma (eV/Å), DP-GEN style
-    selection: {max_per_iteration: 8, method: fps}   # fps: farthest-point sampling among the
-                                  #   candidates; uniform: uniform among the candidates (DP-GEN's
-                                  #   choice); random: uniform from every explored frame below hi
-                                  #   (the baseline active learning is compared with)
+    selection: {max_per_iteration: 8, method: sigma, score: rms, exclusion_quantile: 0.1}
+                                  # sigma: over every explored frame below hi, the largest σ
+                                  #   first (score rms: RMS over atoms of the calibrated σ_F; max:
+                                  #   the largest atom's), skipping frames closer in descriptor
+                                  #   space to one already chosen than the exclusion_quantile
+                                  #   quantile of the pool's pairwise distances;
+                                  #   fps: farthest-point sampling among the candidates (lo..hi);
+                                  #   uniform: uniform among the candidates (DP-GEN's choice);
+                                  #   random: uniform from every explored frame below hi (the
+                                  #   baseline active learning is compared with)
     calibration: {method: scale}  # fitted on fresh labels the committee had not seen
     labelling: {backend: serial, workers: 2, address: null, jobqueue: null}
     stop: {max_iterations: 4, label_budget: 200, candidate_fraction: 0.05}
@@ -57,9 +66,9 @@ DEFAULT_CONFIG = {
     "committee": {"size": 3, "model": {"preset": "small", "r_cut": 4.0}, "train": {"max_epochs": 40},
                   "warm_start": True, "warm_start_train": {"max_epochs": 20}},
     "exploration": {"temperatures": [300.0], "strains": [0.0], "steps": 200, "sample_every": 10,
-                    "timestep_fs": 2.0, "friction_per_fs": 0.02},
+                    "timestep_fs": 2.0, "friction_per_fs": 0.02, "min_distance_fraction": 0.7},
     "trust": {"lo": 0.05, "hi": 0.5},
-    "selection": {"max_per_iteration": 8, "method": "fps"},
+    "selection": {"max_per_iteration": 8, "method": "sigma", "score": "rms", "exclusion_quantile": 0.1},
     "calibration": {"method": "scale"},
     "labelling": {"backend": "serial", "workers": 2, "address": None, "jobqueue": None},
     "stop": {"max_iterations": 4, "label_budget": 200, "candidate_fraction": 0.05},
@@ -136,8 +145,16 @@ def validate_config(cfg: dict) -> dict:
     if not lo < hi:
         raise InputError(f"trust.lo must be below trust.hi (eV/Å), got lo={lo}, hi={hi}")
     _num(cfg["selection"]["max_per_iteration"], "selection.max_per_iteration", integer=True, minimum=1)
-    if cfg["selection"]["method"] not in ("fps", "uniform", "random"):
-        raise InputError(f"selection.method must be fps, uniform or random, got {cfg['selection']['method']!r}")
+    if cfg["selection"]["method"] not in ("sigma", "fps", "uniform", "random"):
+        raise InputError(f"selection.method must be sigma, fps, uniform or random, got {cfg['selection']['method']!r}")
+    if cfg["selection"]["score"] not in ("rms", "max"):
+        raise InputError(f"selection.score must be rms or max, got {cfg['selection']['score']!r}")
+    q = _num(cfg["selection"]["exclusion_quantile"], "selection.exclusion_quantile", minimum=0)
+    if q >= 1:
+        raise InputError(f"selection.exclusion_quantile must be below 1, got {q}")
+    f = _num(e["min_distance_fraction"], "exploration.min_distance_fraction", minimum=0)
+    if f >= 1:
+        raise InputError(f"exploration.min_distance_fraction must be below 1, got {f}")
     st = cfg["stop"]
     _num(st["max_iterations"], "stop.max_iterations", integer=True, minimum=1)
     _num(st["label_budget"], "stop.label_budget", integer=True, minimum=1)

@@ -43,7 +43,8 @@ class TrustLevels:
 
 @dataclass
 class ExplorationResult:
-    """Candidates (ASE Atoms without a calculator, ``info['sigma_max']`` in eV/Å), every
+    """Candidates (ASE Atoms without a calculator, ``info['sigma_max']`` and ``info['sigma_rms']``
+    (the largest and the RMS calibrated per-atom σ_F of the frame) in eV/Å), every
     inspected frame below hi in ``frames`` when asked for (``keep_all=True``: the pool a random
     selection draws from), the σ trace
     ``steps``/``sigma_max`` of the inspected steps, the counts per class and why it ended
@@ -97,7 +98,9 @@ def explore(committee, atoms, *, temperature_K: float, n_steps: int, timestep_fs
         md.run(k)
         done += k
         a.get_forces()  # results of the current positions
-        sigma = float(np.max(calc.results["forces_std"]))
+        sig_atoms = np.asarray(calc.results["forces_std"], dtype=np.float64)
+        sigma = float(np.max(sig_atoms))
+        sigma_rms = float(np.sqrt(np.mean(sig_atoms ** 2)))
         res.steps.append(done)
         res.sigma_max.append(sigma)
         cls = trust.classify(sigma)
@@ -106,12 +109,14 @@ def explore(committee, atoms, *, temperature_K: float, n_steps: int, timestep_fs
             res.stopped = f"uncertainty above hi at step {done}"
             res.failed = a.copy()
             res.failed.calc = None
-            res.failed.info.update(sigma_max=sigma, temperature_K=float(temperature_K), md_step=done)
+            res.failed.info.update(sigma_max=sigma, sigma_rms=sigma_rms, temperature_K=float(temperature_K),
+                                   md_step=done)
             break
         if cls == "candidate" or keep_all:
             c = a.copy()
             c.calc = None
-            c.info.update(sigma_max=sigma, temperature_K=float(temperature_K), md_step=done)
+            c.info.update(sigma_max=sigma, sigma_rms=sigma_rms, temperature_K=float(temperature_K),
+                          md_step=done)
             if keep_all:
                 res.frames.append(c)
             if cls == "candidate":

@@ -9,10 +9,15 @@ Per iteration k:
    each committee had not seen when it predicted them (:class:`cgkit.uncertainty.Calibration`);
 3. **explore**: Langevin MD of the committee from every structure at every temperature and
    strain, classified by the trust levels on the calibrated σ_F (:func:`~cgkit.learn.explore`);
-4. **select** up to ``selection.max_per_iteration`` candidates by farthest-point sampling in
-   descriptor space, away from what is already labelled (``selection.method: uniform`` draws
-   uniformly among the candidates, as DP-GEN does; ``random`` draws uniformly from every explored
-   frame instead: the baseline active learning must beat);
+4. **select** up to ``selection.max_per_iteration`` frames: by default (``selection.method:
+   sigma``) over every explored frame below ``trust.hi``, the largest calibrated σ first, with a
+   descriptor exclusion radius so that a batch spans different events
+   (:func:`~cgkit.learn.selection.max_sigma_diverse`); ``fps`` picks candidates (between the
+   trust levels) by farthest-point sampling in descriptor space, away from what is already
+   labelled; ``uniform`` draws uniformly among the candidates, as DP-GEN does; ``random`` draws
+   uniformly from every explored frame: the baseline active learning must beat. Frames with two
+   atoms closer than ``exploration.min_distance_fraction`` × the start structure's shortest
+   distance are unphysical and never selected, whatever the method;
 5. **label** them with the teacher (:class:`~cgkit.learn.Labeller`: serial, process pool, Dask).
 
 It stops when the fraction of candidates among the explored frames falls below
@@ -43,7 +48,7 @@ from ..results import Analysis, Results
 from .config import build_structures, merge_config, validate_config
 from .exploration import TrustLevels, explore
 from .labelling import Labeller, LabelStore, frame_key
-from .selection import farthest_point_sampling, structure_descriptors
+from .selection import farthest_point_sampling, max_sigma_diverse, structure_descriptors
 
 __all__ = ["ActiveLearning", "LEARN_FILES"]
 
@@ -61,6 +66,15 @@ def _comparable(cfg: dict) -> dict:
 def _fingerprint(cfg: dict) -> str:
     text = json.dumps(json.loads(dumps(_comparable(cfg))), sort_keys=True)  # key order is not content
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _shortest_distance(atoms) -> float:
+    """Shortest interatomic distance (Å, minimum image where periodic); inf for one atom."""
+    if len(atoms) < 2:
+        return float("inf")
+    d = atoms.get_all_distances(mic=bool(atoms.pbc.any()))
+    d[np.diag_indices_from(d)] = np.inf
+    return float(d.min())
 
 
 class ActiveLearning(Analysis):
@@ -227,7 +241,9 @@ class ActiveLearning(Analysis):
             return cands, pool, failed, info
         e = self.config["exploration"]
         trust = TrustLevels(float(self.config["trust"]["lo"]), float(self.config["trust"]["hi"]))
-        keep_all = self.config["selection"].get("method", "fps") == "random"
+        keep_all = self.config["selection"]["method"] in ("random", "sigma")
+        frac = float(e["min_distance_fraction"])
+        n_unphysical = 0
         cands, pool, failed = [], [], []
         counts = {"accurate": 0, "candidate": 0, "failed": 0}
         stopped = []
@@ -244,6 +260,12 @@ class ActiveLearning(Analysis):
                           seed=int(self.config["seed"]) + 7919 * it + 31 * j, keep_all=keep_all)
             for c in res.candidates + res.frames:
                 c.info.update(structure=s, strain=float(eps))
+            if frac > 0:
+                d_min = frac * _shortest_distance(a)
+                ok = [c for c in res.candidates if _shortest_distance(c) >= d_min]
+                okp = [c for c in res.frames if _shortest_distance(c) >= d_min]
+                n_unphysical += len(res.frames) - len(okp) if keep_all else len(res.candidates) - len(ok)
+                res.candidates, res.frames = ok, okp
             cands += res.candidates
             pool += res.frames
             if res.failed is not None:
@@ -264,6 +286,7 @@ class ActiveLearning(Analysis):
                 tmp.replace(path)
         n_inspected = sum(counts.values())
         info = {"counts": counts, "n_inspected": n_inspected, "n_candidates": len(cands), "n_pool": len(pool),
+                "n_unphysical": n_unphysical,
                 "n_failed_frames": len(failed),
                 "candidate_fraction": counts["candidate"] / max(n_inspected, 1), "stopped_runs": stopped}
         write_json(marker, info)
@@ -272,14 +295,20 @@ class ActiveLearning(Analysis):
     def _select(self, it: int, cands: list, pool: list, keys: list[str], n: int) -> list:
         d = self.out / f"iter_{it:03d}"
         sel_file = d / "selected.json"
-        method = self.config["selection"].get("method", "fps")
-        source = pool if method == "random" else cands
+        sel = self.config["selection"]
+        method = sel["method"]
+        source = pool if method in ("random", "sigma") else cands
         if sel_file.is_file():
             idx = loads_strict(sel_file.read_text())["indices"]
         else:
             if method in ("random", "uniform"):
                 rng = np.random.default_rng(int(self.config["seed"]) + 104729 * (it + 1))
                 idx = sorted(rng.choice(len(source), size=min(n, len(source)), replace=False).tolist()) if source else []
+            elif method == "sigma":
+                key = "sigma_rms" if sel["score"] == "rms" else "sigma_max"
+                X = structure_descriptors(source, self.config["species"]) if source else np.zeros((0, 1))
+                sig = [c.info[key] for c in source]
+                idx = max_sigma_diverse(sig, X, n, exclusion_quantile=float(sel["exclusion_quantile"])) if source else []
             else:
                 store = LabelStore(self.out / "labels")
                 X = structure_descriptors(source, self.config["species"]) if source else np.zeros((0, 1))
@@ -339,20 +368,27 @@ class ActiveLearning(Analysis):
                            f"trust.hi (< {st['candidate_fraction']})")
                 state["final"] = {"iteration": it, "n_labels": len(keys), "test": test}
                 break
-            if not cands and failed and self.config["selection"].get("method", "fps") != "random":
+            if not cands and failed and self.config["selection"]["method"] in ("fps", "uniform"):
                 # every trajectory left the trusted region before giving a candidate: label the
                 # frames where they did (the first beyond hi, still close to a valid start)
                 self._say(f"iteration {it}: no candidates between the trust levels; selecting among the "
                           f"{len(failed)} frames where runs exceeded trust.hi")
                 cands = failed
+            elif not pool and failed and self.config["selection"]["method"] == "sigma":
+                self._say(f"iteration {it}: no explored frame below trust.hi; selecting among the "
+                          f"{len(failed)} frames where runs exceeded it")
+                pool = failed
             n = min(int(self.config["selection"]["max_per_iteration"]), int(st["label_budget"]) - len(keys))
             chosen = self._select(it, cands, pool, keys, n)
             self._say(f"iteration {it}: labelling {len(chosen)} selected frames "
                       f"({info['n_candidates']} candidates of {info['n_inspected']} explored)")
+            t_lab = time.time()
             labelled = labeller(chosen)
+            t_lab = time.time() - t_lab
             new_keys = [frame_key(a, self.config["teacher"]) for a in chosen]
             rec = {"iteration": it, "n_labels_before": len(keys), "n_selected": len(chosen),
                    "selected_keys": new_keys, "exploration": info, "test": test,
+                   "labelling_s": t_lab,
                    "fresh": self._fresh_errors(committee, labelled) if labelled else None,
                    "calibration": committee.calibration.to_dict()}
             state["iterations"].append(rec)

@@ -7,6 +7,11 @@ species) pair, Behler G2 radial functions Σ_j exp(−η (r_ij − r_s)²) f_c(r
 mean environment) and their maximum over centres (the most unusual atom, where a defect or a
 surface shows up). :func:`farthest_point_sampling` then picks structures far apart in that space,
 so that one event seen in many consecutive MD frames is labelled once.
+
+:func:`max_sigma_diverse` is the selection ``cgkit learn`` uses by default: over the whole
+explored pool, the frames with the largest (calibrated) uncertainty first, skipping any frame
+closer in descriptor space than an exclusion radius to one already chosen in the same batch, so
+that a batch is not several consecutive frames of one trajectory.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["structure_descriptors", "farthest_point_sampling"]
+__all__ = ["structure_descriptors", "farthest_point_sampling", "max_sigma_diverse"]
 
 
 def structure_descriptors(structures: Sequence, species: Sequence[str], *, cutoff: float = 5.0,
@@ -80,4 +85,41 @@ def farthest_point_sampling(X, k: int, *, already=None, weights=None) -> list[in
         chosen.append(pick)
         dmin = np.minimum(dmin, np.linalg.norm(Xs - Xs[pick], axis=1))
         dmin[chosen] = -np.inf
+    return chosen
+
+
+def max_sigma_diverse(scores, X, k: int, *, exclusion_quantile: float = 0.1) -> list[int]:
+    """Indices of up to ``k`` rows of ``X`` (G, D): greedily the largest ``scores`` (G,) (e.g. a
+    frame's calibrated force σ, eV/Å) first, skipping rows whose Euclidean descriptor distance to
+    a row already chosen is below r = the ``exclusion_quantile`` quantile of all pairwise
+    distances between rows (0: no exclusion, pure max-σ). When every remaining row is excluded
+    before ``k`` are chosen, the radius is halved and the pass repeated (so ``min(k, G)`` rows
+    are always returned). Deterministic; ties → lowest index. Non-finite scores are refused."""
+    X = np.asarray(X, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if X.ndim != 2 or len(X) != len(s):
+        raise InputError(f"max_sigma_diverse needs descriptors (G, D) and G scores, got {X.shape} and {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise InputError("max_sigma_diverse: the scores (uncertainties) must be finite")
+    if not 0.0 <= exclusion_quantile < 1.0:
+        raise InputError(f"exclusion_quantile must be in [0, 1), got {exclusion_quantile}")
+    k = int(min(max(k, 0), len(X)))
+    if k == 0:
+        return []
+    D = np.linalg.norm(X[:, None, :] - X[None, :, :], axis=-1)
+    iu = np.triu_indices(len(X), 1)
+    r = float(np.quantile(D[iu], exclusion_quantile)) if len(X) > 1 and exclusion_quantile > 0 else 0.0
+    order = np.argsort(-s, kind="stable")
+    chosen: list[int] = []
+    while len(chosen) < k:
+        for i in order:
+            if len(chosen) >= k:
+                break
+            if i in chosen:
+                continue
+            if not chosen or np.min(D[i, chosen]) >= r:
+                chosen.append(int(i))
+        r *= 0.5
+        if r < 1e-300:
+            r = 0.0
     return chosen

@@ -40,9 +40,10 @@ def test_committee_sigma_is_larger_on_liquid_and_surface_than_on_crystal(tmp_pat
         members.append(Trainer(cfg, progress=False).run().model)
     committee = EnsemblePotential(members)
     frames = read(str(TEST), ":")
-    crystal = frames[0:6]      # fcc bulk at 300 K (make_test_set.py order)
-    slab = frames[20:26]       # (111) slab at 600 K: surfaces never seen in training
-    liquid = frames[32:40]     # 1800 K liquid
+    by = lambda reg: [a for a in frames if a.info["regime"] == reg]
+    crystal = by("crystal")[:3]  # fcc bulk at 300 K (make_test_set.py order)
+    slab = by("surface")         # (111) slab at 300/900 K: surfaces never seen in training
+    liquid = by("liquid")        # 1800 K liquid
 
     def mean_sigma(structs):
         return float(np.mean(committee_predictions(committee, structs)["forces_std"]))

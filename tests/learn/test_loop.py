@@ -89,7 +89,7 @@ def test_learn_refuses_a_changed_config_and_bad_settings(tmp_path):
         ActiveLearning({**TINY, "exploration": {"temperature": 300}}, tmp_path / "x")
     with pytest.raises(InputError, match="not in species"):
         ActiveLearning({**TINY, "species": ["Ag"]}, tmp_path / "x")
-    with pytest.raises(InputError, match="selection.method must be fps, uniform or random"):
+    with pytest.raises(InputError, match="selection.method must be sigma, fps, uniform or random"):
         ActiveLearning({**TINY, "selection": {"method": "bayes"}}, tmp_path / "x")
     with pytest.raises(InputError, match="committee.size"):
         ActiveLearning({**TINY, "committee": {"size": 1}}, tmp_path / "x")

@@ -1,0 +1,59 @@
+"""Largest-σ selection with a descriptor exclusion radius (the default `cgkit learn` selection):
+it takes the most uncertain frame of each distinct event before a second frame of the same one."""
+import numpy as np
+import pytest
+from ase.build import bulk, fcc111
+
+from cgkit.errors import InputError
+from cgkit.learn import max_sigma_diverse, structure_descriptors
+
+
+def _pool():
+    """30 frames of 3 events (10 near-duplicate snapshots each): bulk, surface, vacancy."""
+    frames = []
+    for s in range(10):
+        a = bulk("Cu", "fcc", 3.61, cubic=True).repeat((2, 2, 2))
+        a.rattle(0.02, seed=s)
+        frames.append(a)
+    for s in range(10):
+        a = fcc111("Cu", (2, 2, 4), a=3.61, vacuum=6.0)
+        a.rattle(0.02, seed=s)
+        frames.append(a)
+    for s in range(10):
+        a = bulk("Cu", "fcc", 3.61, cubic=True).repeat((2, 2, 2))
+        a.rattle(0.02, seed=s + 20)
+        del a[5]
+        frames.append(a)
+    return frames
+
+
+def test_largest_sigma_first_one_frame_per_event():
+    X = structure_descriptors(_pool(), ["Cu"])
+    rng = np.random.default_rng(0)
+    # surfaces most uncertain, then the vacancy, bulk least; noise within each event
+    sigma = np.concatenate([0.1 + 0.01 * rng.random(10), 1.0 + 0.01 * rng.random(10),
+                            0.5 + 0.01 * rng.random(10)])
+    # 135 of the 435 pairs (31 %) are two snapshots of one event: a radius at the 40 % quantile
+    # of the pairwise distances excludes a second snapshot of a chosen event
+    pick = max_sigma_diverse(sigma, X, 3, exclusion_quantile=0.4)
+    assert pick[0] == 10 + int(np.argmax(sigma[10:20]))      # the most uncertain frame overall
+    assert [p // 10 for p in pick] == [1, 2, 0]              # then one of each other event, by σ
+    assert pick[1] == 20 + int(np.argmax(sigma[20:30]))
+    # without exclusion it is plain max-σ: three surface duplicates
+    pure = max_sigma_diverse(sigma, X, 3, exclusion_quantile=0.0)
+    assert pure == [int(i) for i in np.argsort(-sigma)[:3]]
+    assert all(p // 10 == 1 for p in pure)
+    # more picks than events: the radius shrinks and every frame can be chosen, none twice
+    allp = max_sigma_diverse(sigma, X, 30, exclusion_quantile=0.4)
+    assert sorted(allp) == list(range(30))
+    assert max_sigma_diverse(sigma, X, 0) == []
+
+
+def test_refuses_bad_inputs():
+    X = np.zeros((3, 2))
+    with pytest.raises(InputError, match="finite"):
+        max_sigma_diverse([0.1, np.nan, 0.2], X, 1)
+    with pytest.raises(InputError, match="G scores"):
+        max_sigma_diverse([0.1, 0.2], X, 1)
+    with pytest.raises(InputError, match="exclusion_quantile"):
+        max_sigma_diverse([0.1, 0.2, 0.3], X, 1, exclusion_quantile=1.0)
