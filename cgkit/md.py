@@ -793,18 +793,23 @@ class MolecularDynamics(Analysis):
             pos = self.graph.positions
             self.velocities = v + kick * self._forces
             self.step += 1
-            log = self.log_every > 0 and self.step % self.log_every == 0
-            write = self.write_every > 0 and self.step % self.write_every == 0
-            store = self.store_every > 0 and self.step % self.store_every == 0
-            if log or write or store:
-                T = self._record(log, write, store)
-                if log:
-                    steps.set_postfix_str(f"T={float(T.mean()):.1f} K", refresh=False)
+            self._record_if_due(steps)
             done += 1
             if observer is not None and observer(self):
                 self.results.stopped_at_step = self.step
                 break
         return self._finish_run(t0, done)
+
+    def _record_if_due(self, bar) -> None:
+        """Log / write / store the current step where its interval falls on it (the
+        temperature goes to the progress bar on log steps)."""
+        log = self.log_every > 0 and self.step % self.log_every == 0
+        write = self.write_every > 0 and self.step % self.write_every == 0
+        store = self.store_every > 0 and self.step % self.store_every == 0
+        if log or write or store:
+            T = self._record(log, write, store)
+            if log:
+                bar.set_postfix_str(f"T={float(T.mean()):.1f} K", refresh=False)
 
     def _run_fused(self, n_steps: int, dt: float, kick: torch.Tensor, bar) -> int:
         """The step loop in C (:class:`~cgkit.forcematch.pair_kernel.FusedMD`), K steps per
@@ -846,13 +851,7 @@ class MolecularDynamics(Analysis):
                 self._fused_step = None
                 self._check_finite(self.step)
             self._fused_step = self.step
-            log = self.log_every > 0 and self.step % self.log_every == 0
-            write = self.write_every > 0 and self.step % self.write_every == 0
-            store = self.store_every > 0 and self.step % self.store_every == 0
-            if log or write or store:
-                T = self._record(log, write, store)
-                if log:
-                    bar.set_postfix_str(f"T={float(T.mean()):.1f} K", refresh=False)
+            self._record_if_due(bar)
             bar.update(K)
         self.n_rebuilds += fm.n_rebuilds - r0
         if done:  # the list-build reference (for a later per-step run's displacement check)

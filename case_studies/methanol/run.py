@@ -44,8 +44,6 @@ MAP1 = TUTORIAL / "atomistic" / "methanol.xml"          # VOTCA's one-bead map (
 FMATCH = TUTORIAL / "force_matching" / "fmatch.xml"     # VOTCA's force-matching settings
 MAP2 = ROOT / "mappings" / "methanol_2bead.yaml"        # CH3 (type ME) + OH (type OH), one bond
 TEMPERATURE = 300.0
-KB = 8.617333262e-5            # eV/K
-EV_A3_IN_BAR = 1.602176634e6   # 1 eV/Å³ in bar
 BEAD_MASS_1 = 32.0424          # amu, OPLS-AA methanol
 N_MOLECULES = 1000
 CGKIT = [sys.executable, "-m", "cgkit.cli"]
@@ -77,25 +75,16 @@ def cg_frames(top, traj, start=0):
 
 
 def pressure_bar(potential_file, psf, frames, temperature=TEMPERATURE):
-    """Virial pressure (bar) of a CG potential on frames of the CG system of ``psf``:
-    P = N kT/V − tr(σ)/3 (σ tensile positive, cgkit's convention); mean and standard error
-    over frames (positions (n, 3) Å, box (3,) Å)."""
-    from cgkit.data import AtomicGraph
+    """Virial pressure (bar) of a CG potential on frames of the CG system of ``psf``
+    (:mod:`cgkit.properties.pressure`); mean and standard error over frames (positions (n, 3) Å,
+    box (3,) Å)."""
     from cgkit.io_potential import load_potential
+    from cgkit.properties.pressure import pressure_summary, virial_pressures
     from cgkit.trajectory import read_cg_system
     pot = load_potential(potential_file)
     type_names, species, _, _ = read_cg_system(psf)
     sp = np.array([list(pot.type_names).index(type_names[s]) for s in species])
-    ps = []
-    for x, L in frames:
-        g = AtomicGraph.from_arrays(np.mod(x, L), np.diag(L), True, pot.cutoff, species=sp,
-                                    type_names=pot.type_names, dtype=pot.dtype)
-        s = pot.compute(g, forces=False, stress=True)["stress"][0].detach().numpy()
-        V = float(np.prod(L))
-        ps.append((len(x) * KB * temperature / V - np.trace(s) / 3) * EV_A3_IN_BAR)
-    ps = np.asarray(ps)
-    return {"value": float(ps.mean()), "error": float(ps.std(ddof=1) / np.sqrt(len(ps))), "unit": "bar",
-            "frames": len(ps)}
+    return pressure_summary(virial_pressures(pot, frames, sp, pot.type_names, temperature), "bar")
 
 
 def gmx_pressure(edr: Path, work: Path):

@@ -37,8 +37,6 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 MAPPING = ROOT / "mappings" / "spce_water_1bead.yaml"
 TEMPERATURE = 300.0
-KB = 8.617333262e-5            # eV/K
-EV_A3_IN_BAR = 1.602176634e6   # 1 eV/Å³ in bar
 CGKIT = [sys.executable, "-m", "cgkit.cli"]
 THREEBODY = "W-W-W:a=3.7:gamma=0.8"
 
@@ -63,22 +61,14 @@ def cg_frames(psf, traj, start=0):
 
 
 def pressure_bar(potential_file, frames, temperature=TEMPERATURE):
-    """Virial pressure (bar) of a CG potential on frames: P = N kT/V − tr(σ)/3 (σ tensile
-    positive, cgkit's convention); mean and standard error over frames."""
-    from cgkit.data import AtomicGraph
+    """Virial pressure (bar) of a CG potential on frames (:mod:`cgkit.properties.pressure`);
+    mean and standard error over frames."""
     from cgkit.io_potential import load_potential
+    from cgkit.properties.pressure import pressure_summary, virial_pressures
     pot = load_potential(potential_file)
-    ps = []
-    for x, L in frames:
-        g = AtomicGraph.from_arrays(np.mod(x, L), np.diag(L), True, pot.cutoff,
-                                    species=np.zeros(len(x), int), type_names=pot.type_names,
-                                    dtype=pot.dtype)
-        s = pot.compute(g, forces=False, stress=True)["stress"][0].detach().numpy()
-        V = float(np.prod(L))
-        ps.append((len(x) * KB * temperature / V - np.trace(s) / 3) * EV_A3_IN_BAR)
-    ps = np.asarray(ps)
-    return {"value": float(ps.mean()), "error": float(ps.std(ddof=1) / np.sqrt(len(ps))), "unit": "bar",
-            "frames": len(ps)}
+    frames = list(frames)
+    species = np.zeros(len(frames[0][0]), int)
+    return pressure_summary(virial_pressures(pot, frames, species, pot.type_names, temperature), "bar")
 
 
 def gmx_pressure(edr: Path, work: Path):

@@ -44,7 +44,7 @@ import numpy as np
 from ..errors import InputError
 from ..results import Analysis, Results
 from ..topology import Topology
-from ..units import EV_PER_A3_TO_GPA, KB_EV
+from ..units import KB_EV
 from .boltzmann import (DENSITY_FLOOR, ForceMatchError, bonded_histogram, boltzmann_table, confining_slope, fill_linear,
                         table_from_values)
 from .geometry import type_key, type_label
@@ -195,15 +195,10 @@ class IterativeBoltzmannInversion(Analysis):
         pos = self._sample(it)
         pressure = None
         if self.pressure is not None:
-            from ..data import AtomicGraph
-            ps = []
-            V = abs(np.linalg.det(self.cell))
-            for p in pos[:: max(1, len(pos) // 10)]:
-                g = AtomicGraph.from_arrays(p, self.cell, True, self.potential.cutoff,
-                                            species=self.species, type_names=self.type_names)
-                st = self.potential.compute(g, stress=True)["stress"][0].numpy()
-                ps.append(-np.trace(st) / 3 + len(p) * self.kT / V)
-            pressure = float(np.mean(ps)) * EV_PER_A3_TO_GPA
+            from cgkit.properties.pressure import virial_pressures
+            frames = [(p, self.cell) for p in pos[:: max(1, len(pos) // 10)]]
+            pressure = float(virial_pressures(self.potential, frames, self.species, self.type_names,
+                                              self.kT / KB_EV).mean())
         return pos, pressure
 
     def _scores(self, dists) -> dict:
