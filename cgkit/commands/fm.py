@@ -512,11 +512,8 @@ def _run(args) -> int:
         for eng in engines:
             if eng == "lammps":
                 from ..export import write_lammps
-                lmp_kw = {}
-                if coul is not None and not (kept_first and kept_first[0][2] is not None):
-                    print("cgkit fm: warning: --export lammps writes the tables only: coul/long + pppm need a periodic "
-                          "box, and the trajectory has none (run the charged model in cgkit MD)")
-                elif coul is not None:
+                lmp_kw = {}  # without a periodic first frame write_lammps warns that Coulomb is not written
+                if coul is not None and kept_first and kept_first[0][2] is not None:
                     # a charged model needs pair_style/kspace lines: data file + input script of the first frame
                     # (4000 table points: with 2000 LAMMPS's table interpolation alone differed from cgkit by
                     # 7.6e-5 of the largest force in the charged-ion test, with 4000 by 5.4e-6)

@@ -212,6 +212,14 @@ def write_lammps(potential, directory, *, positions=None, box=None, masses=None,
         written[kind] = p
         kw[kind] = [f"{kind}_style table spline {n_points}"] + coeffs
     if positions is None:
+        if coul is not None:
+            import warnings
+
+            from ..errors import CgkitWarning
+            warnings.warn("the model's bead Coulomb term is not written: LAMMPS gets only its short-range tables "
+                          "(coul/long + kspace_style pppm need the data file and input script, written when "
+                          "positions and a periodic box are given); run the charged model in cgkit MD or export "
+                          "it with positions", CgkitWarning, stacklevel=2)
         return written
     # ---- data file
     top = potential.topology

@@ -503,3 +503,14 @@ def test_bead_coulomb_equals_electrostatics_with_exclusions_and_repeats_for_syst
     e2 = BeadCoulombPotential(coul.charges, top.exclusions, method="ewald", accuracy=1e-10).compute(big)["energy"]
     e1 = BeadCoulombPotential(coul.charges, top.exclusions, method="ewald", accuracy=1e-10).compute(g)["energy"]
     assert e2.item() == pytest.approx(2 * e1.item(), rel=1e-8)
+
+
+def test_write_lammps_without_positions_warns_that_the_coulomb_term_is_not_written(fm_run, tmp_path):
+    """Without positions (no data file / input script) LAMMPS gets only the short-range tables of a
+    charged model: the export says so instead of dropping the Coulomb term silently."""
+    from cgkit.errors import CgkitWarning
+    from cgkit.export import write_lammps
+    model = load_potential(fm_run / "fm" / "cg_potential.pt")
+    with pytest.warns(CgkitWarning, match="bead Coulomb term is not written"):
+        written = write_lammps(model, tmp_path / "lmp")
+    assert "pair" in written and "input" not in written
