@@ -139,13 +139,21 @@ class Potential(torch.nn.Module):
         cell = graph.cell.to(positions.dtype) @ deform
         return pos, cell
 
+    def atomic_terms(self, graph: AtomicGraph, positions: torch.Tensor, cell: torch.Tensor) -> dict:
+        """Per-atom outputs of one evaluation: ``energies`` (n,) eV and, for models that make
+        them on the way to the energy (learned charges, :class:`cgkit.nn.LongRangeENNP`),
+        ``charges`` (n,) e. The default has the energies only."""
+        return {"energies": self.atomic_energies(graph, positions, cell)}
+
     def compute(self, graph: AtomicGraph, *, forces: bool = True, stress: bool = False,
-                atomic: bool = False, create_graph: bool = False) -> dict:
+                atomic: bool = False, create_graph: bool = False, charges: bool = False) -> dict:
         """Energy and derived quantities of every structure in ``graph``.
 
         Returns a dict with ``energy`` (G,) eV; ``forces`` (n, 3) eV/Å; ``stress`` (G, 3, 3)
         eV/Å³ and ``virial`` (G, 3, 3) eV (= -V σ) when ``stress``; ``energies`` (n,) eV when
-        ``atomic``. ``create_graph=True`` keeps the autograd graph (for training on forces).
+        ``atomic``; ``charges`` (n,) e when ``charges`` (models with learned charges: the
+        charges of the same evaluation, no second forward pass). ``create_graph=True`` keeps
+        the autograd graph (for training on forces).
         """
         if stress and not bool(graph.pbc.all()):
             raise NotSupportedError("stress needs a structure periodic in all three directions "
@@ -160,9 +168,20 @@ class Potential(torch.nn.Module):
             pos, cell = self._strained(graph, positions, e6)
         else:
             pos, cell = positions, graph.cell.to(positions.dtype)
-        e_atom = self.atomic_energies(graph, pos, cell)
+        if charges:
+            terms = self.atomic_terms(graph, pos, cell)
+            if "charges" not in terms:
+                if not callable(getattr(self, "atomic_charges", None)):
+                    raise NotSupportedError(f"{type(self).__name__} has no atomic charges; ask for "
+                                            "charges only from a model with learned charges")
+                terms["charges"] = self.atomic_charges(graph, pos, cell)  # a second pass
+            e_atom = terms["energies"]
+        else:
+            e_atom = self.atomic_energies(graph, pos, cell)
         energy = scatter_sum(e_atom, graph.batch, graph.n_graphs)
         out = {"energy": energy}
+        if charges:
+            out["charges"] = terms["charges"]
         if atomic:
             out["energies"] = e_atom
         if need_grad:

@@ -325,6 +325,12 @@ class LongRangeENNP(Potential):
         q = self._charges_from_features(graph, positions, cell, h, species)
         return {"local": e_local, "coulomb": self._coulomb(graph, positions, cell, q), "charges": q}
 
+    def atomic_terms(self, graph: AtomicGraph, positions: torch.Tensor, cell: torch.Tensor) -> dict:
+        """``energies`` (n,) eV (local + Coulomb shares) and ``charges`` (n,) e of one forward
+        pass (used by ``compute(..., charges=True)``: training on charges/dipoles)."""
+        t = self.energy_terms(graph, positions, cell)
+        return {"energies": t["local"] + t["coulomb"], "charges": t["charges"]}
+
     def atomic_energies(self, graph: AtomicGraph, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """(n,) eV: local atomic energies + the atoms' shares of the Coulomb energy."""
         t = self.energy_terms(graph, positions, cell)

@@ -295,8 +295,11 @@ def _loss_terms(model, batch, weights: dict, *, create_graph: bool):
     """Weighted squared-error sums of every loss term and the prediction dict."""
     want_f = weights["forces"] > 0 or not create_graph
     want_s = (weights["stress"] > 0 or not create_graph) and "stress" in batch.targets
-    out = model.compute(batch, forces=want_f, stress=want_s, create_graph=create_graph)
     t = batch.targets
+    qkeys = [k for k in ("charges", "dipole") if weights.get(k, 0) > 0 and k in t]
+    # charges from the same forward pass as the energy (one evaluation of the model)
+    out = model.compute(batch, forces=want_f, stress=want_s, create_graph=create_graph,
+                        **({"charges": True} if qkeys else {}))
     n = batch.atoms_per_graph().to(out["energy"].dtype)
     w = t["weight"]
     sums = {"energy": (w * ((out["energy"] - t["energy"]) / n) ** 2).sum()}
@@ -310,9 +313,8 @@ def _loss_terms(model, batch, weights: dict, *, create_graph: bool):
         for k in heads:
             err2 = ((pred[k] - t[k]) ** 2).reshape(len(w), -1).sum(1)
             sums[k] = (w * err2).sum()
-    qkeys = [k for k in ("charges", "dipole") if weights.get(k, 0) > 0 and k in t]
     if qkeys:
-        q = model.atomic_charges(batch, batch.positions, batch.cell)
+        q = out["charges"]
         if "charges" in qkeys:
             sums["charges"] = (w[batch.batch] * (q - t["charges"]) ** 2).sum()
         if "dipole" in qkeys:
@@ -374,8 +376,10 @@ def evaluate(model, graphs, batch_size: int = 8) -> dict:
     for s in range(0, len(graphs), batch_size):
         batch = batch_graphs(graphs[s:s + batch_size])
         t = batch.targets
+        want_q = has_q and ("charges" in t or "dipole" in t)
         out = model.compute(batch, forces="forces" in t,
-                            stress="stress" in t and bool(batch.pbc.all()))
+                            stress="stress" in t and bool(batch.pbc.all()),
+                            **({"charges": True} if want_q else {}))
         errs = {"energy": (out["energy"] - t["energy"]) / batch.atoms_per_graph()}
         if "forces" in t:
             errs["forces"] = out["forces"] - t["forces"]
@@ -390,9 +394,8 @@ def evaluate(model, graphs, batch_size: int = 8) -> dict:
             for k in heads:
                 errs[k] = pred[k] - t[k]
                 ref2[k] += float((t[k].double() ** 2).sum())
-        if has_q and ("charges" in t or "dipole" in t):
-            with torch.no_grad():
-                q = model.atomic_charges(batch, batch.positions, batch.cell)
+        if want_q:
+            q = out["charges"]
             if "charges" in t:
                 errs["charges"] = q - t["charges"]
             if "dipole" in t:  # open structures only (see _refuse_periodic_dipoles)

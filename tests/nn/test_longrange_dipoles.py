@@ -159,3 +159,36 @@ def test_bad_dipole_labels_are_refused(tmp_path):
         Trainer(_cfg(tmp_path, "p", tmp_path / "pbc.xyz", dipole_weight=1.0, max_epochs=1),
                 progress=False).run()
     assert not (tmp_path / "p").exists()
+
+
+def test_compute_returns_the_charges_of_the_same_forward_pass():
+    """``compute(..., charges=True)`` (what the trainer's charge/dipole loss uses) runs the local
+    model once and gives the charges of ``atomic_charges`` and the energy/forces of a plain
+    ``compute``; parameter gradients of a charge+force loss equal the two-pass version."""
+    from cgkit.data import batch_graphs
+    m = LongRangeENNP(["H", "O"], 2.0, init_seed=3, charge_scheme="bond", **TINY)
+    batch = batch_graphs([m.graph(a) for a in spcfw_waters(3, seed=0)])
+    calls = []
+    orig = m.local.features
+    m.local.features = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    one = m.compute(batch, create_graph=True, charges=True)
+    assert len(calls) == 1
+    q2 = m.atomic_charges(batch, batch.positions, batch.cell)
+    two = m.compute(batch, create_graph=True)
+    assert torch.allclose(one["charges"], q2, atol=1e-14, rtol=0)
+    assert torch.abs(q2).max() > 1e-3
+    for k in ("energy", "forces"):
+        assert torch.allclose(one[k], two[k], atol=1e-13, rtol=0)
+    params = [p for p in m.parameters() if p.requires_grad]
+
+    def grads(out, q):
+        loss = (out["forces"] ** 2).sum() + ((q - 0.1) ** 2).sum()
+        return torch.autograd.grad(loss, params, allow_unused=True)
+    for a, b in zip(grads(one, one["charges"]), grads(two, q2)):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            assert torch.allclose(a, b, atol=1e-12, rtol=1e-10)
+    del m.local.features
+    with pytest.raises(NotSupportedError, match="no atomic charges"):
+        m.local.compute(batch, charges=True)  # the local ENNP alone has no charges
