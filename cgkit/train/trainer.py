@@ -324,6 +324,31 @@ def _loss_terms(model, batch, weights: dict, *, create_graph: bool):
     return sums, out
 
 
+#: largest |Σ q_ref − Q| (e) accepted between a structure's reference charges and its total charge
+CHARGE_SUM_TOL = 1e-3
+
+
+def _check_charge_sums(model, graphs, which: str) -> None:
+    """Refuse reference charges whose sum is not the total charge the model imposes on that
+    structure (``initial_charges`` summed, else ``model.long_range.total_charge``): the charge
+    loss could then never reach zero, and the fit would trade it against the dipoles."""
+    total = getattr(model, "_total_charge", None)
+    if not callable(total):
+        return
+    for k, g in enumerate(graphs):
+        q = g.targets.get("charges")
+        if q is None:
+            continue
+        Q = float(total(g, torch.float64)[0])
+        s = float(q.double().sum())
+        if abs(s - Q) > CHARGE_SUM_TOL:
+            raise TrainingError(f"{which} structure {k}: its reference charges sum to {s:.4g} e, but "
+                                f"its total charge is {Q:.4g} e (initial_charges summed, else "
+                                "model.long_range.total_charge); the model keeps Σq = Q exactly, so "
+                                "set initial_charges (or total_charge) to the structure's charge, or "
+                                f"fix the charge labels (tolerance {CHARGE_SUM_TOL:g} e)")
+
+
 def _refuse_periodic_dipoles(graphs) -> None:
     """The dipole loss μ_g = Σ q_i r_i (positions as stored) is defined for open structures
     (molecules, clusters: pbc all False) only; in a periodic cell it changes by q_i·L when an
@@ -612,6 +637,9 @@ class Trainer(Analysis):
                                      f"set model.{name[:-1]}_head: true")
                 if name == "dipole":
                     _refuse_periodic_dipoles(tr + list(val or []))
+                if name == "charges":
+                    _check_charge_sums(model, tr, "training")
+                    _check_charge_sums(model, list(val or []), "validation")
         return tr, val
 
     def _optimizer(self, model):

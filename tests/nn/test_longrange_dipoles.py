@@ -192,3 +192,26 @@ def test_compute_returns_the_charges_of_the_same_forward_pass():
     del m.local.features
     with pytest.raises(NotSupportedError, match="no atomic charges"):
         m.local.compute(batch, charges=True)  # the local ENNP alone has no charges
+
+
+def test_charge_labels_that_do_not_sum_to_the_total_charge_are_refused(tmp_path):
+    """The model keeps Σ q = Q per structure; a charge label summing to another value (here a
+    neutral water labelled +0.3 e in all) is refused before training, naming the structure."""
+    from cgkit.errors import TrainingError
+    frames = spcfw_waters(4)
+    for a in frames:
+        q = np.array([Q_SPCFW[s] for s in a.get_chemical_symbols()])
+        a.calc.results["charges"] = q
+        del a.calc.results["dipole"]
+    frames[2].calc.results["charges"] = frames[2].calc.results["charges"] + 0.1
+    write(tmp_path / "q.xyz", frames)
+    with pytest.raises(TrainingError, match=r"(training|validation) structure \d: its reference charges sum to 0.3 e, but its "
+                                            r"total charge is 0 e"):
+        Trainer(_cfg(tmp_path, "q", tmp_path / "q.xyz", charges_weight=1.0, max_epochs=1),
+                progress=False).run()
+    assert not (tmp_path / "q").exists()
+    # labelled as the cation it would be: accepted (and trained for one epoch)
+    frames[2].set_initial_charges([0.3, 0.0, 0.0])
+    write(tmp_path / "q1.xyz", frames)
+    Trainer(_cfg(tmp_path, "q1", tmp_path / "q1.xyz", charges_weight=1.0, max_epochs=1),
+            progress=False).run()
