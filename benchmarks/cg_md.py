@@ -98,19 +98,19 @@ def run_child(cmd, cwd):
 
 
 def make_md(pot, pos, cell, kernel="auto", *, timestep=TIMESTEP_FS, fused=None, skin=SKIN, integrator="langevin",
-            seed=0, log_every=0, velocities=None):
+            seed=0, log_every=0, velocities=None, pair_precision="double"):
     from ase import Atoms
     from cgkit.md import MolecularDynamics
     a = Atoms(numbers=np.zeros(len(pos), int), positions=pos, cell=cell, pbc=True, masses=np.full(len(pos), 18.0154))
     a.arrays["bead_types"] = np.array([pot.type_names[0]] * len(pos))
     return MolecularDynamics(pot, a, timestep=timestep, temperature=TEMPERATURE, friction=0.01, skin=skin,
                              log_every=log_every, write_every=0, progress=False, kernel=kernel, fused=fused,
-                             integrator=integrator, seed=seed, velocities=velocities)
+                             integrator=integrator, seed=seed, velocities=velocities, pair_precision=pair_precision)
 
 
-def run_cgkit(pot, pos, cell, steps, kernel, *, timestep=TIMESTEP_FS, fused=None, skin=SKIN):
+def run_cgkit(pot, pos, cell, steps, kernel, *, timestep=TIMESTEP_FS, fused=None, skin=SKIN, pair_precision="double"):
     """(wall s, CPU s, md) of ``steps`` Langevin steps after a 100-step warm-up."""
-    md = make_md(pot, pos, cell, kernel, timestep=timestep, fused=fused, skin=skin)
+    md = make_md(pot, pos, cell, kernel, timestep=timestep, fused=fused, skin=skin, pair_precision=pair_precision)
     md.run(100)  # warm-up (kernel build, first list)
     w, c = time.perf_counter(), time.process_time()
     md.run(steps)
@@ -244,6 +244,61 @@ def validate_timestep(pot, pos, cell, dt_large, ps=40.0):
             "js_noise": noise, "js_dt": big}
 
 
+def validate_precision(pot, pos, cell, ps=40.0, dt=TIMESTEP_FS):
+    """Is the mixed-precision pair loop as good as the double one? From a structure equilibrated
+    10 ps: the NVE energy drift and fluctuation over ``ps`` at ``dt`` with each precision (same
+    start), and the r²-weighted g(r) JS divergence of Langevin runs (mixed vs double, same seed)
+    beside that of two double runs with different seeds (the noise); mean kinetic temperatures."""
+    from cgkit.units import KB_EV
+    kT = KB_EV * TEMPERATURE
+    n = len(pos)
+    eq = make_md(pot, pos, cell, timestep=2.0, seed=11)
+    eq.run(5000)
+    x0, v0 = eq.positions[0], eq.velocities_A_per_fs[0]
+    print(f"NVE at {dt:g} fs from a structure equilibrated 10 ps, {ps:g} ps each (total energy per bead; "
+          "drift = slope of a linear fit):")
+    out = {}
+    for prec in ("double", "mixed"):
+        steps = int(round(ps * 1000 / dt))
+        md = make_md(pot, x0, cell, timestep=dt, integrator="verlet", velocities=v0,
+                     log_every=max(1, steps // 400), pair_precision=prec)
+        md.run(steps)
+        assert md.summary()["pair_precision"] == prec
+        t_ns, e = md.results.time * 1e-6, md.results.total_energy[:, 0] / n
+        fit = np.polyfit(t_ns, e, 1)
+        rms = float(np.std(e - np.polyval(fit, t_ns)))
+        out[f"drift_{prec}_kT_per_ns"] = fit[0] / kT
+        out[f"rms_{prec}_eV"] = rms
+        print(f"  {prec:6s}: drift {fit[0]:+.3e} eV/ns per bead = {fit[0] / kT:+.2e} kT/ns per bead; "
+              f"RMS fluctuation {rms:.2e} eV per bead; mean T {md.results.temperature.mean():.1f} K")
+    print(f"Langevin {TEMPERATURE:g} K at {dt:g} fs, {ps:g} ps each after 4 ps, frames every 0.2 ps: g(r) JS divergence")
+    hist, temps, epot = {}, {}, {}
+    for label, prec, seed in (("double a", "double", 1), ("double b", "double", 2), ("mixed a", "mixed", 1),
+                              ("mixed b", "mixed", 2)):
+        md = make_md(pot, x0, cell, timestep=dt, seed=seed, velocities=v0, log_every=max(1, int(round(100 / dt))),
+                     pair_precision=prec)
+        md.run(int(round(4000 / dt)))
+        md.results.sample_from_step = md.step
+        every = int(round(200 / dt))
+        frames = []
+        for _ in range(int(round(ps * 1000 / 200))):
+            md.run(every)
+            frames.append(md.positions[0])
+        hist[label] = pair_histogram(md, frames, float(pot.cutoff))
+        temps[label] = md.results.temperature_check()["mean_K"]
+        epot[label] = float(np.mean(md.results.potential_energy[-len(frames) * 2:, 0])) / n
+    out["js_noise_double"] = js_bits(hist["double a"], hist["double b"])
+    out["js_noise_mixed"] = js_bits(hist["mixed a"], hist["mixed b"])
+    out["js_mixed_double"] = js_bits(hist["double a"], hist["mixed a"])
+    out["js_mixed_double_b"] = js_bits(hist["double b"], hist["mixed b"])
+    print(f"  JS(double, double other seed) = {out['js_noise_double']:.2e} bits, JS(mixed, mixed other seed) = "
+          f"{out['js_noise_mixed']:.2e} bits (the noise); JS(double, mixed) = {out['js_mixed_double']:.2e} and "
+          f"{out['js_mixed_double_b']:.2e} bits (seeds 1 and 2)")
+    print("  mean kinetic T: " + ", ".join(f"{k} {v:.1f} K" for k, v in temps.items())
+          + "; mean potential energy per bead: " + ", ".join(f"{k} {v:.5f} eV" for k, v in epot.items()))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3000, help="cgkit / LAMMPS MD steps")
@@ -254,11 +309,17 @@ def main():
                     help="also run cgkit and LAMMPS at these CG time steps (fs; none: only 2 fs)")
     ap.add_argument("--validate-dt", action="store_true",
                     help="check --dt-large against 2 fs (stability limit, NVE drift, g(r)) and exit")
+    ap.add_argument("--validate-precision", action="store_true",
+                    help="check the mixed-precision pair loop against the double one (NVE drift, g(r)) and exit")
     ap.add_argument("--potential", help="cgkit TabulatedPotential file (one bead type); default: water-like table")
     args = ap.parse_args()
     pos, cell = read_spce_beads()
     n = len(pos)
     pot, what = load_pair_potential(args.potential, n)
+    if args.validate_precision:
+        print(f"one-bead SPC/E water: {n} beads, {what}")
+        validate_precision(pot, pos, cell)
+        return
     if args.validate_dt:
         print(f"one-bead SPC/E water: {n} beads, {what}")
         for dt in args.dt_large:
@@ -273,9 +334,11 @@ def main():
     dts = [TIMESTEP_FS] + [dt for dt in args.dt_large if dt > 0 and dt != TIMESTEP_FS]
     rebuilds = {}
     for dt in dts:
-        w, c, md = run_cgkit(pot, pos, cell, args.steps, "auto", timestep=dt)
-        rows.append((f"cgkit md, {md.kernel} kernel, {md.loop} loop", args.steps, w, c, dt))
-        rebuilds[dt] = md.n_rebuilds
+        for prec in ("double", "mixed"):
+            w, c, md = run_cgkit(pot, pos, cell, args.steps, "auto", timestep=dt, pair_precision=prec)
+            rows.append((f"cgkit md, {md.kernel} kernel, {md.loop} loop, {md.results.pair_precision}", args.steps,
+                         w, c, dt))
+            rebuilds[dt] = md.n_rebuilds
     if args.slow_steps:
         w, c, md = run_cgkit(pot, pos, cell, args.slow_steps, "auto", fused=False)
         rows.append((f"cgkit md, {md.kernel} kernel, per-step loop (before)", args.slow_steps, w, c, TIMESTEP_FS))
