@@ -51,6 +51,7 @@ from e3nn.nn import Gate
 from ..data import AtomicGraph
 from ..errors import InputError, UnknownSpeciesError
 from ..potential import Potential, scatter_sum
+from .conv import edge_convolution
 from .radial import BesselBasis, PolynomialEnvelope
 
 __all__ = ["ENNP", "PRESETS", "hidden_irreps"]
@@ -177,12 +178,16 @@ class _EdgeConv(torch.nn.Module):
         self.register_buffer("wid", torch.tensor(wid, dtype=torch.long), persistent=False)
         self.t_sizes = [d3 * D for d3, D in self.blocks]
         self.d_sizes = [D for _, D in self.blocks]
+        self.m_in = in_comp[-1]
 
     def forward_components(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
                            i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """As :meth:`forward` in the component layout: x (M_in, N, C) → (M_out, N, C);
         ``weights`` (E, P·C) in :attr:`order`."""
         n_nodes, e, C = x.shape[1], y.shape[0], self.channels
+        if _use_conv_function():
+            # one autograd Function whose backward is made of itself (cgkit.nn.conv)
+            return edge_convolution(self, x, y @ self.cg, weights.view(e, self.n_paths, C), i, j)
         rows = j.unsqueeze(1) + n_nodes * self.comp_idx                         # (E, R)
         xe = x.reshape(-1, C).index_select(0, rows.reshape(-1)).view(e, self.comp_idx.numel(), C)
         xw = xe * weights.view(e, self.n_paths, C).index_select(1, self.wid)    # (E, R, C)
@@ -303,7 +308,19 @@ class _ChannelProduct(torch.nn.Module):
 
 
 
-#: largest (E, R, C) intermediate (elements) for which the fused edge convolution is used;
+#: the fused edge convolution runs as one autograd Function closed under differentiation
+#: (:mod:`cgkit.nn.conv`); False: the same ops composed under autograd (the reference)
+_CONV_FUNCTION = True
+
+
+def _use_conv_function() -> bool:
+    """The autograd-Function convolution (any graph size); not while tracing an export
+    (``torch.jit.trace`` records plain tensor ops only: there the fused ops are composed)."""
+    return _CONV_FUNCTION and not torch.jit.is_tracing()
+
+
+#: without the autograd-Function convolution (``_CONV_FUNCTION = False``, and in a traced
+#: export): largest (E, R, C) intermediate (elements) for which the fused edge convolution is used;
 #: above it the per-path form is faster (measured: the fused form is faster on one 20-atom
 #: molecule (1.1M elements), not faster on a batch of 5 (5.5M) and 1.5x slower on Si512 (47M),
 #: where its large intermediates cost page faults and memory bandwidth)
@@ -503,7 +520,7 @@ class _Interaction(torch.nn.Module):
         n = h.shape[1]
         x = self._lin("up", self.linear_up.weight, h)
         conv = self.conv
-        if y.shape[0] * conv.comp_idx.numel() * C <= _FUSED_MAX_ELEMENTS:
+        if _use_conv_function() or y.shape[0] * conv.comp_idx.numel() * C <= _FUSED_MAX_ELEMENTS:
             agg = conv.forward_components(x, y, self.radial(radial, fused=True), i, j)
         else:
             agg = _from_e3nn(conv(_to_e3nn(x, conv.irreps_in, C), y, self.radial(radial), i, j),
@@ -732,8 +749,9 @@ class ENNP(Potential):
         radial = self.bessel(dist)
         onehot = torch.nn.functional.one_hot(species, len(self.type_names)).to(positions.dtype)
         h = self.embedding(onehot)
-        if (all(layer.fast for layer in self.layers)
-                and i.shape[0] * max(layer.conv.comp_idx.numel() * layer.C for layer in self.layers)
+        if all(layer.fast for layer in self.layers) and (
+                _use_conv_function()
+                or i.shape[0] * max(layer.conv.comp_idx.numel() * layer.C for layer in self.layers)
                 <= _FAST_MAX_ELEMENTS):
             # component layout (M, N, C) between the blocks (see _Interaction._build_fast)
             h = _from_e3nn(h, self.layers[0].irreps_in, self.layers[0].C)

@@ -45,14 +45,17 @@ def _force_loss_grads(model, g):
 
 
 @pytest.mark.parametrize("kw", [dict(full_parity=True, n_layers=3), dict(parity=False, vector_head=True)])
-@pytest.mark.parametrize("fused_max", [0, M._FUSED_MAX_ELEMENTS])
-def test_component_layout_blocks_equal_e3nn_modules(crystal, kw, fused_max, monkeypatch):
+@pytest.mark.parametrize("fused_max, conv_function", [(0, False), (M._FUSED_MAX_ELEMENTS, False),
+                                                       (M._FUSED_MAX_ELEMENTS, True)])
+def test_component_layout_blocks_equal_e3nn_modules(crystal, kw, fused_max, conv_function, monkeypatch):
+    monkeypatch.setattr(M, "_CONV_FUNCTION", conv_function)
     monkeypatch.setattr(M, "_FUSED_MAX_ELEMENTS", fused_max)
     monkeypatch.setattr(M, "_FAST_MAX_ELEMENTS", 2**62)
     model = tiny_model(**kw)
     assert all(layer.fast for layer in model.layers)
     g = model.graph(crystal)
     fast, gfast = _force_loss_grads(model, g)
+    monkeypatch.setattr(M, "_CONV_FUNCTION", False)
     monkeypatch.setattr(M, "_FAST_MAX_ELEMENTS", -1)  # the e3nn-module path
     ref, gref = _force_loss_grads(model, g)
     for k in ("energy", "forces", "stress"):
