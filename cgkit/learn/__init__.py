@@ -11,9 +11,9 @@ them with a teacher on one machine or many.
   Dask (``dask.distributed``, and ``dask-jobqueue`` clusters for SLURM/PBS), with a content-
   addressed label store that makes labelling resumable after a kill.
 """
-from .exploration import ExplorationResult, TrustLevels, explore
+from .exploration import ExplorationResult, TrustLevels, apply_strain, explore, in_plane_strain
 from .labelling import Labeller, LabelStore, frame_key
 from .selection import farthest_point_sampling, max_sigma_diverse, structure_descriptors
 
-__all__ = ["ExplorationResult", "TrustLevels", "explore", "Labeller", "LabelStore", "frame_key",
+__all__ = ["ExplorationResult", "TrustLevels", "explore", "apply_strain", "in_plane_strain", "Labeller", "LabelStore", "frame_key",
            "farthest_point_sampling", "max_sigma_diverse", "structure_descriptors"]

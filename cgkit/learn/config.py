@@ -31,7 +31,8 @@ Every key with its default (units: K, fs, eV/Å)::
                                   #   start structure's shortest distance are unphysical: never
                                   #   selected (whatever the method)
     trust: {lo: 0.05, hi: 0.5}    # calibrated per-atom force sigma (eV/Å), DP-GEN style
-    selection: {max_per_iteration: 8, method: sigma, score: rms, exclusion_quantile: 0.1}
+    selection: {max_per_iteration: 8, method: sigma, score: rms, exclusion_quantile: 0.1,
+                random_share: 0.0}
                                   # sigma: over every explored frame below hi, the largest σ
                                   #   first (score rms: RMS over atoms of the calibrated σ_F; max:
                                   #   the largest atom's), skipping frames closer in descriptor
@@ -40,7 +41,11 @@ Every key with its default (units: K, fs, eV/Å)::
                                   #   fps: farthest-point sampling among the candidates (lo..hi);
                                   #   uniform: uniform among the candidates (DP-GEN's choice);
                                   #   random: uniform from every explored frame below hi (the
-                                  #   baseline active learning is compared with)
+                                  #   baseline active learning is compared with);
+                                  #   random_share: this fraction of every batch (rounded) is drawn
+                                  #   uniformly from every explored frame below hi instead, and the
+                                  #   σ calibration is fitted on those frames only (an unbiased
+                                  #   sample of the pool, not its largest-σ tail)
     calibration: {method: scale}  # fitted on fresh labels the committee had not seen
     labelling: {backend: serial, workers: 2, address: null, jobqueue: null}
     stop: {max_iterations: 4, label_budget: 200, candidate_fraction: 0.05}
@@ -68,7 +73,8 @@ DEFAULT_CONFIG = {
     "exploration": {"temperatures": [300.0], "strains": [0.0], "steps": 200, "sample_every": 10,
                     "timestep_fs": 2.0, "friction_per_fs": 0.02, "min_distance_fraction": 0.7},
     "trust": {"lo": 0.05, "hi": 0.5},
-    "selection": {"max_per_iteration": 8, "method": "sigma", "score": "rms", "exclusion_quantile": 0.1},
+    "selection": {"max_per_iteration": 8, "method": "sigma", "score": "rms", "exclusion_quantile": 0.1,
+                  "random_share": 0.0},
     "calibration": {"method": "scale"},
     "labelling": {"backend": "serial", "workers": 2, "address": None, "jobqueue": None},
     "stop": {"max_iterations": 4, "label_budget": 200, "candidate_fraction": 0.05},
@@ -149,6 +155,10 @@ def validate_config(cfg: dict) -> dict:
         raise InputError(f"selection.method must be sigma, fps, uniform or random, got {cfg['selection']['method']!r}")
     if cfg["selection"]["score"] not in ("rms", "max"):
         raise InputError(f"selection.score must be rms or max, got {cfg['selection']['score']!r}")
+    rs = _num(cfg["selection"]["random_share"], "selection.random_share", minimum=0)
+    if rs > 1:
+        raise InputError(f"selection.random_share must be in [0, 1] (the fraction of each batch drawn "
+                         f"uniformly from the explored frames), got {rs}")
     q = _num(cfg["selection"]["exclusion_quantile"], "selection.exclusion_quantile", minimum=0)
     if q >= 1:
         raise InputError(f"selection.exclusion_quantile must be below 1, got {q}")

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["TrustLevels", "ExplorationResult", "explore"]
+__all__ = ["TrustLevels", "ExplorationResult", "explore", "apply_strain", "in_plane_strain",
+           "periodic_projector"]
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,61 @@ class ExplorationResult:
     stopped: str = "completed"
 
 
+def periodic_projector(atoms) -> np.ndarray:
+    """3×3 orthogonal projector onto the span of the periodic cell vectors of ``atoms``
+    (identity when fully periodic, zero when not periodic at all)."""
+    v = np.asarray(atoms.cell.array, dtype=np.float64)[np.asarray(atoms.pbc, dtype=bool)]
+    if len(v) == 0:
+        return np.zeros((3, 3))
+    q, _ = np.linalg.qr(v.T)  # orthonormal basis (3, n_periodic) of the periodic directions
+    return q @ q.T
+
+
+def in_plane_strain(atoms, eps: float) -> np.ndarray:
+    """A uniform strain ``eps`` along the periodic directions of ``atoms`` only (3×3): the
+    isotropic ``eps·I`` for a bulk cell, ``eps`` in the surface plane of a slab (nothing along
+    its normal), ``eps`` along the axis of a wire. Refused for a structure with no periodic
+    direction (a molecule or cluster has no cell to strain)."""
+    if not np.asarray(atoms.pbc).any():
+        raise InputError("a strain needs at least one periodic direction; a non-periodic structure "
+                         "(molecule, cluster) cannot be strained: use strain 0 for it")
+    return float(eps) * periodic_projector(atoms)
+
+
+def apply_strain(atoms, strain):
+    """A copy of ``atoms`` under the homogeneous ``strain`` (3×3 or 6 Voigt engineering
+    components): cell and positions mapped by F = I + ε. The strain may act only along periodic
+    directions (ε = P ε P with P the projector onto them): a slab is strained in its surface
+    plane, and its vacuum gap is kept; a strain with components along a non-periodic direction,
+    or any strain of a non-periodic structure, is refused."""
+    a = atoms.copy()
+    e = np.asarray(strain, dtype=np.float64)
+    if e.shape == (6,):
+        e = np.array([[e[0], e[5] / 2, e[4] / 2], [e[5] / 2, e[1], e[3] / 2], [e[4] / 2, e[3] / 2, e[2]]])
+    if e.shape != (3, 3) or not np.all(np.isfinite(e)):
+        raise InputError(f"strain must be 3x3 or 6 finite Voigt components, got shape {e.shape}")
+    if not a.pbc.any():
+        raise InputError("a strain needs at least one periodic direction; a non-periodic structure "
+                         "(molecule, cluster) cannot be strained")
+    if not a.pbc.all():
+        P = periodic_projector(a)
+        if np.max(np.abs(e - P @ e @ P)) > 1e-12:
+            raise InputError(f"strain has components along the non-periodic direction(s) of a structure "
+                             f"with pbc={a.pbc.tolist()}; strain only its periodic directions "
+                             "(e.g. in_plane_strain(atoms, eps) for a slab)")
+    F = np.eye(3) + e
+    a.set_cell(a.cell.array @ F.T, scale_atoms=False)
+    a.positions = a.positions @ F.T
+    return a
+
+
 def explore(committee, atoms, *, temperature_K: float, n_steps: int, timestep_fs: float = 2.0,
             trust: TrustLevels, sample_every: int = 10, friction_per_fs: float = 0.02,
             strain=None, seed: int = 0, keep_all: bool = False) -> ExplorationResult:
     """Langevin MD of ``atoms`` with ``committee`` (see the module docstring).
 
-    ``strain``: a 3×3 (or 6-Voigt engineering) strain applied to the cell (atoms scaled with it)
-    before the run; ``seed`` fixes the initial velocities and the Langevin noise."""
+    ``strain``: a 3×3 (or 6-Voigt engineering) strain applied to the cell and the atoms before
+    the run (:func:`apply_strain`: periodic directions only, so a slab is strained in-plane); ``seed`` fixes the initial velocities and the Langevin noise."""
     from ase import units
     from ase.md.langevin import Langevin
     from ..ensemble import EnsembleCalculator, EnsemblePotential
@@ -78,14 +127,7 @@ def explore(committee, atoms, *, temperature_K: float, n_steps: int, timestep_fs
                          f"temperature_K >= 0 (got {n_steps}, {sample_every}, {timestep_fs}, {temperature_K})")
     a = atoms.copy()
     if strain is not None:
-        if not a.pbc.all():
-            raise InputError("a strain needs a periodic structure (pbc all True)")
-        e = np.asarray(strain, dtype=np.float64)
-        if e.shape == (6,):
-            e = np.array([[e[0], e[5] / 2, e[4] / 2], [e[5] / 2, e[1], e[3] / 2], [e[4] / 2, e[3] / 2, e[2]]])
-        if e.shape != (3, 3):
-            raise InputError(f"strain must be 3x3 or 6 Voigt components, got shape {e.shape}")
-        a.set_cell(a.cell.array @ (np.eye(3) + e).T, scale_atoms=True)
+        a = apply_strain(a, strain)
     calc = EnsembleCalculator(committee)
     a.calc = calc
     thermalize(a, temperature_K, np.random.default_rng(seed))

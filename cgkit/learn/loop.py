@@ -46,7 +46,7 @@ from ..errors import InputError
 from ..jsonutil import dumps, loads_strict, write_json
 from ..results import Analysis, Results
 from .config import build_structures, merge_config, validate_config
-from .exploration import TrustLevels, explore
+from .exploration import TrustLevels, explore, in_plane_strain
 from .labelling import Labeller, LabelStore, frame_key
 from .selection import farthest_point_sampling, max_sigma_diverse, structure_descriptors
 
@@ -60,6 +60,8 @@ LEARN_FILES = ("learn_config.json", "state.json", "model.pt", "summary.json", "s
 def _comparable(cfg: dict) -> dict:
     c = copy.deepcopy(cfg)
     c.pop("stop", None)
+    if not c.get("selection", {}).get("random_share"):
+        c.get("selection", {}).pop("random_share", None)  # runs made before the key existed resume
     return c
 
 
@@ -215,10 +217,13 @@ class ActiveLearning(Analysis):
         return EnsemblePotential(members)
 
     def _calibration(self, state: dict):
+        """Calibration fitted on the fresh labels of earlier iterations: those of the batches'
+        random shares when there are any (``selection.random_share`` > 0), else all."""
         from ..uncertainty import Calibration
         es, ee, fs, fe = [], [], [], []
+        which = "fresh_random" if any(rec.get("fresh_random") for rec in state["iterations"]) else "fresh"
         for rec in state["iterations"]:
-            f = rec.get("fresh")
+            f = rec.get(which)
             if f:
                 es += f["energy_std"]; ee += f["energy_err"]; fs += f["forces_std"]; fe += f["forces_err"]
         if len(es) < 2 or len(fs) < 2:
@@ -241,7 +246,8 @@ class ActiveLearning(Analysis):
             return cands, pool, failed, info
         e = self.config["exploration"]
         trust = TrustLevels(float(self.config["trust"]["lo"]), float(self.config["trust"]["hi"]))
-        keep_all = self.config["selection"]["method"] in ("random", "sigma")
+        keep_all = (self.config["selection"]["method"] in ("random", "sigma")
+                    or float(self.config["selection"]["random_share"]) > 0)
         frac = float(e["min_distance_fraction"])
         n_unphysical = 0
         cands, pool, failed = [], [], []
@@ -249,11 +255,17 @@ class ActiveLearning(Analysis):
         stopped = []
         jobs = [(s, a, T, eps) for s, a in enumerate(self.structures) for T in e["temperatures"]
                 for eps in e["strains"]]
+        skipped = sorted({s for s, a, T, eps in jobs if eps and not a.pbc.any()})
+        if skipped:
+            # a molecule or cluster has no cell to strain: its strained runs would duplicate the
+            # unstrained ones, so they are not run
+            self._say(f"iteration {it}: structures {skipped} are not periodic: their strained runs are "
+                      "skipped (only exploration.strains 0 applies to them)")
+            jobs = [(s, a, T, eps) for s, a, T, eps in jobs if not (eps and not a.pbc.any())]
         t0 = time.time()
         for j, (s, a, T, eps) in enumerate(jobs):
-            strain = None
-            if eps and a.pbc.all():
-                strain = [eps, eps, eps, 0.0, 0.0, 0.0]
+            # bulk: isotropic strain; slab: in its surface plane only (periodic directions)
+            strain = in_plane_strain(a, eps) if eps else None
             res = explore(committee, a, temperature_K=float(T), n_steps=int(e["steps"]),
                           timestep_fs=float(e["timestep_fs"]), trust=trust, sample_every=int(e["sample_every"]),
                           friction_per_fs=float(e["friction_per_fs"]), strain=strain,
@@ -288,18 +300,22 @@ class ActiveLearning(Analysis):
         info = {"counts": counts, "n_inspected": n_inspected, "n_candidates": len(cands), "n_pool": len(pool),
                 "n_unphysical": n_unphysical,
                 "n_failed_frames": len(failed),
-                "candidate_fraction": counts["candidate"] / max(n_inspected, 1), "stopped_runs": stopped}
+                "candidate_fraction": counts["candidate"] / max(n_inspected, 1), "stopped_runs": stopped,
+                "strained_runs_skipped_for_structures": skipped}
         write_json(marker, info)
         return cands, pool, failed, info
 
-    def _select(self, it: int, cands: list, pool: list, keys: list[str], n: int) -> list:
+    def _select(self, it: int, cands: list, pool: list, keys: list[str], n: int) -> tuple[list, int]:
+        """The frames to label and how many of them (the last ones) are the random share."""
         d = self.out / f"iter_{it:03d}"
         sel_file = d / "selected.json"
         sel = self.config["selection"]
         method = sel["method"]
         source = pool if method in ("random", "sigma") else cands
+        n_random = 0
         if sel_file.is_file():
-            idx = loads_strict(sel_file.read_text())["indices"]
+            rec = loads_strict(sel_file.read_text())
+            idx, n_random = rec["indices"], int(rec.get("n_random", 0))
         else:
             if method in ("random", "uniform"):
                 rng = np.random.default_rng(int(self.config["seed"]) + 104729 * (it + 1))
@@ -315,8 +331,28 @@ class ActiveLearning(Analysis):
                 A = structure_descriptors([store.get(k) for k in keys], self.config["species"])
                 sig = [c.info["sigma_max"] for c in source]
                 idx = farthest_point_sampling(X, n, already=A, weights=sig) if source else []
+            share = float(sel.get("random_share", 0.0))
+            if share > 0 and method != "random" and pool:
+                # a uniform share from every explored frame below hi: unbiased fresh errors for the
+                # calibration, and part of each batch where the committee is (over)confident
+                n_random = min(int(round(share * n)), len(pool))
+                idx = list(idx[:n - n_random])  # the method's first picks (largest σ / farthest)
+                ident = lambda a: (a.info.get("structure"), a.info.get("temperature_K"), a.info.get("strain"),
+                                   a.info.get("md_step"))
+                taken = {ident(source[i]) for i in idx}
+                free = [i for i in range(len(pool)) if ident(pool[i]) not in taken]
+                rng = np.random.default_rng(int(self.config["seed"]) + 7 * 104729 * (it + 1))
+                extra = sorted(rng.choice(free, size=min(n_random, len(free)), replace=False).tolist())
+                n_random = len(extra)
+                chosen = [source[i] for i in idx] + [pool[i] for i in extra]
+                write_json(sel_file, {"method": method, "indices": [int(i) for i in idx],
+                                      "random_indices": [int(i) for i in extra], "n_random": n_random})
+                return chosen, n_random
             write_json(sel_file, {"method": method, "indices": [int(i) for i in idx]})
-        return [source[i] for i in idx]
+        if n_random:
+            extra = loads_strict(sel_file.read_text())["random_indices"]
+            return [source[i] for i in idx] + [pool[i] for i in extra], n_random
+        return [source[i] for i in idx], 0
 
     def _fresh_errors(self, committee, labelled: list) -> dict:
         from ..uncertainty import committee_predictions
@@ -379,7 +415,7 @@ class ActiveLearning(Analysis):
                           f"{len(failed)} frames where runs exceeded it")
                 pool = failed
             n = min(int(self.config["selection"]["max_per_iteration"]), int(st["label_budget"]) - len(keys))
-            chosen = self._select(it, cands, pool, keys, n)
+            chosen, n_random = self._select(it, cands, pool, keys, n)
             self._say(f"iteration {it}: labelling {len(chosen)} selected frames "
                       f"({info['n_candidates']} candidates of {info['n_inspected']} explored)")
             t_lab = time.time()
@@ -390,6 +426,9 @@ class ActiveLearning(Analysis):
                    "selected_keys": new_keys, "exploration": info, "test": test,
                    "labelling_s": t_lab,
                    "fresh": self._fresh_errors(committee, labelled) if labelled else None,
+                   "n_random": n_random,
+                   "fresh_random": (self._fresh_errors(committee, labelled[len(labelled) - n_random:])
+                                    if labelled and n_random else None),
                    "calibration": committee.calibration.to_dict()}
             state["iterations"].append(rec)
             self._save_state(state)
@@ -410,7 +449,7 @@ class ActiveLearning(Analysis):
         r.stopped = stopped
         r.n_labels = len(keys)
         r.model = str(self.out / "model.pt")
-        r.iterations = [{k: v for k, v in rec.items() if k not in ("selected_keys", "fresh")}
+        r.iterations = [{k: v for k, v in rec.items() if k not in ("selected_keys", "fresh", "fresh_random")}
                         for rec in state["iterations"]]
         r.final = state["final"]
         r.calibration = committee.calibration.to_dict()

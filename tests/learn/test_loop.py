@@ -140,3 +140,33 @@ def test_learn_killed_during_labelling_and_training_resumes_to_the_uninterrupted
     e, f = energy(out / "model.pt")
     assert e == pytest.approx(e_ref, abs=1e-10)
     np.testing.assert_allclose(f, f_ref, atol=1e-10)
+
+
+def test_random_share_of_each_batch_is_uniform_and_alone_calibrates(tmp_path):
+    """selection.random_share 0.5: of a batch of 4, the 2 largest-σ frames plus 2 uniform draws
+    from the rest of the explored pool (no duplicates); the calibration saved with the committee
+    is fitted on the random share's fresh errors only (an unbiased sample of the pool)."""
+    from cgkit.uncertainty import Calibration
+    cfg = dict(TINY, selection={"max_per_iteration": 4, "method": "sigma", "random_share": 0.5},
+               stop={**TINY["stop"], "max_iterations": 1})
+    out = tmp_path / "run"
+    al = ActiveLearning(cfg, out, progress=False).run()
+    sel = loads_strict((out / "iter_000" / "selected.json").read_text())
+    assert len(sel["indices"]) == 2 and sel["n_random"] == 2
+    assert not set(sel["indices"]) & set(sel["random_indices"])
+    rec = al.state["iterations"][0]
+    assert rec["n_selected"] == 4 and rec["n_random"] == 2
+    assert len(rec["fresh_random"]["energy_std"]) == 2 and len(rec["fresh"]["energy_std"]) == 4
+    # the two σ picks are the largest-σ frames of the pool (exclusion radius aside, the first is)
+    from ase.io import read
+    pool = read(str(out / "iter_000" / "explored.traj"), ":")
+    assert sel["indices"][0] == int(np.argmax([a.info["sigma_rms"] for a in pool]))
+    fr = rec["fresh_random"]
+    ref = Calibration.fit(fr["energy_std"], fr["energy_err"], fr["forces_std"], fr["forces_err"])
+    model = load_potential(out / "model.pt")
+    assert model.calibration.forces.scale == pytest.approx(ref.forces.scale, rel=1e-12)
+    fa = rec["fresh"]
+    every = Calibration.fit(fa["energy_std"], fa["energy_err"], fa["forces_std"], fa["forces_err"])
+    assert every.forces.scale != pytest.approx(ref.forces.scale, rel=1e-6)
+    with pytest.raises(InputError, match="random_share must be in"):
+        ActiveLearning({**TINY, "selection": {"random_share": 1.5}}, tmp_path / "x")

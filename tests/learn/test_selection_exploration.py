@@ -101,3 +101,59 @@ def test_bad_trust_levels_are_refused():
         TrustLevels(0.3, 0.1)
     with pytest.raises(InputError, match="committee"):
         explore(object(), bulk("Cu"), temperature_K=300, n_steps=5, trust=TrustLevels(0.1, 0.2))
+
+
+def test_slab_strain_is_in_plane_and_molecules_are_refused():
+    """+3 % on a (111) slab stretches the surface plane (in-plane spacings and area), keeps the
+    vacuum and the layer spacing; a bulk cell gets the isotropic strain; a strain along the
+    slab normal, or of a molecule, is refused (the loop skips strained runs of molecules)."""
+    from ase.build import molecule
+    from cgkit.learn import apply_strain, in_plane_strain
+    slab = fcc111("Cu", (2, 2, 4), a=3.61, vacuum=6.0)
+    s = apply_strain(slab, in_plane_strain(slab, 0.03))
+    # independent route: the in-plane cell vectors are longer by exactly 3 %, the normal one is not
+    np.testing.assert_allclose(np.linalg.norm(s.cell[:2], axis=1), 1.03 * np.linalg.norm(slab.cell[:2], axis=1),
+                               rtol=1e-12)
+    np.testing.assert_allclose(s.cell[2], slab.cell[2], atol=1e-12)
+    np.testing.assert_allclose(s.get_volume() / slab.get_volume(), 1.03 ** 2, rtol=1e-12)
+    # nearest-neighbour distances within a layer grow by 3 %, the interlayer heights do not
+    np.testing.assert_allclose(s.positions[:, 2], slab.positions[:, 2], atol=1e-12)
+    d0 = slab.get_distance(0, 1, mic=True)
+    np.testing.assert_allclose(s.get_distance(0, 1, mic=True), 1.03 * d0, rtol=1e-12)
+    assert not np.allclose(s.positions, slab.positions)  # not an unstrained duplicate
+    b = cu_bulk()
+    np.testing.assert_allclose(in_plane_strain(b, 0.03), 0.03 * np.eye(3), atol=1e-15)
+    sb = apply_strain(b, [0.03, 0.03, 0.03, 0, 0, 0])
+    np.testing.assert_allclose(sb.get_volume() / b.get_volume(), 1.03 ** 3, rtol=1e-12)
+    with pytest.raises(InputError, match="non-periodic direction"):
+        apply_strain(slab, [0.03, 0.03, 0.03, 0, 0, 0])
+    mol = molecule("CH3CH2OH")
+    mol.center(vacuum=5.0)
+    with pytest.raises(InputError, match="non-periodic structure"):
+        in_plane_strain(mol, 0.03)
+
+
+def test_loop_explores_slabs_under_in_plane_strain(tmp_path):
+    """The loop's strained slab run starts from the in-plane strained cell (not an unstrained
+    duplicate, the earlier behaviour) and strained runs of a molecule are skipped."""
+    from cgkit.learn.loop import ActiveLearning
+    from ase import Atoms
+    from ase.io import write
+    write(str(tmp_path / "dimer.extxyz"), Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.4]]))
+    cfg = {"teacher": "ase:EMT", "species": ["Cu"],
+           "structures": [{"surface": "fcc111", "symbol": "Cu", "size": [1, 1, 3], "a": 3.61, "vacuum": 5.0},
+                          {"bulk": "Cu", "crystalstructure": "fcc", "a": 3.61}, "dimer.extxyz"],
+           "seed_set": {"n_rattled": 1}, "exploration": {"temperatures": [300.0], "strains": [0.0, 0.03],
+                                                         "steps": 5, "sample_every": 5},
+           "trust": {"lo": 0.0, "hi": 1e9}, "selection": {"method": "random"}}
+    al = ActiveLearning(cfg, tmp_path / "run", base=tmp_path, progress=False)
+    (tmp_path / "run" / "iter_000").mkdir(parents=True)
+    cands, pool, failed, info = al._explore(0, committee())
+    slab = al.structures[0]
+    by = {(c.info["structure"], c.info["strain"]): c for c in pool}
+    np.testing.assert_allclose(by[(0, 0.03)].cell[:2], 1.03 * slab.cell[:2], rtol=1e-12)
+    np.testing.assert_allclose(by[(0, 0.03)].cell[2], slab.cell[2], atol=1e-12)
+    np.testing.assert_allclose(by[(0, 0.0)].cell.array, slab.cell.array, atol=1e-12)
+    np.testing.assert_allclose(by[(1, 0.03)].get_volume(), 1.03 ** 3 * al.structures[1].get_volume(), rtol=1e-12)
+    assert info["strained_runs_skipped_for_structures"] == [2]
+    assert (2, 0.0) in by and (2, 0.03) not in by
