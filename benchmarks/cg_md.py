@@ -7,7 +7,8 @@ The system of issue 14: the 2180 SPC/E molecules of VOTCA's ``spce/atomistic`` t
 * **GROMACS all-atom** SPC/E (the same 2180 molecules, 6540 atoms, the tutorial's ``grompp.mdp``
   with ``-nt 1``): the reference the CG model replaces;
 * **cgkit** ``MolecularDynamics`` (BAOAB Langevin, skin 1 Å) with the compiled kernel and the
-  fused C step loop, at 2 fs and at the larger CG steps of ``--dt-large`` (default 4 and 5 fs);
+  fused C step loop, its pair forces in double and in mixed precision (``pair_precision``), at
+  2 fs and at the larger CG steps of ``--dt-large`` (default 4 and 5 fs);
   the per-step Python loop with the same compiled kernel (the state before the fused loop) and
   the torch path, shorter;
 * **LAMMPS** (``lmp``) with the same table exported by :func:`cgkit.export.lammps.write_lammps`
@@ -17,7 +18,10 @@ Printed per engine: time step, steps/s, simulated ns/day and molecule·ns/day pe
 CPU time the engine used (the machine is shared; CPU time is what a core spent, wall time is
 also shown) and the ratio to GROMACS all-atom at its 2 fs.
 
-``--validate-dt`` checks the larger steps instead: cgkit's stability limit of an equilibrated
+``--validate-precision`` checks the mixed-precision pair loop against the double one (NVE
+drift and fluctuation from the same state, g(r) JS divergence beside the seed-to-seed noise);
+``--methanol DIR`` times the per-step and fused loops on the methanol case study's 1- and 2-bead
+models (bond tables and exclusions). ``--validate-dt`` checks the larger steps instead: cgkit's stability limit of an equilibrated
 structure, the NVE energy drift at 2 fs and at each step, and the g(r) JS divergence of
 Langevin runs against 2 fs beside the seed-to-seed noise at 2 fs.
 
@@ -28,6 +32,8 @@ on the table's values, only on its cutoff and the density.
 
     python benchmarks/cg_md.py [--steps 3000] [--gmx-steps 1000] [--dt-large 4 5] [--potential FILE]
     python benchmarks/cg_md.py --validate-dt [--dt-large 4 5]
+    python benchmarks/cg_md.py --validate-precision [--potential FILE]
+    python benchmarks/cg_md.py --methanol /tmp/cg-methanol
 """
 from __future__ import annotations
 
@@ -299,6 +305,34 @@ def validate_precision(pot, pos, cell, ps=40.0, dt=TIMESTEP_FS):
     return out
 
 
+def methanol_loops(folder, steps=2000, slow_steps=300):
+    """CPU steps/s of the per-step loop, the fused double and the fused mixed loop on the methanol
+    case study's 1- and 2-bead pair-table models (``folder`` holds ``fm_pair{1,2}/cg_potential.pt``
+    and ``cg{1,2}/cg.psf`` + ``cg.trr`` of case_studies/methanol): 2-bead methanol has a bond
+    table and excluded bonded pairs, which the fused loop evaluates in C too."""
+    from cgkit.io_potential import load_potential
+    from cgkit.md import MolecularDynamics
+    from cgkit.trajectory import read_cg_atoms
+    folder = Path(folder)
+    for tag in ("1", "2"):
+        pot = load_potential(folder / f"fm_pair{tag}" / "cg_potential.pt")
+        atoms = next(iter(read_cg_atoms(str(folder / f"cg{tag}" / "cg.psf"), str(folder / f"cg{tag}" / "cg.trr"))))
+        meta = getattr(pot, "metadata", {}) or {}
+        masses = (np.asarray(meta["masses"], float) if meta.get("masses") is not None
+                  and len(meta["masses"]) == len(atoms) else None)
+        for label, kw, n in (("per-step loop", dict(fused=False), slow_steps), ("fused loop, double", {}, steps),
+                             ("fused loop, mixed", dict(pair_precision="mixed"), steps)):
+            md = MolecularDynamics(pot, atoms, masses=masses, timestep=TIMESTEP_FS, temperature=TEMPERATURE,
+                                   friction=0.01, skin=SKIN, log_every=0, write_every=0, progress=False, seed=1, **kw)
+            md.run(50)
+            c = time.process_time()
+            md.run(n)
+            c = time.process_time() - c
+            print(f"methanol {tag}-bead ({md.n_particles} beads, {len(pot.topology.bonds)} bonds, "
+                  f"{len(pot.topology.exclusions)} exclusions): {label:20s} ({md.loop}, {md.results.pair_precision}) "
+                  f"{n / c:8.1f} CPU steps/s")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3000, help="cgkit / LAMMPS MD steps")
@@ -311,8 +345,13 @@ def main():
                     help="check --dt-large against 2 fs (stability limit, NVE drift, g(r)) and exit")
     ap.add_argument("--validate-precision", action="store_true",
                     help="check the mixed-precision pair loop against the double one (NVE drift, g(r)) and exit")
+    ap.add_argument("--methanol", metavar="DIR",
+                    help="instead: per-step vs fused (double, mixed) loop on the methanol case study's outputs in DIR")
     ap.add_argument("--potential", help="cgkit TabulatedPotential file (one bead type); default: water-like table")
     args = ap.parse_args()
+    if args.methanol:
+        methanol_loops(args.methanol)
+        return
     pos, cell = read_spce_beads()
     n = len(pos)
     pot, what = load_pair_potential(args.potential, n)

@@ -194,7 +194,8 @@ class MolecularDynamics(Analysis):
     fused : run the whole step loop in C (:class:`cgkit.forcematch.pair_kernel.FusedMD`: BAOAB
         or velocity Verlet, Langevin noise, list check and rebuild, pair forces; K steps per
         call up to the next log/write/store step). ``None`` (default): whenever it applies —
-        compiled kernel, a pair-only TabulatedPotential (no bonded instances, no exclusions),
+        compiled kernel, a TabulatedPotential with pair tables and at most bond tables (no angle
+        or dihedral instances; pair exclusions allowed),
         float64, a fully periodic cell at least 3 list cutoffs thick, no ``observer``;
         ``False``: the per-step Python loop; ``True``: refuse (InputError) if it does not apply.
         NVE trajectories equal the per-step loop's to rounding. The Langevin noise of the fused
@@ -364,10 +365,11 @@ class MolecularDynamics(Analysis):
             return "no compiled pair kernel (not a TabulatedPotential, kernel='torch', or no C compiler)"
         if not self._kernel.has_pairs:
             return "the potential has no pair table"
-        if getattr(self.potential, "_instances", None):
-            return "the potential has bonded tables with instances (bonded forces are evaluated in torch)"
-        if len(self.potential.topology.exclusions):
-            return "the topology has pair exclusions"
+        inst = getattr(self.potential, "_instances", None) or {}
+        kinds = sorted(k for k, (idx, _) in inst.items() if len(idx))
+        if any(k != "bond" for k in kinds):
+            return (f"the potential has {'/'.join(k for k in kinds if k != 'bond')} tables with instances "
+                    "(only pair and bond tables run in the fused loop; the others are evaluated in torch)")
         if self.dtype != torch.float64:
             return f"dtype {self.dtype} (the fused loop integrates in float64)"
         from .forcematch.pair_kernel import FusedMD
@@ -835,9 +837,17 @@ class MolecularDynamics(Analysis):
             inv_m = (1.0 / self.masses.to(torch.float64)).numpy()
             sigma = (math.sqrt(1.0 - c1 * c1) * np.sqrt(KB_EV * self.temperature * inv_m) if langevin
                      else np.zeros_like(inv_m))
+            bonds = None
+            n0 = self.potential.topology.n_particles
+            inst = self.potential._bonded_instances(self.graph, n0) if self.potential._instances else {}
+            if "bond" in inst and len(inst["bond"][0]):
+                idx, tid = inst["bond"]
+                bonds = (idx.numpy(), tid.numpy(), [p.numpy() for p in self.potential._packed_as(
+                    "bond", torch.float64, "cpu")])
             self._fused = FusedMD(self._kernel, self._cell64(), self.nl_cutoff, self.skin,
                                   kick.to(torch.float64).reshape(-1).numpy(), sigma, self._seed,
-                                  precision=self.pair_precision)
+                                  precision=self.pair_precision, bonds=bonds,
+                                  exclusions=np.asarray(self.potential.topology.exclusions))
             self._fused_key, self._fused_step = key, None
         fm = self._fused
         rebuild = self._fused_step != self.step   # not in sync with the C state: rebuild the list

@@ -11,10 +11,11 @@ What :class:`cgkit.md.MolecularDynamics` uses for tabulated CG potentials (the M
   :func:`cgkit.forcematch.tabulated.hermite`, evaluated pair by pair in float64 and
   accumulated into forces (n, 3) eV/Å and per-replica energies (R,) eV.
 
-* the **fused MD loop** (:class:`FusedMD`): for pair-only tables the whole step loop of
-  BAOAB Langevin / velocity Verlet in C — integrator, counter-based Langevin noise, list check,
-  list rebuild (particles re-sorted by bin, ghost rows for periodic images, one padded run of
-  partners per particle) and pair forces — K steps per call; its pair forces in float64
+* the **fused MD loop** (:class:`FusedMD`): for pair tables (+ bond tables and pair
+  exclusions) the whole step loop of BAOAB Langevin / velocity Verlet in C — integrator,
+  counter-based Langevin noise, list check, list rebuild (particles re-sorted by bin, ghost
+  rows for periodic images, one padded run of partners per particle) and pair (+ bond)
+  forces — K steps per call; its pair forces in float64
   (``precision="double"``) or in **mixed precision** (``"mixed"``: float32 relative
   coordinates, table and per-particle sums, 16 pairs per AVX-512 vector; positions,
   velocities, integration and force totals in float64), about 2× faster.
@@ -275,9 +276,9 @@ int64_t pair_forces(int64_t np, const int32_t *pi, const int32_t *pj, const int8
     return nzero;
 }
 /* ===================== fused MD loop (BAOAB Langevin / velocity Verlet) =====================
-   The whole step loop of MolecularDynamics for pair-only tabulated potentials on fully
-   periodic cells: integrator, Langevin noise, list-rebuild check, list rebuild and pair
-   forces, K steps per call. State in a malloc'ed struct (md_create/md_free); particles are kept
+   The whole step loop of MolecularDynamics for tabulated potentials of pair tables (+ bond
+   tables, pair exclusions) on fully periodic cells: integrator, Langevin noise, list-rebuild
+   check, list rebuild and pair (+ bond) forces, K steps per call. State in a malloc'ed struct (md_create/md_free); particles are kept
    internally in cell-list order (re-sorted at every list build, so a particle's neighbours are
    near it in memory), coordinates split into x/y/z arrays, periodic images as ghost rows
    (owner + lattice shift, refreshed every step), and the half list stored per particle i as a
@@ -313,6 +314,12 @@ typedef struct {
     int mixed;
     double orig[3];
     double *F4; float *xyzf, *Cf, *tx0, *tih, *tlast, *trm2, *tU0, *tdU0; int32_t *toff;
+    /* bond tables (md_set_bonds): instances (original rows over all replicas), table ids, packed
+       Hermite tables (linear continuation below and above the grid) */
+    int64_t nbond, nbtab;
+    int32_t *bi, *bj, *bt; double *bx0, *bih, *bU, *bdU, *bC; int64_t *bnt, *boff;
+    /* pair exclusions (md_set_exclusions): CSR over original rows of one replica (mod n0) */
+    int64_t *exo; int32_t *exj;
 } md_state;
 
 void md_free(md_state *s) {
@@ -321,6 +328,7 @@ void md_free(md_state *s) {
                  s->VZ, s->PX, s->PY, s->PZ, s->RX, s->RY, s->RZ, s->kick, s->sig, s->kick0, s->sig0, s->noise,
                  s->gown, s->gsx, s->gsy, s->gsz, s->rs, s->js, s->jt, s->pi, s->pj, s->ptid, s->ps, s->gmap,
                  s->tmpd, s->tmpi, s->x0, s->ih, s->U, s->dU, s->C, s->rmax2, s->nt, s->off,
+                 s->bi, s->bj, s->bt, s->bx0, s->bih, s->bU, s->bdU, s->bC, s->bnt, s->boff, s->exo, s->exj,
                  s->F4, s->xyzf, s->Cf, s->tx0, s->tih, s->tlast, s->trm2, s->tU0, s->tdU0, s->toff};
     for (size_t k = 0; k < sizeof(p) / sizeof(p[0]); k++) free(p[k]);
     free(s);
@@ -400,6 +408,77 @@ md_state *md_create(int64_t n0, int64_t R, const double *cell, const double *inv
     for (int64_t q = 0; q < n; q++) { s->id[q] = (int32_t)q; s->pos_of[q] = (int32_t)q;
                                       s->kick[q] = kick0[q]; s->sig[q] = sig0[q]; }
     return s;
+}
+
+/* Bond tables of the run: nbond instances (i, j original rows over all replicas, table id t),
+   nbtab packed tables (x0, 1/h, points, offsets, U, dU, C as the pair tables). 0, or -1 (memory). */
+int md_set_bonds(md_state *s, int64_t nbond, const int32_t *bi, const int32_t *bj, const int32_t *bt, int64_t nbtab,
+                 const double *x0, const double *ih, const int64_t *nt, const int64_t *off, const double *U,
+                 const double *dU, const double *C) {
+    if (nbond <= 0 || nbtab <= 0) return 0;
+    const int64_t ncoef = off[nbtab - 1] + nt[nbtab - 1];
+    s->bi = dup_(bi, sizeof(int32_t) * nbond); s->bj = dup_(bj, sizeof(int32_t) * nbond);
+    s->bt = dup_(bt, sizeof(int32_t) * nbond);
+    s->bx0 = dup_(x0, sizeof(double) * nbtab); s->bih = dup_(ih, sizeof(double) * nbtab);
+    s->bnt = dup_(nt, sizeof(int64_t) * nbtab); s->boff = dup_(off, sizeof(int64_t) * nbtab);
+    s->bU = dup_(U, sizeof(double) * ncoef); s->bdU = dup_(dU, sizeof(double) * ncoef);
+    s->bC = dup_(C, sizeof(double) * 4 * ncoef);
+    if (!s->bi || !s->bj || !s->bt || !s->bx0 || !s->bih || !s->bnt || !s->boff || !s->bU || !s->bdU || !s->bC) return -1;
+    s->nbond = nbond; s->nbtab = nbtab;
+    return 0;
+}
+
+/* Pair exclusions: CSR over the n0 original rows of one replica, exo (n0 + 1) offsets into exj
+   (excluded partner rows, both directions); the pair is excluded in every image, as
+   Topology.exclusion_mask. 0, or -1 (memory). */
+int md_set_exclusions(md_state *s, const int64_t *exo, const int32_t *exj) {
+    const int64_t ne = exo[s->n0];
+    s->exo = dup_(exo, sizeof(int64_t) * (s->n0 + 1));
+    s->exj = dup_(exj, sizeof(int32_t) * (ne > 0 ? ne : 1));
+    return (s->exo && s->exj) ? 0 : -1;
+}
+
+static inline int md_excluded_(const md_state *s, int64_t a, int64_t b) {   /* original rows */
+    a %= s->n0; b %= s->n0;
+    for (int64_t q = s->exo[a]; q < s->exo[a + 1]; q++) if (s->exj[q] == b) return 1;
+    return 0;
+}
+
+/* Bond forces (added to FX, FY, FZ of the real rows, in double whatever the pair precision) and
+   energies (E by replica, when energy): minimum-image bond vectors (the fractional shift rounded
+   half to even, as torch.round in geometry.minimum_image), the Hermite table with linear
+   continuation below and above the grid (hermite() of tabulated.py). */
+static void md_bonds(md_state *s, int energy, double *E) {
+    const double *cl = s->cell, *iv = s->inv;
+    for (int64_t b = 0; b < s->nbond; b++) {
+        const int64_t a = s->pos_of[s->bi[b]], c = s->pos_of[s->bj[b]];
+        const int t = s->bt[b];
+        double d[3] = {s->X[c] - s->X[a], s->Y[c] - s->Y[a], s->Z[c] - s->Z[a]}, f[3];
+        for (int k = 0; k < 3; k++) f[k] = -nearbyint(d[0] * iv[k] + d[1] * iv[3 + k] + d[2] * iv[6 + k]);
+        for (int k = 0; k < 3; k++) d[k] += f[0] * cl[k] + f[1] * cl[3 + k] + f[2] * cl[6 + k];
+        const double r = sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+        const double x0 = s->bx0[t], ih = s->bih[t], last = (double)(s->bnt[t] - 1);
+        const int64_t o = s->boff[t];
+        const double u = (r - x0) * ih;
+        double val, der;
+        if (u < 0.0) { val = s->bU[o] + s->bdU[o] * (r - x0); der = s->bdU[o]; }
+        else if (u > last) {
+            const int64_t e = o + s->bnt[t] - 1;
+            val = s->bU[e] + s->bdU[e] * (r - x0 - last / ih); der = s->bdU[e];
+        } else {
+            int64_t k = (int64_t)u;
+            if (k > s->bnt[t] - 2) k = s->bnt[t] - 2;
+            double tt = u - (double)k;
+            tt = tt < 0.0 ? 0.0 : (tt > 1.0 ? 1.0 : tt);
+            const double *cc = s->bC + 4 * (o + k);
+            val = ((cc[3] * tt + cc[2]) * tt + cc[1]) * tt + cc[0];
+            der = ((3.0 * cc[3] * tt + 2.0 * cc[2]) * tt + cc[1]) * ih;
+        }
+        const double g = der / r;
+        s->FX[a] += g * d[0]; s->FY[a] += g * d[1]; s->FZ[a] += g * d[2];
+        s->FX[c] -= g * d[0]; s->FY[c] -= g * d[1]; s->FZ[c] -= g * d[2];
+        if (energy) E[a / s->n0] += val;
+    }
 }
 
 /* (Re)build: wrap the positions into the cell, re-sort the particles by bin (within each
@@ -574,6 +653,15 @@ static int md_rebuild(md_state *s) {
 oom:
         free(sbin); free(bstart);
         return -1;
+    }
+    if (s->exo) {   /* drop excluded pairs (in order) */
+        int64_t w = 0;
+        for (int64_t p = 0; p < m; p++) {
+            if (md_excluded_(s, s->id[s->pi[p]], s->id[s->pj[p]])) continue;
+            s->pi[w] = s->pi[p]; s->pj[w] = s->pj[p]; s->ptid[w] = s->ptid[p]; s->ps[w] = s->ps[p];
+            w++;
+        }
+        m = w;
     }
     /* ghosts for the pairs across the cell boundary */
     for (int64_t q = 0; q < 27 * n; q++) s->gmap[q] = -1;
@@ -967,14 +1055,20 @@ static inline __attribute__((always_inline)) int64_t md_forces_mixed_(md_state *
     return nzero;
 }
 
-static int64_t md_forces(md_state *s, int energy, double *E) {
-    if (energy) for (int64_t r = 0; r < s->R; r++) E[r] = 0.0;
+static int64_t md_pair_forces_(md_state *s, int energy, double *E) {
     if (s->mixed) {
         if (s->ntab == 1) return energy ? md_forces_mixed_(s, 0, 1, E) : md_forces_mixed_(s, 0, 0, E);
         return energy ? md_forces_mixed_(s, 1, 1, E) : md_forces_mixed_(s, 1, 0, E);
     }
     if (s->ntab == 1) return energy ? md_forces_(s, 0, 1, E) : md_forces_(s, 0, 0, E);
     return energy ? md_forces_(s, 1, 1, E) : md_forces_(s, 1, 0, E);
+}
+
+static int64_t md_forces(md_state *s, int energy, double *E) {
+    if (energy) for (int64_t r = 0; r < s->R; r++) E[r] = 0.0;
+    const int64_t z = md_pair_forces_(s, energy, E);
+    if (s->nbond) md_bonds(s, energy, E);
+    return z;
 }
 
 static inline uint64_t splitmix_(uint64_t z) {
@@ -1323,6 +1417,10 @@ def _lib():
                 _LIB.pair_forces.argtypes = [i64] + [P] * 17
                 _LIB.md_create.restype = P
                 _LIB.md_create.argtypes = [i64, i64, P, P, P, i64, f64, f64, P, P, i64, P, P, i64] + [P] * 8 + [ctypes.c_int]
+                _LIB.md_set_bonds.restype = ctypes.c_int
+                _LIB.md_set_bonds.argtypes = [P, i64, P, P, P, i64] + [P] * 7
+                _LIB.md_set_exclusions.restype = ctypes.c_int
+                _LIB.md_set_exclusions.argtypes = [P, P, P]
                 _LIB.md_free.restype = None
                 _LIB.md_free.argtypes = [P]
                 _LIB.md_load.restype = None
@@ -1536,14 +1634,19 @@ class PairKernel:
 
 
 class FusedMD:
-    """Fused MD loop of :class:`cgkit.md.MolecularDynamics` for pair-only tabulated potentials:
-    ``K`` steps of BAOAB Langevin or velocity Verlet per call, entirely in C (integrator,
+    """Fused MD loop of :class:`cgkit.md.MolecularDynamics` for tabulated potentials of pair
+    (+ bond) tables: ``K`` steps of BAOAB Langevin or velocity Verlet per call, entirely in C (integrator,
     Langevin noise, list-rebuild check, list rebuild, pair forces), float64 or mixed precision.
 
     ``kernel``: the :class:`PairKernel` of the run (tables, species, replicas); ``cell`` (3, 3)
     Å; ``list_cutoff`` Å (cutoff + skin); ``skin`` Å; ``kick`` (R·n,) = dt/(2 m) and ``sigma``
     (R·n,) = c2·sqrt(kT/m) per row in ASE units (the torch loop's ``kick`` and ``noise_scale``).
     :meth:`available_for` says whether the cell suits it (fully periodic, cell-list bins).
+
+    ``bonds``: optional bond tables, ``(idx (m, 2) rows over all replicas, table ids (m,), packed
+    tables (x0, dx, points, offsets, U, dU, C))`` as ``TabulatedPotential`` packs them (forces in
+    float64, minimum image); ``exclusions``: optional (e, 2) pairs of one replica's rows that get
+    no pair force (in any image), as ``Topology.exclusions``.
 
     ``precision``: ``"double"`` (float64 pair forces, equal to autograd to rounding) or
     ``"mixed"`` (float32 pair loop: coordinates relative to the cell centre rounded to float32
@@ -1560,7 +1663,8 @@ class FusedMD:
     OK, JUMP, NANPOS, NANFORCE, ZERO, NOMEM, SHIFT = range(7)
 
     def __init__(self, kernel: "PairKernel", cell: np.ndarray, list_cutoff: float, skin: float,
-                 kick: np.ndarray, sigma: np.ndarray, seed: int, precision: str = "double"):
+                 kick: np.ndarray, sigma: np.ndarray, seed: int, precision: str = "double",
+                 bonds=None, exclusions=None):
         if precision not in PAIR_PRECISIONS:
             raise ValueError(f"precision must be one of {PAIR_PRECISIONS}, got {precision!r}")
         self.precision = precision
@@ -1589,6 +1693,27 @@ class FusedMD:
         self._keep.clear()
         if not self.ptr:
             raise MemoryError("FusedMD: out of memory")
+        if bonds is not None and len(bonds[0]):
+            idx, tid, (x0, dx, nt, off, U, dU, C) = bonds
+            idx = np.asarray(idx, dtype=np.int32).reshape(-1, 2)
+            rc = self.lib.md_set_bonds(
+                self.ptr, len(idx), arr(idx[:, 0], np.int32), arr(idx[:, 1], np.int32), arr(tid, np.int32), len(nt),
+                arr(x0, np.float64), arr(1.0 / np.asarray(dx, dtype=np.float64), np.float64), arr(nt, np.int64),
+                arr(off, np.int64), arr(U, np.float64), arr(dU, np.float64), arr(C, np.float64))
+            self._keep.clear()
+            if rc != 0:
+                raise MemoryError("FusedMD: out of memory")
+        if exclusions is not None and len(exclusions):
+            n0 = self.n // self.R
+            ex = np.asarray(exclusions, dtype=np.int64).reshape(-1, 2)
+            both = np.concatenate([ex, ex[:, ::-1]])
+            both = both[np.lexsort((both[:, 1], both[:, 0]))]
+            exo = np.zeros(n0 + 1, dtype=np.int64)
+            np.add.at(exo, both[:, 0] + 1, 1)
+            rc = self.lib.md_set_exclusions(self.ptr, arr(np.cumsum(exo), np.int64), arr(both[:, 1], np.int32))
+            self._keep.clear()
+            if rc != 0:
+                raise MemoryError("FusedMD: out of memory")
         # 64-bit key of the noise stream from the run seed
         self.key = int(np.random.SeedSequence([int(seed) & (2 ** 63 - 1), 0x6367_6B69_74]).generate_state(
             1, dtype=np.uint64)[0])

@@ -131,3 +131,33 @@ def test_missing_start_frame_is_an_input_error(files, tmp_path, capsys):
     assert _md(files, "si8.extxyz", tmp_path / "md", "--frame", 5, "--steps", 5) == 1  # was exit 3
     assert "cgkit md: error: --frame 5: " in capsys.readouterr().err
     assert not (tmp_path / "md").exists()
+
+
+@pytest.mark.parametrize("precision", [None, "double"])
+def test_pair_table_runs_the_fused_loop_in_the_precision_asked_for(tmp_path, capsys, precision):
+    """A pair table on a periodic box runs the fused C loop; the CLI's default is the mixed-precision
+    pair loop, ``--pair-precision double`` the float64 one; summary.json and the printed line say
+    which ran (mixed vs double physics: tests/md/test_md_fused_mixed.py)."""
+    from ase import Atoms
+    from cgkit.forcematch import Table, TabulatedPotential, pair_kernel
+    from cgkit.topology import Topology
+    if not pair_kernel.available():
+        pytest.skip(f"no compiled pair kernel: {pair_kernel.unavailable_reason()}")
+    r = np.arange(2.5, 9.0 + 1e-9, 0.01)
+    lj = lambda x: 4 * 0.0067 * ((3.166 / x) ** 12 - (3.166 / x) ** 6)  # noqa: E731
+    dlj = lambda x: 4 * 0.0067 * (-12 * 3.166 ** 12 / x ** 13 + 6 * 3.166 ** 6 / x ** 7)  # noqa: E731
+    table = Table("pair", ("W", "W"), r[0], 0.01, lj(r) - lj(9.0) - dlj(9.0) * (r - 9.0), dlj(r) - dlj(9.0))
+    TabulatedPotential(["W"], Topology(n_particles=1000), [table]).save(tmp_path / "w.pt")
+    grid = np.stack(np.meshgrid(*[np.arange(10)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    pos = (grid + 0.5 + np.random.default_rng(0).uniform(-0.1, 0.1, grid.shape)) * 3.1
+    beads = Atoms(["H"] * 1000, positions=pos, cell=np.eye(3) * 31.0, pbc=True, masses=np.full(1000, 18.0))
+    beads.arrays["bead_types"] = np.array(["W"] * 1000)
+    ase.io.write(tmp_path / "w.extxyz", beads)
+    extra = [] if precision is None else ["--pair-precision", precision]
+    rc = main(["md", "--potential", str(tmp_path / "w.pt"), "--structure", str(tmp_path / "w.extxyz"),
+               "--steps", "300", "--timestep", "2", "--write-every", "0", "--out", str(tmp_path / "o"), *extra])
+    assert rc == 0
+    s = loads_strict((tmp_path / "o" / "summary.json").read_text())
+    want = precision or "mixed"
+    assert (s["md"]["md_loop"], s["md"]["pair_precision"]) == ("fused", want)
+    assert f"(fused loop, {want} pair forces)" in capsys.readouterr().out

@@ -177,14 +177,19 @@ def test_fused_option_is_checked():
     pot, pos, cell, species, names = _liquid(n=200, two_types=False)
     with pytest.raises(InputError, match="fused must be"):
         _md(pot, pos, cell, species, names, fused="yes")
-    bonded = TabulatedPotential(["A"], Topology(n_particles=200, bonds=[(0, 1)]),
-                                [_pair(("A", "A"), 6.0), Table("bond", ("A", "A"), 1.0, 0.1, np.zeros(40),
-                                                               np.zeros(40))])
-    with pytest.raises(InputError, match="bonded tables"):
+    # angle (and dihedral) tables are evaluated in torch: the per-step loop; bond tables run fused
+    top = Topology(n_particles=200, bonds=[(0, 1), (1, 2)], angles=[(0, 1, 2)])
+    angle = Table("angle", ("A", "A", "A"), 0.0, 0.1, np.zeros(32), np.zeros(32))
+    bond = Table("bond", ("A", "A"), 1.0, 0.1, np.zeros(40), np.zeros(40))
+    bonded = TabulatedPotential(["A"], top, [_pair(("A", "A"), 6.0), bond, angle])
+    with pytest.raises(InputError, match="angle tables"):
         _md(bonded, pos, cell, species, names, fused=True)
     md = _md(bonded, pos, cell, species, names)
     md.run(2)
     assert md.loop == "python"
+    md = _md(TabulatedPotential(["A"], top, [_pair(("A", "A"), 6.0), bond]), pos, cell, species, names)
+    md.run(2)
+    assert md.loop == "fused"
     # an observer needs the per-step loop
     md = _md(pot, pos, cell, species, names)
     md.run(3, observer=lambda m: False)
@@ -232,3 +237,50 @@ def test_fused_and_per_step_runs_can_alternate():
     b = _md(pot, pos, cell, species, names, integrator="verlet", log_every=5, fused=False).run(60)
     assert a.loop == "fused" and a.step == 60
     assert np.abs(a.positions - b.positions).max() < 1e-8
+
+
+def _molecular(n_mol=150, box=22.0, seed=0):
+    """Two-bead molecules (A-B, bond table around 1.5 Å, the bonded pair excluded from the pair
+    tables), three pair tables, a triclinic cell, partners placed in other images."""
+    rng = np.random.default_rng(seed)
+    m = math.ceil(n_mol ** (1 / 3))
+    grid = np.stack(np.meshgrid(*[np.arange(m)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n_mol]
+    cell = np.diag([box, box * 1.03, box * 0.98])
+    cell[1, 0] = 0.1 * box
+    c = (grid + 0.5 + rng.uniform(-0.1, 0.1, grid.shape)) / m @ cell
+    u = rng.normal(size=(n_mol, 3))
+    u /= np.linalg.norm(u, axis=1)[:, None]
+    pos = np.empty((2 * n_mol, 3))
+    pos[0::2], pos[1::2] = c - 0.75 * u, c + 0.75 * u
+    pos += rng.integers(-1, 2, (2 * n_mol, 3)) @ cell
+    bonds = np.stack([np.arange(0, 2 * n_mol, 2), np.arange(1, 2 * n_mol, 2)], 1)
+    r = np.arange(0.8, 2.6, 0.01)
+    tables = [_pair(("A", "A"), 6.0), _pair(("A", "B"), 5.5, eps=0.02, sigma=2.8),
+              _pair(("B", "B"), 5.0, eps=0.015), Table("bond", ("A", "B"), r[0], 0.01, 5.0 * (r - 1.5) ** 2,
+                                                      10.0 * (r - 1.5))]
+    pot = TabulatedPotential(["A", "B"], Topology(n_particles=2 * n_mol, bonds=bonds, exclusions=bonds), tables)
+    return pot, pos, cell, np.tile([0, 1], n_mol), ("A", "B")
+
+
+@needs_kernel
+def test_fused_bonds_and_exclusions_equal_autograd_and_the_per_step_loop():
+    """Bond tables and pair exclusions in the fused loop (two-bead molecules, e.g. 2-bead
+    methanol): forces and energy equal autograd to 1e-10, NVE equals the per-step loop."""
+    pot, pos, cell, species, names = _molecular()
+    md = _md(pot, pos, cell, species, names, integrator="verlet", log_every=1)
+    md.run(3)
+    assert md.loop == "fused"
+    ref_f, ref_e = _autograd_forces(pot, md.positions[0], cell, species, names)
+    assert np.abs(md._forces.numpy() - ref_f).max() < 1e-10 and np.abs(ref_f).max() > 0.5
+    assert abs(float(md._energy[0]) - ref_e) < 1e-10 * max(1.0, abs(ref_e))
+    kw = dict(integrator="verlet", n_replicas=2, log_every=7, skin=0.6)
+    fused = _md(pot, pos, cell, species, names, **kw).run(150)
+    slow = _md(pot, pos, cell, species, names, fused=False, **kw).run(150)
+    assert fused.loop == "fused" and slow.loop == "python" and fused.n_rebuilds > 3
+    assert np.abs(fused.positions - slow.positions).max() < 1e-8
+    assert np.allclose(fused.results.total_energy, slow.results.total_energy, rtol=1e-10, atol=1e-12)
+    # without the exclusions the bonded pair gets the A-B pair force too: a different result
+    free = TabulatedPotential(["A", "B"], Topology(n_particles=len(pos), bonds=pot.topology.bonds), pot.tables)
+    other = _md(free, pos, cell, species, names, integrator="verlet", log_every=1)
+    other.run(3)
+    assert np.abs(other._forces.numpy() - md._forces.numpy()).max() > 1e-3

@@ -214,3 +214,17 @@ def test_mixed_loop_of_a_generic_build_matches_autograd(tmp_path):
     here = np.stack([fm.noise(k) for k in range(9)])     # 3·401 normals per step: odd, unaligned blocks
     generic = np.load(tmp_path / "noise.npy")
     assert np.abs(here - generic).max() < 1e-12 and abs(here.std() - 1) < 0.05
+
+
+@needs_kernel
+def test_mixed_with_bonds_and_exclusions_matches_autograd():
+    """Bond tables (float64) and pair exclusions with the mixed pair loop."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_md_fused import _molecular
+    pot, pos, cell, species, names = _molecular()
+    md = _md(pot, pos, cell, species, names, integrator="verlet", log_every=1)
+    md.run(3)
+    assert md.loop == "fused" and md.summary()["pair_precision"] == "mixed"
+    assert _check_against_autograd(md, pot, cell, species, names) > 1e-12
