@@ -91,6 +91,14 @@ def register(subparsers):
     nn.add_argument("--nn-channels", type=int, default=16, help="ennp: features per irrep (default 16)")
     nn.add_argument("--nn-lmax", type=int, default=None,
                     help="highest angular momentum (default 6 for descriptor, 1 for ennp)")
+    nn.add_argument("--nn-prior", choices=("joint", "fixed"), default=None,
+                    help="joint = fit the spline prior and the descriptor network together (backfitting: "
+                         "the spline refitted by least squares on the forces the network leaves, the "
+                         "network continued on the forces the spline leaves, --nn-backfit-rounds times); "
+                         "fixed = train the network on the pair-only spline fit, kept as it is "
+                         "(default: joint with --nn-kind descriptor, --bonded fm and no --add; else fixed)")
+    nn.add_argument("--nn-backfit-rounds", type=int, default=2,
+                    help="rounds of the joint fit (--nn-prior joint)")
     nn.add_argument("--nn-epochs", type=int, default=None,
                     help="maximum epochs, early stopping on a 20%% split (default 30 for descriptor, 50 "
                          "for ennp)")
@@ -325,6 +333,13 @@ def _check_options(args):
             raise InputError("need --md-steps ≥ 1, --equilibration ≥ 0, --timestep > 0 fs, --friction > 0 /ps")
     if args.bins < 4:
         raise InputError(f"--bins must be ≥ 4, got {args.bins}")
+    if getattr(args, "nn_prior", None) == "joint" and args.model == "nn":
+        why = [w for w, bad in (("--nn-kind descriptor", args.nn_kind != "descriptor"),
+                                ("--bonded fm", args.bonded != "fm"), ("no --add", bool(args.add)),
+                                ("--nn-backfit-rounds ≥ 1", args.nn_backfit_rounds < 1)) if bad]
+        if why:
+            raise InputError(f"--nn-prior joint needs {', '.join(why)} (the joint fit refits the spline "
+                             "prior by least squares on the frames of this run); use --nn-prior fixed")
     grids_from = None
     if args.grids_from:
         from ..jsonutil import loads_strict
@@ -532,16 +547,25 @@ def _run(args) -> int:
             desc = args.nn_kind == "descriptor"
             nn_model = ({"l_max": 6 if args.nn_lmax is None else args.nn_lmax} if desc else
                         {"channels": args.nn_channels, "l_max": 1 if args.nn_lmax is None else args.nn_lmax})
+            refit = None
+            joint = (args.nn_prior == "joint" or (args.nn_prior is None and desc and args.bonded == "fm"
+                                                   and not added and args.nn_backfit_rounds > 0))
+            if joint:
+                from ..forcematch.neural import spline_refit
+                refit = spline_refit(type_names, species, top, dict(bond=None, angle=None, **fm_kw), solve_kw)
             nnt = NeuralCGTraining(final, np.array([k[0] for k in kept]), np.array([k[1] for k in kept]),
                                    None if boxes[0] is None else np.array(boxes), species, masses, out / "nn",
                                    r_cut=args.nn_rcut or (5.0 if desc else 6.0), model=nn_model,
                                    train={"max_epochs": args.nn_epochs or (30 if desc else 50)},
-                                   kind=args.nn_kind, seed=getattr(args, "seed", None) or 0).run()
+                                   kind=args.nn_kind, seed=getattr(args, "seed", None) or 0,
+                                   refit=refit, backfit_rounds=args.nn_backfit_rounds).run()
             summary["neural"] = {"force_residual_prior": nnt.results["prior"],
                                  "force_residual_prior_plus_nn": nnt.results["prior_plus_nn"],
                                  "potential": str(Path(args.out) / "nn" / "cg_nn_potential.pt"),
                                  "frames": len(kept), "kind": args.nn_kind,
-                                 "residual_variance_explained": nnt.results.get("residual_variance_explained")}
+                                 "residual_variance_explained": nnt.results.get("residual_variance_explained"),
+                                 "prior_fit": "joint" if refit is not None else "fixed",
+                                 "backfit": nnt.results.get("backfit")}
             for name, r in nnt.results["prior_plus_nn"].items():
                 print(f"bead type {name}: spline + network RMS force residual {r['rms_residual_eV_per_A']:.4g} eV/Å")
         summary["grids"] = {lab: list(v) if isinstance(v, tuple) else v for lab, v in grids.items()}

@@ -57,6 +57,10 @@ def test_cgkit_fm_then_md_with_validation(cg_files, tmp_path, capsys):
     assert rc == 0
     s = loads_strict((md_out / "summary.json").read_text())
     assert s["md"]["n_steps"] == 400 and s["md"]["steps_per_second"] > 0
+    from cgkit.forcematch import pair_kernel
+    loop, prec = s["md"]["md_loop"], s["md"]["pair_precision"]
+    assert prec == ("mixed" if loop == "fused" else "double" if pair_kernel.available() else "float64")
+    assert f"({loop} loop, {prec} pair forces)" in capsys.readouterr().out
     v = s["validation"]
     assert v["distributions"]["bond A-A"]["js_divergence"] < 0.2
     assert v["rdf"]["pair A-A"]["js_divergence_r2g"] < 0.1
@@ -176,3 +180,15 @@ def test_cgkit_md_validates_a_sum_potential_with_its_tables_topology(cg_files, t
                  "--out", str(md_out)]) == 0
     v = loads_strict((md_out / "summary.json").read_text())["validation"]
     assert "bond A-A" in v["distributions"]
+
+
+def test_cgkit_fm_explicit_joint_prior_with_incompatible_options_is_refused(cg_files, tmp_path, capsys):
+    """--nn-prior joint refits the spline on this run's frames: with --bonded ibi or the ENNP bead
+    model it is refused before any frame is read (the default falls back to the fixed prior)."""
+    for extra, what in ((["--bonded", "ibi"], "--bonded fm"), (["--nn-kind", "ennp"], "--nn-kind descriptor")):
+        rc = main(["fm", "--cg-trajectory", str(cg_files / "cg.extxyz"), "--cg-topology", str(cg_files / "cg.psf"),
+                   "--model", "nn", "--nn-prior", "joint", *extra, "--out", str(tmp_path / "j")])
+        assert rc == 1
+        err = capsys.readouterr().err
+        assert "--nn-prior joint needs" in err and what in err and "--nn-prior fixed" in err
+        assert not (tmp_path / "j").exists()
