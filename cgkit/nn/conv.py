@@ -1,4 +1,4 @@
-"""The ENNP edge convolution as one autograd Function that is closed under differentiation.
+"""The ENNP edge convolution as autograd Functions with hand-written first and second derivatives.
 
 The convolution of :class:`cgkit.nn.model._EdgeConv` (component layout) is the multilinear form
 
@@ -9,22 +9,27 @@ of four arguments: ``G`` (M_out, N, C) a weight on the output (the incoming grad
 block per output irrep o, k ranges over that block's components, r over its D rows),
 ``x`` (M_in, N, C) node features in the component layout (row r reads component a_r of the
 sender j_e) and ``w`` (E, P, C) the per-edge, per-channel radial weights (row r belongs to
-path p_r). The messages scattered to the receivers are ``∂Φ/∂G``; the gradients of any
-function of them are ``∂Φ/∂T``, ``∂Φ/∂x`` and ``∂Φ/∂w`` evaluated with ``G`` = the
-incoming gradient. Because Φ is linear in each argument, the derivative of ``∂Φ/∂z``
-(z one slot) in the direction of another slot u, contracted with an incoming gradient H, is
-``∂Φ/∂u`` with slot z replaced by H. So one Function — "the partial derivative of Φ with
-respect to slot z, given the other three" — has a backward made of calls of itself: forces
-(one backward) and the parameter gradients of a force loss (a double backward) never
-rebuild an autograd graph of the per-path products, and every order of derivative is
-available.
+path p_r; or (U, P, C) shared by the two edges of a reverse pair, see ``wmap``). The
+messages scattered to the receivers are ``∂Φ/∂G``; their gradients are ``∂Φ/∂T``,
+``∂Φ/∂x`` and ``∂Φ/∂w`` evaluated with ``G`` = the incoming gradient. Because Φ is linear
+in each argument, the second derivatives are again partial derivatives of Φ with one slot
+replaced by an incoming gradient. So three hand-written kernels cover everything forces
+(one backward) and the parameter gradients of a force loss (a double backward) need:
+:func:`_forward` (``∂Φ/∂G``), :func:`_grad` (the three first partials in one pass, sharing
+the gathered rows) and :func:`_gradgrad` (all second-order terms in one pass). No autograd
+graph of the per-path products is ever built; a third derivative raises (nothing in cgkit
+needs one).
 
 Each call gathers the rows it needs, applies the weights and does one batched matmul per
 output irrep, over chunks of at most :data:`CHUNK_ELEMENTS` elements of the (E, R, C)
 intermediates so that they stay in cache and no large temporary is allocated (and
-page-faulted) per call. Results equal the plain autograd form
-(:meth:`_EdgeConv.forward_components`) to rounding (tested to 1e-12 in float64 for
-messages, forces, stress, Hessian-vector products and parameter gradients).
+page-faulted) per call (2**18 elements measured fastest on molecules and Si512; 4x larger
+chunks are 15-30 % slower). Batched matmuls with a size-1 dimension (the blocks of scalar
+outputs) are broadcast products: PyTorch's CPU ``bmm`` is 3-5x slower on them. Results
+equal the composed autograd form (:meth:`_EdgeConv.forward_components` with
+``_CONV_FUNCTION = False``) to rounding (tests/nn/test_conv_autograd.py: 1e-10 relative in
+float64 for messages, energies, forces, stress, Hessian-vector products, Hessians and
+parameter gradients of a force loss; gradcheck and gradgradcheck).
 """
 from __future__ import annotations
 
@@ -39,10 +44,11 @@ CHUNK_ELEMENTS = 2**18
 class _Chunk:
     """The rows one chunk of edges [a, b) reads: gathered lazily and cached."""
 
-    def __init__(self, conv, i, j, n_nodes, a, b):
+    def __init__(self, conv, i, j, wmap, n_nodes, a, b):
         self.conv, self.n, self.a, self.b, self.ec = conv, n_nodes, a, b, b - a
         self.i, self.j = i[a:b], j[a:b]
-        self._rows = self._grows = None
+        self.wmap = None if wmap is None else wmap[a:b]
+        self._rows = self._grows = self._wrows = None
 
     @property
     def rows(self):  # (ec·R,) rows of the (M_in·N, C) node features read by the chunk
@@ -62,8 +68,23 @@ class _Chunk:
         C = self.conv.channels
         return x.reshape(-1, C).index_select(0, self.rows).view(self.ec, -1, C)
 
-    def we(self, w):  # (ec, R, C) radial weights w (E, P, C) of every row's path
-        return w[self.a:self.b].index_select(1, self.conv.wid)
+    @property
+    def wrows(self):  # (ec·R,) rows of the (U·P, C) radial weights read by the chunk
+        if self._wrows is None:
+            self._wrows = (self.wmap.unsqueeze(1) * self.conv.n_paths + self.conv.wid).reshape(-1)
+        return self._wrows
+
+    def we(self, w):  # (ec, R, C) radial weights w (E or U, P, C) of every row's path
+        if self.wmap is None:
+            return w[self.a:self.b].index_select(1, self.conv.wid)
+        C = self.conv.channels
+        return w.reshape(-1, C).index_select(0, self.wrows).view(self.ec, -1, C)
+
+    def add_w(self, gw, u):  # gw (E or U, P, C) += u (ec, R, C) summed over each path's rows
+        if self.wmap is None:
+            gw[self.a:self.b].index_add_(1, self.conv.wid, u)
+        else:
+            gw.view(-1, self.conv.channels).index_add_(0, self.wrows, u.reshape(-1, self.conv.channels))
 
     def gm(self, G):  # (ec, M_out, C) receiver rows of G (M_out, N, C), split per output irrep
         C = self.conv.channels
@@ -82,11 +103,11 @@ def _cat(parts, dim=1):
     return torch.cat(parts, dim=dim) if len(parts) > 1 else parts[0]
 
 
-def _chunks(conv, i, j, n_nodes):
+def _chunks(conv, i, j, wmap, n_nodes):
     e = i.shape[0]
     step = max(1, CHUNK_ELEMENTS // max(1, conv.comp_idx.numel() * conv.channels))
     for a in range(0, e, step):
-        yield _Chunk(conv, i, j, n_nodes, a, min(a + step, e))
+        yield _Chunk(conv, i, j, wmap, n_nodes, a, min(a + step, e))
 
 
 def _bmm(a, b):
@@ -117,7 +138,7 @@ def _gv(gs, vs, ec):
     return _cat([_bmm(g, v.transpose(1, 2)).reshape(ec, -1) for g, v in zip(gs, vs)])
 
 
-def _new(conv, ref, n_nodes, e, which):
+def _new(conv, ref, n_nodes, e, which, n_w):
     C = conv.channels
     if which == "G":
         return ref.new_zeros(sum(conv.out_dims) * n_nodes, C)
@@ -125,23 +146,23 @@ def _new(conv, ref, n_nodes, e, which):
         return ref.new_zeros(e, sum(conv.t_sizes))
     if which == "x":
         return ref.new_zeros(conv.m_in * n_nodes, C)
-    return ref.new_zeros(e, conv.n_paths, C)
+    return ref.new_zeros(n_w, conv.n_paths, C)
 
 
-def _forward(conv, i, j, n_nodes, T, x, w):
+def _forward(conv, i, j, wmap, n_nodes, T, x, w):
     """∂Φ/∂G: the messages scattered to the receivers, (M_out, N, C)."""
-    out = _new(conv, x, n_nodes, i.shape[0], "G")
-    for ch in _chunks(conv, i, j, n_nodes):
+    out = _new(conv, x, n_nodes, i.shape[0], "G", w.shape[0])
+    for ch in _chunks(conv, i, j, wmap, n_nodes):
         m = _tv(ch.ts(T), ch.split(ch.xe(x) * ch.we(w)))
         out.index_add_(0, ch.grows, m.reshape(-1, conv.channels))
     return out.view(-1, n_nodes, conv.channels)
 
 
-def _grad(conv, i, j, n_nodes, G, T, x, w, need):
+def _grad(conv, i, j, wmap, n_nodes, G, T, x, w, need):
     """(∂Φ/∂T, ∂Φ/∂x, ∂Φ/∂w) at (G, T, x, w); entries not in ``need`` are None."""
     e, C = i.shape[0], conv.channels
-    gT, gx, gw = (_new(conv, G, n_nodes, e, s) if s in need else None for s in "Txw")
-    for ch in _chunks(conv, i, j, n_nodes):
+    gT, gx, gw = (_new(conv, G, n_nodes, e, s, w.shape[0]) if s in need else None for s in "Txw")
+    for ch in _chunks(conv, i, j, wmap, n_nodes):
         gms = ch.gm(G)
         xe = ch.xe(x) if ("T" in need or "w" in need) else None
         we = ch.we(w) if ("T" in need or "x" in need) else None
@@ -152,17 +173,17 @@ def _grad(conv, i, j, n_nodes, G, T, x, w, need):
             if gx is not None:
                 gx.index_add_(0, ch.rows, (v * we).reshape(-1, C))
             if gw is not None:
-                gw[ch.a:ch.b].index_add_(1, conv.wid, v * xe)
+                ch.add_w(gw, v * xe)
     return (gT, None if gx is None else gx.view(-1, n_nodes, C), gw)
 
 
-def _gradgrad(conv, i, j, n_nodes, G, T, x, w, HT, Hx, Hw, need):
+def _gradgrad(conv, i, j, wmap, n_nodes, G, T, x, w, HT, Hx, Hw, need):
     """Gradients of ⟨HT, ∂Φ/∂T⟩ + ⟨Hx, ∂Φ/∂x⟩ + ⟨Hw, ∂Φ/∂w⟩ (any H may be None) with respect
     to (G, T, x, w); entries not in ``need`` are None. By multilinearity every term is a
     partial derivative of Φ with one slot replaced by an H."""
     e, C = i.shape[0], conv.channels
-    gG, gT, gx, gw = (_new(conv, G, n_nodes, e, s) if s in need else None for s in "GTxw")
-    for ch in _chunks(conv, i, j, n_nodes):
+    gG, gT, gx, gw = (_new(conv, G, n_nodes, e, s, w.shape[0]) if s in need else None for s in "GTxw")
+    for ch in _chunks(conv, i, j, wmap, n_nodes):
         ts = ch.ts(T)
         hts = ch.ts(HT) if HT is not None else None
         xe, we = ch.xe(x), ch.we(w)
@@ -203,7 +224,7 @@ def _gradgrad(conv, i, j, n_nodes, G, T, x, w, HT, Hx, Hw, need):
             if hxe is not None:
                 u = v * hxe if u is None else torch.addcmul(u, v, hxe)
             if u is not None:
-                gw[ch.a:ch.b].index_add_(1, conv.wid, u)
+                ch.add_w(gw, u)
     return (gG if gG is None else gG.view(-1, n_nodes, C), gT,
             gx if gx is None else gx.view(-1, n_nodes, C), gw)
 
@@ -212,17 +233,17 @@ class _Conv(torch.autograd.Function):
     """messages = ∂Φ/∂G (T, x, w); backward: :class:`_ConvGrad`."""
 
     @staticmethod
-    def forward(ctx, conv, i, j, n_nodes, T, x, w):
-        ctx.conv, ctx.n_nodes = conv, n_nodes
+    def forward(ctx, conv, i, j, wmap, n_nodes, T, x, w):
+        ctx.conv, ctx.n_nodes, ctx.wmap = conv, n_nodes, wmap
         ctx.save_for_backward(i, j, T, x, w)
-        return _forward(conv, i, j, n_nodes, T, x, w)
+        return _forward(conv, i, j, wmap, n_nodes, T, x, w)
 
     @staticmethod
     def backward(ctx, G):
         i, j, T, x, w = ctx.saved_tensors
-        need = "".join(s for s, n in zip("Txw", ctx.needs_input_grad[4:]) if n)
-        out = _ConvGrad.apply(ctx.conv, i, j, ctx.n_nodes, need, G, T, x, w)
-        return (None, None, None, None, *out)
+        need = "".join(s for s, n in zip("Txw", ctx.needs_input_grad[5:]) if n)
+        out = _ConvGrad.apply(ctx.conv, i, j, ctx.wmap, ctx.n_nodes, need, G, T, x, w)
+        return (None, None, None, None, None, *out)
 
 
 class _ConvGrad(torch.autograd.Function):
@@ -231,18 +252,18 @@ class _ConvGrad(torch.autograd.Function):
     derivative through it raises instead of returning a wrong result)."""
 
     @staticmethod
-    def forward(ctx, conv, i, j, n_nodes, need, G, T, x, w):
-        ctx.conv, ctx.n_nodes = conv, n_nodes
+    def forward(ctx, conv, i, j, wmap, n_nodes, need, G, T, x, w):
+        ctx.conv, ctx.n_nodes, ctx.wmap = conv, n_nodes, wmap
         ctx.save_for_backward(i, j, G, T, x, w)
-        gT, gx, gw = _grad(conv, i, j, n_nodes, G.contiguous(), T, x, w, need)
+        gT, gx, gw = _grad(conv, i, j, wmap, n_nodes, G.contiguous(), T, x, w, need)
         return gT, gx, gw
 
     @staticmethod
     def backward(ctx, HT, Hx, Hw):
         i, j, G, T, x, w = ctx.saved_tensors
-        need = "".join(s for s, n in zip("GTxw", ctx.needs_input_grad[5:]) if n)
+        need = "".join(s for s, n in zip("GTxw", ctx.needs_input_grad[6:]) if n)
         with torch.no_grad():
-            out = _gradgrad(ctx.conv, i, j, ctx.n_nodes, G.contiguous(), T, x, w,
+            out = _gradgrad(ctx.conv, i, j, ctx.wmap, ctx.n_nodes, G.contiguous(), T, x, w,
                             None if HT is None else HT.contiguous(),
                             None if Hx is None else Hx.contiguous(),
                             None if Hw is None else Hw.contiguous(), need)
@@ -251,7 +272,7 @@ class _ConvGrad(torch.autograd.Function):
             outs = [o for o in out if o is not None]
             res = iter(_NoThirdDerivative.apply(len(outs), *outs, *live))
             out = tuple(None if o is None else next(res) for o in out)
-        return (None, None, None, None, None, *out)
+        return (None, None, None, None, None, None, *out)
 
 
 class _NoThirdDerivative(torch.autograd.Function):
@@ -269,10 +290,11 @@ class _NoThirdDerivative(torch.autograd.Function):
 
 
 def edge_convolution(conv, x: torch.Tensor, T: torch.Tensor, w: torch.Tensor, i: torch.Tensor,
-                     j: torch.Tensor) -> torch.Tensor:
+                     j: torch.Tensor, wmap: torch.Tensor | None = None) -> torch.Tensor:
     """Messages of ``conv`` (an ``_EdgeConv``) scattered to the receivers ``i``.
 
     x (M_in, N, C) node features (component layout); T (E, Σ d3·D) = ``y @ conv.cg``;
-    w (E, P, C) radial weights in ``conv.order``; i, j (E,) receivers and senders.
-    Returns (M_out, N, C). Differentiable twice in x, T and w."""
-    return _Conv.apply(conv, i, j, x.shape[1], T.contiguous(), x.contiguous(), w.contiguous())
+    w (E, P, C) radial weights in ``conv.order``, or (U, P, C) with ``wmap`` (E,): edge e
+    uses row wmap[e] (reverse edges share their radial weights); i, j (E,) receivers and
+    senders. Returns (M_out, N, C). Differentiable twice in x, T and w."""
+    return _Conv.apply(conv, i, j, wmap, x.shape[1], T.contiguous(), x.contiguous(), w.contiguous())

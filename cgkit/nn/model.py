@@ -29,7 +29,11 @@ self-connection is then one batched GEMM over components with weights gathered f
 e3nn weight vectors (same parameters, same results), the gate a few elementwise ops, and
 the edge convolution a handful of fused ops (:meth:`_EdgeConv.forward_components`) — about
 4× fewer tensor operations per call than composing e3nn modules, which is what dominates a
-small molecule. ``benchmarks/ennp_speed.py`` times it beside MACE and NequIP.
+small molecule. The convolution runs as autograd Functions with hand-written first and
+second derivatives, chunked over edges (:mod:`cgkit.nn.conv`), and the radial MLPs once per
+pair of reverse edges: forces and the double backward of a force loss in training never
+rebuild the per-path product graph. ``benchmarks/ennp_speed.py`` times it beside MACE and
+NequIP (docs/ennp_speed.md).
 
 ``parity=True`` gives an O(3) model (features carry parity, the energy is invariant under
 reflections); ``parity=False`` an SO(3) model (all features even: cross products are
@@ -181,13 +185,16 @@ class _EdgeConv(torch.nn.Module):
         self.m_in = in_comp[-1]
 
     def forward_components(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
-                           i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+                           i: torch.Tensor, j: torch.Tensor, wmap: torch.Tensor | None = None) -> torch.Tensor:
         """As :meth:`forward` in the component layout: x (M_in, N, C) → (M_out, N, C);
-        ``weights`` (E, P·C) in :attr:`order`."""
+        ``weights`` (E, P·C) in :attr:`order`, or (U, P·C) with ``wmap`` (E,): edge e uses
+        row wmap[e] (autograd-Function convolution only)."""
         n_nodes, e, C = x.shape[1], y.shape[0], self.channels
         if _use_conv_function():
             # one autograd Function whose backward is made of itself (cgkit.nn.conv)
-            return edge_convolution(self, x, y @ self.cg, weights.view(e, self.n_paths, C), i, j)
+            return edge_convolution(self, x, y @ self.cg, weights.view(-1, self.n_paths, C), i, j, wmap)
+        if wmap is not None:
+            weights = weights.index_select(0, wmap)
         rows = j.unsqueeze(1) + n_nodes * self.comp_idx                         # (E, R)
         xe = x.reshape(-1, C).index_select(0, rows.reshape(-1)).view(e, self.comp_idx.numel(), C)
         xw = xe * weights.view(e, self.n_paths, C).index_select(1, self.wid)    # (E, R, C)
@@ -317,6 +324,37 @@ def _use_conv_function() -> bool:
     """The autograd-Function convolution (any graph size); not while tracing an export
     (``torch.jit.trace`` records plain tensor ops only: there the fused ops are composed)."""
     return _CONV_FUNCTION and not torch.jit.is_tracing()
+
+
+def _reverse_edge_pairs(graph: AtomicGraph, i: torch.Tensor, j: torch.Tensor):
+    """Pairs of reverse edges (i, j, s) and (j, i, −s): ``(wmap (E,), first (U,))`` with edge e
+    belonging to pair wmap[e] and ``first[u]`` one edge of pair u; ``(None, None)`` when the
+    edges are not the graph's own (some dropped) or have no partners to share with.
+
+    Both edges of a pair have bitwise the same length, computed by the same function of the
+    positions and cell (r_i − r_j − s·h = −(r_j − r_i + s·h) exactly in floating point), so
+    radial features computed for one serve both, gradients included."""
+    n = graph.n_atoms
+    if i.shape[0] != graph.edge_index.shape[1] or i.shape[0] < 2 or torch.jit.is_tracing():
+        return None, None
+    s = graph.cell_shifts.to(torch.long)
+    smax = int(s.abs().max()) if s.numel() else 0
+    m = 2 * smax + 1
+    if float(n) * n * m ** 3 > 2.0 ** 62:
+        return None, None
+    nz = s != 0
+    first_nz = torch.where(nz.any(1), nz.to(torch.int8).argmax(1), torch.zeros_like(i))
+    lead = s.gather(1, first_nz.unsqueeze(1)).squeeze(1)
+    flip = (i > j) | ((i == j) & (lead < 0))
+    a, b = torch.where(flip, j, i), torch.where(flip, i, j)
+    s = torch.where(flip.unsqueeze(1), -s, s) + smax
+    key = (((a * n + b) * m + s[:, 0]) * m + s[:, 1]) * m + s[:, 2]
+    uniq, wmap = torch.unique(key, return_inverse=True)
+    if uniq.shape[0] > 0.75 * i.shape[0]:
+        return None, None
+    first = torch.full((uniq.shape[0],), i.shape[0], dtype=torch.long, device=i.device)
+    first = first.scatter_reduce(0, wmap, torch.arange(i.shape[0], device=i.device), "amin")
+    return wmap, first
 
 
 #: without the autograd-Function convolution (``_CONV_FUNCTION = False``, and in a traced
@@ -514,14 +552,15 @@ class _Interaction(torch.nn.Module):
             y = y.new_zeros((m_out,) + tuple(y.shape[1:])).index_add(0, getattr(self, f"_{name}_mout"), y)
         return y
 
-    def forward_fast(self, h, onehot, y, radial, i, j, inv_sqrt_neigh):
-        """h (M_in, N, C) component layout → (M_out, N, C)."""
+    def forward_fast(self, h, onehot, y, radial, i, j, inv_sqrt_neigh, wmap=None):
+        """h (M_in, N, C) component layout → (M_out, N, C); ``wmap``: see
+        :meth:`_EdgeConv.forward_components`."""
         C = self.C
         n = h.shape[1]
         x = self._lin("up", self.linear_up.weight, h)
         conv = self.conv
         if _use_conv_function() or y.shape[0] * conv.comp_idx.numel() * C <= _FUSED_MAX_ELEMENTS:
-            agg = conv.forward_components(x, y, self.radial(radial, fused=True), i, j)
+            agg = conv.forward_components(x, y, self.radial(radial, fused=True), i, j, wmap)
         else:
             agg = _from_e3nn(conv(_to_e3nn(x, conv.irreps_in, C), y, self.radial(radial), i, j),
                              conv.irreps_out, C)
@@ -746,18 +785,22 @@ class ENNP(Potential):
         i, j, vec, dist = self.neighbor_edges(graph, positions, cell)
         # the envelope multiplies every message: apply it once, to the spherical harmonics
         y = self.sh(vec) * self.envelope(dist).unsqueeze(-1)
-        radial = self.bessel(dist)
         onehot = torch.nn.functional.one_hot(species, len(self.type_names)).to(positions.dtype)
         h = self.embedding(onehot)
         if all(layer.fast for layer in self.layers) and (
                 _use_conv_function()
                 or i.shape[0] * max(layer.conv.comp_idx.numel() * layer.C for layer in self.layers)
                 <= _FAST_MAX_ELEMENTS):
+            # the radial MLPs run once per pair of reverse edges (same distance, same function
+            # of the positions and cell): the convolution reads row wmap[e] for edge e
+            wmap, first = _reverse_edge_pairs(graph, i, j) if _use_conv_function() else (None, None)
+            radial = self.bessel(dist if first is None else dist.index_select(0, first))
             # component layout (M, N, C) between the blocks (see _Interaction._build_fast)
             h = _from_e3nn(h, self.layers[0].irreps_in, self.layers[0].C)
             for layer in self.layers:
-                h = layer.forward_fast(h, onehot, y, radial, i, j, self.inv_sqrt_neighbors)
+                h = layer.forward_fast(h, onehot, y, radial, i, j, self.inv_sqrt_neighbors, wmap)
             return _to_e3nn(h, self.irreps_out, self.layers[-1].C), species
+        radial = self.bessel(dist)
         for layer in self.layers:
             h = layer(h, onehot, y, radial, i, j, self.inv_sqrt_neighbors)
         return h, species

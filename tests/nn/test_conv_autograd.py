@@ -91,12 +91,21 @@ def _derivatives(model, g, v, periodic):
 
 
 @pytest.mark.parametrize("kw", [dict(full_parity=True, n_layers=3), dict(parity=False, vector_head=True)])
-@pytest.mark.parametrize("system", ["crystal", "molecule"])
+@pytest.mark.parametrize("system", ["crystal", "molecule", "self_images"])
 def test_model_derivatives_equal_reference_paths(crystal, kw, system, monkeypatch):
     monkeypatch.setattr(CV, "CHUNK_ELEMENTS", 2**9)  # several chunks of edges
-    atoms = crystal if system == "crystal" else _molecule()
+    atoms = {"crystal": crystal, "molecule": _molecule(),
+             # one atom in a 2.6 Å cube: its 6 neighbours are its own images (i = j)
+             "self_images": Atoms("Si", cell=np.diag([2.6, 2.7, 2.5]) + 0.1 * np.eye(3)[[1, 2, 0]],
+                                  pbc=True)}[system]
     model = tiny_model(**kw)
     g = model.graph(atoms)
+    # reverse edges share their radial weights: every edge has a partner of the same length
+    wmap, first = M._reverse_edge_pairs(g, g.edge_index[0], g.edge_index[1])
+    assert wmap is not None and 2 * first.numel() == g.n_edges
+    assert torch.equal(torch.bincount(wmap), torch.full((first.numel(),), 2))
+    d = g.edge_vectors(g.positions, g.cell).norm(dim=1)
+    assert torch.equal(d, d[first][wmap])
     periodic = bool(np.asarray(atoms.pbc).all())
     assert g.n_edges > 2 * (2**9 // (model.layers[1].conv.comp_idx.numel() * model.layers[1].C))
     v = torch.randn(g.positions.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
