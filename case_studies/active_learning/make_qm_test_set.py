@@ -1,16 +1,19 @@
-"""Make ethanol_xtb_test.extxyz: an independent GFN2-xTB (tblite) test set for qm_xtb.yaml.
+"""Make qm_xtb_test.extxyz: an independent GFN2-xTB (tblite) test set for qm_xtb.yaml.
 
-Frames from ASE Langevin MD of ethanol driven by the teacher itself at 300, 600, 900 and
-1200 K (0.5 fs steps), 5 frames each, 20 steps apart, after 100 steps of equilibration.
-Needs the tblite package. Run: python make_qm_test_set.py
+For each start structure of qm_start.extxyz (ethanol, water dimer, ethanol-water complex; made by
+qm_make_structures.py): ASE Langevin MD driven by the teacher itself at 300, 600, 900 and 1200 K
+(0.5 fs steps, friction 0.02/fs, centre of mass fixed), 100 steps of equilibration, then 5 frames
+20 steps apart: 20 frames per system, 60 in all. ``info['regime']`` is the system,
+``info['temperature_K']`` the temperature. The MD seeds (100 + 10·system + k) differ from every
+seed `cgkit learn` uses, and the temperatures 600 and 900 K are not among the exploration
+temperatures. Needs the tblite package. Run: python make_qm_test_set.py
 """
 from pathlib import Path
 
 import numpy as np
 from ase import units
-from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.io import write
+from ase.io import read, write
 from ase.md.langevin import Langevin
 from tblite.ase import TBLite
 
@@ -21,21 +24,22 @@ HERE = Path(__file__).resolve().parent
 
 def main():
     out = []
-    for k, T in enumerate((300.0, 600.0, 900.0, 1200.0)):
-        a = molecule("CH3CH2OH")
-        a.center(vacuum=6.0)
-        a.calc = TBLite(method="GFN2-xTB", verbosity=0)
-        thermalize(a, T, np.random.default_rng(10 + k))
-        md = Langevin(a, 0.5 * units.fs, temperature_K=T, friction=0.02 / units.fs, fixcm=True,
-                      rng=np.random.default_rng(20 + k))
-        md.run(100)
-        for _ in range(5):
-            md.run(20)
-            b = a.copy()
-            b.calc = SinglePointCalculator(b, energy=a.get_potential_energy(), forces=a.get_forces())
-            out.append(b)
-    write(str(HERE / "ethanol_xtb_test.extxyz"), out, format="extxyz")
-    print(f"wrote {HERE / 'ethanol_xtb_test.extxyz'} ({len(out)} frames)")
+    for s, start in enumerate(read(str(HERE / "qm_start.extxyz"), ":")):
+        for k, T in enumerate((300.0, 600.0, 900.0, 1200.0)):
+            a = start.copy()
+            a.calc = TBLite(method="GFN2-xTB", verbosity=0)
+            thermalize(a, T, np.random.default_rng(100 + 10 * s + k))
+            md = Langevin(a, 0.5 * units.fs, temperature_K=T, friction=0.02 / units.fs, fixcm=True,
+                          rng=np.random.default_rng(200 + 10 * s + k))
+            md.run(100)
+            for _ in range(5):
+                md.run(20)
+                b = a.copy()
+                b.calc = SinglePointCalculator(b, energy=a.get_potential_energy(), forces=a.get_forces())
+                b.info = {"regime": start.info["system"], "temperature_K": T}
+                out.append(b)
+    write(str(HERE / "qm_xtb_test.extxyz"), out, format="extxyz")
+    print(f"wrote {HERE / 'qm_xtb_test.extxyz'} ({len(out)} frames)")
 
 
 if __name__ == "__main__":
