@@ -9,7 +9,7 @@
 Data: thymine (C5H6N2O2, 15 atoms) at 500 K labelled by GFN2-xTB (benchmarks/make_accuracy_data.py):
 500 training and 100 validation frames from one Langevin trajectory, 400 test frames from an
 independent one; the runs use the first 400 training frames (``--n-train``, default 400) so that
-the whole benchmark (4 models x 2 seeds x 30 epochs) takes ~16 CPU minutes (~60 min wall on
+the whole benchmark (4 models x 2 seeds x 30 epochs) takes ~20 CPU minutes (45 min wall on
 2 cores shared with other jobs).
 
 Models (matched pairs; r_cut 5 Å, float32, 8 Bessel functions with fixed frequencies — both
