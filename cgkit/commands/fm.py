@@ -142,6 +142,10 @@ def register(subparsers):
     s.add_argument("--drop-empty", action="store_true",
                    help="drop interactions without samples (with a warning) instead of failing")
     s.add_argument("--add", nargs="*", default=[], help="normal_equations.npz files of other runs to add")
+    s.add_argument("--pressure-target", type=float, default=None, metavar="BAR",
+                   help="constrain the mean virial pressure N kT/V + W/(3V) of the fitted model on the frames "
+                        "to BAR exactly (Das & Andersen 2010; docs/pressure_matching.md); uses --temperature "
+                        "(K) for the kinetic term; spline pairs/bonds/angles/dihedrals only, periodic frames")
     p.add_argument("--export", default="",
                    help="comma-separated: lammps, gromacs — also write engine tables into OUT/lammps, OUT/gromacs")
     el = p.add_argument_group("charged beads (docs/charged_cg.md)")
@@ -333,6 +337,15 @@ def _check_options(args):
             raise InputError("need --md-steps ≥ 1, --equilibration ≥ 0, --timestep > 0 fs, --friction > 0 /ps")
     if args.bins < 4:
         raise InputError(f"--bins must be ≥ 4, got {args.bins}")
+    if args.pressure_target is not None:
+        from ..forcematch.pressure_match import PressureTarget
+        args.pressure = PressureTarget(bar=args.pressure_target, temperature_K=args.temperature)
+        why = [w for w, bad in (("--model spline", args.model != "spline"), ("--bonded fm", args.bonded != "fm"),
+                                ("no --threebody", bool(args.threebody)), ("--coulomb none", args.coulomb != "none"),
+                                ("no --add", bool(args.add))) if bad]
+        if why:
+            raise InputError(f"--pressure-target needs {', '.join(why)}: the virial of fixed, three-body, "
+                             "neural or added terms is not in the pressure constraint")
     if getattr(args, "nn_prior", None) == "joint" and args.model == "nn":
         why = [w for w, bad in (("--nn-kind descriptor", args.nn_kind != "descriptor"),
                                 ("--bonded fm", args.bonded != "fm"), ("no --add", bool(args.add)),
@@ -436,6 +449,8 @@ def _run(args) -> int:
     if coul is not None:
         fm_kw["fixed_terms"] = [coul]
     solve_kw = dict(method=args.method, ridge=args.ridge, smooth=args.smooth, min_samples=args.min_samples)
+    if args.pressure_target is not None:
+        solve_kw["pressure"] = args.pressure
     if args.threebody:
         fm_kw["threebody"] = [_parse_threebody(spec) for spec in args.threebody]
     if votca is not None and votca.threebody:

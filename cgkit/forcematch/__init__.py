@@ -26,13 +26,14 @@ from .imc import InverseMonteCarlo, imc_step  # noqa: F401
 from .interaction import Grid, Interaction, Term  # noqa: F401
 from .mscg import ForceMatchResult, SplineForceMatching, suggest_grids  # noqa: F401
 from .normal_equations import NormalEquations  # noqa: F401
+from .pressure_match import PressureTarget  # noqa: F401
 from .relent import RelativeEntropyMinimisation  # noqa: F401
 from .tabulated import Table, TabulatedPotential  # noqa: F401
 from .threebody import ThreeBody, ThreeBodyPotential  # noqa: F401
 from .validate import StructuralValidation  # noqa: F401
 from .votca import read_votca_settings, votca_options  # noqa: F401
 
-__all__ = ["SplineForceMatching", "NormalEquations", "ForceMatchResult", "ForceMatchError",
+__all__ = ["SplineForceMatching", "PressureTarget", "NormalEquations", "ForceMatchResult", "ForceMatchError",
            "SparseSamplingWarning", "Interaction", "Grid", "Term", "Table", "TabulatedPotential",
            "suggest_grids", "boltzmann_bonded_tables", "boltzmann_table", "hybrid_fit", "HybridFit",
            "IBISettings", "IBI_DEFAULTS", "IterativeBoltzmannInversion", "RelativeEntropyMinimisation",

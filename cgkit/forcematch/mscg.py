@@ -299,6 +299,12 @@ class SplineForceMatching(Analysis):
         self._block_b = None
         self._block_n = 0
         self._frames_seen = 0
+        # mean-pressure constraint (solve(pressure=...)): Σ_f Σ x B(x) / (3 V_f) per coefficient,
+        # Σ_f N / V_f, frames counted, first non-periodic frame (see .pressure_match)
+        self._virial_row = np.zeros(self.n_coef)
+        self._virial_n_over_v = 0.0
+        self._virial_frames = 0
+        self._virial_nonperiodic = None
         self.results: ForceMatchResult | None = None
 
     @property
@@ -356,8 +362,9 @@ class SplineForceMatching(Analysis):
         for k, _, x, _ in self._instances(pos_np, box):
             yield self.interactions[k], x.numpy()
 
-    def _design(self, pos_np: np.ndarray, box, counts, outside) -> torch.Tensor:
-        """The (3n, n_coef) design matrix G of one frame: F_model = G c."""
+    def _design(self, pos_np: np.ndarray, box, counts, outside, virial=None) -> torch.Tensor:
+        """The (3n, n_coef) design matrix G of one frame: F_model = G c; adds the virial row
+        Σ x B(x) of the pair and bond instances (W = virial · c, eV) to ``virial`` when given."""
         n = self.n_beads
         G = torch.zeros(3 * n * self.n_coef, dtype=torch.float64)
         for k, beads, x, grad in self._instances(pos_np, box):
@@ -386,6 +393,8 @@ class SplineForceMatching(Analysis):
             else:
                 iv = idx[:, 0]
             counts[k] += np.bincount(iv.numpy(), minlength=b.n_intervals)
+            if virial is not None and it.kind in ("pair", "bond"):  # angles, dihedrals: W = 0
+                np.add.at(virial, (it.offset + idx).numpy().ravel(), (x[:, None] * vals).numpy().ravel())
             # rows: 3*bead + α → (m, ar, 3); columns: offset + idx → (m, 4)
             rows = (3 * beads[:, :, None] + torch.arange(3)[None, None, :])  # (m, ar, 3)
             cols = it.offset + idx  # (m, 4)
@@ -493,7 +502,16 @@ class SplineForceMatching(Analysis):
         frames = progress_bar(range(len(pos)), desc="force matching", unit="frame",
                               disable=None if progress else True)
         for f in frames:
-            G = self._design(pos[f], bx[f], ne.counts, ne.outside).numpy()
+            cell_f, pbc_f = as_cell(bx[f])
+            vol = abs(float(np.linalg.det(cell_f))) if bool(np.all(pbc_f)) else 0.0
+            vir = np.zeros(self.n_coef) if vol > 0 else None
+            if vir is None and self._virial_nonperiodic is None:
+                self._virial_nonperiodic = self._frames_seen - len(pos) + f
+            G = self._design(pos[f], bx[f], ne.counts, ne.outside, vir).numpy()
+            if vir is not None:
+                self._virial_row += vir / (3.0 * vol)
+                self._virial_n_over_v += self.n_beads / vol
+                self._virial_frames += 1
             F = frc[f].reshape(-1)
             if self._fixed_potential is not None or self.fixed_terms:
                 F = F - self.fixed_forces(pos[f], bx[f]).reshape(-1)
@@ -561,7 +579,7 @@ class SplineForceMatching(Analysis):
 
     def solve(self, *, method: str = "ridge", ridge: float = 1e-12, smooth: float = 1e-8,
               min_samples: int = 10, trim: bool = True, table_points: int = 20, natural: bool = False,
-              errors: str = "jackknife") -> "ForceMatchResult":
+              errors: str = "jackknife", pressure=None) -> "ForceMatchResult":
         """Solve the normal equations; returns (and stores in ``.results``) a ForceMatchResult.
 
         method : "ridge" (regularised, default) or "lstsq" (no regularisation; raises
@@ -576,6 +594,13 @@ class SplineForceMatching(Analysis):
             "blocks" (VOTCA's ``csg_fmatch``: every block of ``block_size`` frames is solved on
             its own; the table is the mean of the block solutions and its error their standard
             deviation / √n_blocks)
+        pressure : None or a :class:`~cgkit.forcematch.pressure_match.PressureTarget` (bar, K):
+            impose exactly that the mean virial pressure N k_B T/V + W/(3V) of the fitted model
+            over the accumulated frames (each with its own volume V) equals the target (Das &
+            Andersen 2010); the summary's ``pressure`` block gives ⟨P⟩ with and without the
+            constraint and the force residual of both. Needs periodic frames accumulated by this
+            object, pairs/bonds only besides angles/dihedrals (no three-body, fixed tables or
+            fixed terms)
         """
         if errors not in ("jackknife", "blocks"):
             raise InputError("errors must be 'jackknife' or 'blocks'")
@@ -607,6 +632,9 @@ class SplineForceMatching(Analysis):
             keep.append(term)
         if not keep:
             raise ForceMatchError("no interaction has samples; nothing to solve")
+        equality, p_info = None, None
+        if pressure is not None:
+            equality, p_info = self._pressure_equality(pressure, ne, keep)
         A_all = ne.A.sum(0)
         b_all = ne.b.sum(0)
         cols = np.concatenate([np.arange(it.offset, it.offset + it.size) for it in keep])
@@ -621,21 +649,21 @@ class SplineForceMatching(Analysis):
             if nb < 2:
                 raise ForceMatchError(f"errors='blocks' needs at least 2 blocks of {self.block_size} frames, "
                                       f"got {nb}; lower the block size or add frames")
-            blocks = [solve_system(remap, Ak[sub], bk[cols], ridge, smooth, method, natural)
+            blocks = [solve_system(remap, Ak[sub], bk[cols], ridge, smooth, method, natural, equality)
                       for Ak, bk in zip(ne.A_blocks, ne.b_blocks)]
             c = np.mean(blocks, axis=0)
             # make_table's jackknife formula √((n-1)/n Σ(y_k - ȳ)²) of the pseudo-values
             # y_k = x̄ + (x_k - x̄)/√(n(n-1)) is VOTCA's block error √((⟨x²⟩ - ⟨x⟩²)/n)
             jk = [c + (ck - c) / math.sqrt(nb * (nb - 1)) for ck in blocks]
         else:
-            c = solve_system(remap, A_all[sub], b_all[cols], ridge, smooth, method, natural)
+            c = solve_system(remap, A_all[sub], b_all[cols], ridge, smooth, method, natural, equality)
         solve_s = time.perf_counter() - t0
         if nb >= 2 and errors == "jackknife":
             for k in range(nb):
                 Ak = A_all - ne.A_blocks[k]
                 bk = b_all - ne.b_blocks[k]
                 try:
-                    jk.append(solve_system(remap, Ak[sub], bk[cols], ridge, smooth, method, natural))
+                    jk.append(solve_system(remap, Ak[sub], bk[cols], ridge, smooth, method, natural, equality))
                 except ForceMatchError:
                     pass
         # residuals per bead type
@@ -649,6 +677,11 @@ class SplineForceMatching(Analysis):
             residual[name] = {"rms_residual_eV_per_A": float(math.sqrt(max(r2, 0.0) / ne.n_rows[t])),
                               "rms_force_eV_per_A": float(math.sqrt(ne.ff[t] / ne.n_rows[t])),
                               "n_force_components": int(ne.n_rows[t])}
+        if p_info is not None:
+            c_free = (np.mean([solve_system(remap, Ak[sub], bk[cols], ridge, smooth, method, natural)
+                               for Ak, bk in zip(ne.A_blocks, ne.b_blocks)], axis=0) if errors == "blocks"
+                      else solve_system(remap, A_all[sub], b_all[cols], ridge, smooth, method, natural))
+            p_info = self._pressure_report(p_info, ne, cols, c, c_free)
         tables, info = [], []
         from .threebody import ThreeBodyPotential, ThreeBodyTable
         tables3, info3 = [], []
@@ -753,7 +786,60 @@ class SplineForceMatching(Analysis):
                                         coefficients=c, residual=residual,
                                         n_frames=ne.n_frames, n_blocks=len(ne.A_blocks),
                                         solve_seconds=solve_s, method=method)
+        self.results.pressure = p_info
         return self.results
+
+    def _pressure_equality(self, pressure, ne, keep):
+        """(row (1, n_kept), rhs (1,)) of ⟨P_CG⟩ = target on the kept columns, and the info
+        needed for the report; refuses what the virial row cannot describe."""
+        from .pressure_match import KB_EV_PER_K, PressureTarget
+        if not isinstance(pressure, PressureTarget):
+            raise InputError(f"pressure must be a cgkit.forcematch.pressure_match.PressureTarget, got "
+                             f"{type(pressure).__name__}")
+        if self.threebody_terms:
+            raise InputError("a pressure target with three-body terms is not supported: their virial is "
+                             "not in the constraint row; fit without --threebody or without --pressure-target")
+        if self.fixed_tables or self.fixed_terms:
+            raise InputError("a pressure target with fixed tables or fixed terms (hybrid bonded tables, "
+                             "Coulomb) is not supported: their virial is not in the constraint row; use "
+                             "--bonded fm and --coulomb none, or drop --pressure-target")
+        if self._virial_nonperiodic is not None:
+            raise InputError(f"a pressure target needs periodic frames (a volume per frame); frame "
+                             f"{self._virial_nonperiodic} has no periodic box in all three directions")
+        if self._virial_frames != ne.n_frames:
+            raise InputError(f"a pressure target needs the virial of every frame, but {ne.n_frames - self._virial_frames} "
+                             "of the frames come from added normal equations (--add / add()), which carry no "
+                             "virial; accumulate all frames in this run")
+        nf = self._virial_frames
+        cols = np.concatenate([np.arange(it.offset, it.offset + it.size) for it in keep])
+        row = self._virial_row[cols] / nf
+        p_kin = KB_EV_PER_K * pressure.temperature_K * self._virial_n_over_v / nf
+        if not np.any(row):
+            raise InputError("a pressure target needs fitted pair or bond interactions (only they carry a "
+                             "virial); this fit has none")
+        return (row[None, :], np.array([pressure.ev_per_A3 - p_kin])), {"target": pressure, "p_kin": p_kin,
+                                                                          "row": row}
+
+    def _pressure_report(self, p, ne, cols, c, c_free) -> dict:
+        from .pressure_match import EV_PER_A3_IN_BAR
+
+        def rms(cc):
+            full = np.zeros(self.n_coef)
+            full[cols] = cc
+            A, b = ne.A.sum(0), ne.b.sum(0)
+            r2 = ne.ff.sum() - 2 * full @ b + full @ A @ full
+            return float(math.sqrt(max(r2, 0.0) / max(int(ne.n_rows.sum()), 1)))
+
+        P = lambda cc: float((p["row"] @ cc + p["p_kin"]) * EV_PER_A3_IN_BAR)  # noqa: E731
+        r_c, r_f = rms(c), rms(c_free)
+        return {"target_bar": float(p["target"].bar), "temperature_K": float(p["target"].temperature_K),
+                "kinetic_bar": float(p["p_kin"] * EV_PER_A3_IN_BAR),
+                "constrained_mean_bar": P(c), "unconstrained_mean_bar": P(c_free),
+                "rms_residual_constrained_eV_per_A": r_c, "rms_residual_unconstrained_eV_per_A": r_f,
+                "rms_force_eV_per_A": float(math.sqrt(ne.ff.sum() / max(int(ne.n_rows.sum()), 1))),
+                "residual_increase_percent": float(100.0 * (r_c / r_f - 1.0)) if r_f > 0 else 0.0,
+                "n_frames": int(self._virial_frames),
+                "note": "mean virial pressure N k_B T/V + W/(3V) of the fitted tables on the fitted frames"}
 
     def run(self, positions, forces, boxes=None, *, progress: bool = True, **solve_kw) -> "SplineForceMatching":
         """Accumulate all frames and solve (results in ``.results``)."""
@@ -784,6 +870,8 @@ class ForceMatchResult(Analysis):
         self.tables, self.potential, self.interactions = tables, potential, interactions
         self.coefficients, self.residual = coefficients, residual
         self.n_frames, self.n_blocks, self.solve_seconds, self.method = n_frames, n_blocks, solve_seconds, method
+        #: None, or the mean-pressure report of solve(pressure=...) (bar, eV/Å)
+        self.pressure = None
         self.results = Results(tables=tables, residual=residual, interactions=interactions)
 
     def summary(self) -> dict:
@@ -791,6 +879,7 @@ class ForceMatchResult(Analysis):
         return jsonable({"n_frames": self.n_frames, "n_blocks": self.n_blocks, "method": self.method,
                 "solve_seconds": self.solve_seconds, "residual_per_bead_type": self.residual,
                 "interactions": [{k: v for k, v in d.items() if k != "force_error"} for d in self.interactions],
+                **({"pressure": self.pressure} if self.pressure is not None else {}),
                 "units": {"distance": "Å", "angle": "deg", "energy": "eV", "force": "eV/Å (pairs, bonds), "
                           "eV/rad (angles, dihedrals)"}})
 

@@ -101,16 +101,34 @@ def _null_space(C: np.ndarray, n: int) -> np.ndarray:
     return Vt[rank:].T
 
 
-def solve_system(terms, A, b, ridge: float, smooth: float, method: str, natural: bool = False) -> np.ndarray:
+def solve_system(terms, A, b, ridge: float, smooth: float, method: str, natural: bool = False,
+                 equality=None) -> np.ndarray:
     """Coefficients c of the (regularised) system on the columns of ``terms``, with f = 0 at
     θ = 0 and π for angle grids that reach them (:func:`angle_end_constraints`); ``natural``:
-    also f'' = 0 at both grid ends of every non-periodic term (VOTCA's natural cubic splines).
-    Constraints are imposed exactly (least squares in their null space)."""
+    also f'' = 0 at both grid ends of every non-periodic term (VOTCA's natural cubic splines);
+    ``equality``: None or (E (k, n), d (k,)), extra inhomogeneous constraints E c = d (e.g. the
+    mean-pressure row of :mod:`.pressure_match`).
+    Constraints are imposed exactly: c = c₀ + Z z with c₀ the minimum-norm particular solution
+    of [C; E] c = [0; d] and Z the null space of [C; E]; z minimises the (regularised) cost."""
     C = angle_end_constraints(terms, len(b))
     if natural:
         C = np.concatenate([C, natural_constraints(terms, len(b))])
+    d = np.zeros(len(C))
+    if equality is not None:
+        E = np.atleast_2d(np.asarray(equality[0], dtype=np.float64))
+        e = np.atleast_1d(np.asarray(equality[1], dtype=np.float64))
+        norm = np.linalg.norm(E, axis=1)
+        if E.shape != (len(e), len(b)) or not np.all(norm > 0) or not np.all(np.isfinite(e)):
+            raise ForceMatchError("an equality constraint row is zero, non-finite or has the wrong size: "
+                                  "the constrained quantity does not depend on the fitted coefficients")
+        C = np.concatenate([C, E / norm[:, None]])  # unit rows: the rank test sees every row alike
+        d = np.concatenate([d, e / norm])
     if len(C):
         Z = _null_space(C, len(b))
+        c0 = np.linalg.lstsq(C, d, rcond=None)[0] if np.any(d) else np.zeros(len(b))
+        if np.any(d) and not np.allclose(C @ c0, d, rtol=1e-8, atol=1e-10 * max(1.0, np.abs(d).max())):
+            raise ForceMatchError("the equality constraint contradicts the other constraints (f = 0 at the "
+                                  "angle-grid ends / natural splines): no coefficients satisfy both")
         M = A if method == "lstsq" else A + regulariser(terms, A, ridge, smooth)
         Mz = Z.T @ M @ Z
         if method == "lstsq":
@@ -122,11 +140,11 @@ def solve_system(terms, A, b, ridge: float, smooth: float, method: str, natural:
                                       f"{w[-1] / max(w[0], 1e-300):.2g}); use method='ridge', shrink "
                                       "the grids to the sampled range or add frames")
         try:
-            z = np.linalg.solve(Mz, Z.T @ b)
+            z = np.linalg.solve(Mz, Z.T @ (b - M @ c0))
         except np.linalg.LinAlgError as exc:
             raise ForceMatchError(f"the constrained normal matrix is singular ({exc}); use "
                                   "method='ridge', shrink the grids to the sampled range or add frames") from exc
-        c = Z @ z
+        c = c0 + Z @ z
         if not np.all(np.isfinite(c)):
             raise ForceMatchError("the solution contains NaN/inf; increase the regularisation "
                                   "(ridge/smooth) or check the input forces")
