@@ -47,6 +47,8 @@ CASES = [
                        "10", "--stop", "2", "--out", "{o}"], ()),
     ("fm-on-the-fly", ["fm", "--mapping", HEXMAP, "--topology", "{d}/conf.gro", "--trajectory", "{d}/traj.trr",
                        "--no-pairs", "--out", "{o}"], ()),
+    ("fm-pressure", ["fm", "--cg-trajectory", "{d}/cg.trr", "--cg-topology", "{d}/cg.psf", "--pair-cutoff", "10",
+                     "--pressure-target", "1", "--out", "{o}"], ()),
     ("fm-boltzmann", ["fm", "--cg-trajectory", "{d}/cg.trr", "--cg-topology", "{d}/cg.psf", "--pair-cutoff", "10",
                       "--bonded", "boltzmann", "--out", "{o}"], ()),
     ("fm-ibi", ["fm", "--cg-trajectory", "{d}/cg.trr", "--cg-topology", "{d}/cg.psf", "--pair-cutoff", "10",
