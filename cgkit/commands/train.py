@@ -34,6 +34,7 @@ examples/molecule_qm/ (molecule, QM labels). Every key with its default (eV, Å)
   charges_weight: 0.0       # per-atom charges (e); needs a model with atomic_charges
   dipole_weight: 0.0        # dipoles sum q_i r_i (e·Å)
   e0s: average              # least-squares per-species energies, or {Cu: -3.5, ...} (eV)
+  refit_shifts: auto        # refit the shifts to the training energies at the end (auto: unless e0s given)
   optimizer: {name: adamw, lr: 0.01, weight_decay: 0.0, amsgrad: false}
   scheduler: {name: plateau, factor: 0.5, patience: 10, min_lr: 1.0e-6, warmup_epochs: 0,
               cosine_epochs: null, gamma: 0.99}      # plateau | cosine | exponential

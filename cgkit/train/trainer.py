@@ -85,6 +85,7 @@ DEFAULT_CONFIG = {
     "charges_weight": 0.0,
     "dipole_weight": 0.0,
     "e0s": "average",
+    "refit_shifts": "auto",
     "optimizer": {"name": "adamw", "lr": 1e-2, "weight_decay": 0.0, "amsgrad": False},
     "scheduler": {"name": "plateau", "factor": 0.5, "patience": 10, "min_lr": 1e-6,
                   "warmup_epochs": 0, "cosine_epochs": None, "gamma": 0.99},
@@ -194,6 +195,8 @@ def validate_config(cfg: dict) -> dict:
     elif e0s != "average":
         raise InputError(f"e0s must be 'average' (least-squares fit to the training energies) or a "
                          f"mapping species -> energy in eV (e.g. {{Cu: -3.5}}), got {e0s!r}")
+    if c["refit_shifts"] not in ("auto", True, False):
+        raise InputError(f"refit_shifts must be auto, true or false, got {c['refit_shifts']!r}")
     o = c["optimizer"]
     o["lr"] = _number(o["lr"], "optimizer.lr", above=0, what="the learning rate")
     o["weight_decay"] = _number(o["weight_decay"], "optimizer.weight_decay", minimum=0)
@@ -860,11 +863,50 @@ class Trainer(Analysis):
         final = copy.deepcopy(ema if ema is not None else model)
         if best_state is not None:
             final.load_state_dict(best_state)
+        refit = self._refit_shifts(final, train, e0s)
+        if refit is not None:
+            stats = {**stats, "shift_refit": refit}
         self.model = final
         self.state = st
         if rank == 0:
             self._finish(final, val, stats, st, t_start, resumed)
         return self
+
+    def _refit_shifts(self, model, train, e0s):
+        """Refit the per-species energy shifts E0_s of the final model by weighted least squares
+        to the energies it leaves on the training set (``refit_shifts``; ``auto``: unless the E0s
+        were given as isolated-atom energies). The shifts enter the energy linearly and not the
+        forces, so this is the exact minimum of the energy loss over them with the network fixed:
+        it removes a constant per-species offset the network has not yet learned away (forces,
+        stress and charges unchanged). Returns the report dict or None (not done)."""
+        mode = self.config["refit_shifts"]
+        if mode is False or (mode == "auto" and e0s is not None) or not train:
+            return None
+        owner = model.local if hasattr(getattr(model, "local", None), "energy_shift") else model
+        shift = getattr(owner, "energy_shift", None)
+        if not isinstance(shift, torch.Tensor) or not model.type_names:
+            return None
+        S = len(model.type_names)
+        rows, rhs = [], []
+        bs = int(self.config["batch_size"])
+        with torch.no_grad():
+            for k in range(0, len(train), bs):
+                batch = batch_graphs(train[k:k + bs])
+                n = batch.atoms_per_graph().double()
+                w = batch.targets["weight"].double().sqrt()
+                counts = scatter_sum(torch.nn.functional.one_hot(batch.species, S).double(), batch.batch,
+                                     batch.n_graphs)
+                res = batch.targets["energy"].double() - model.energy(batch).double()
+                rows.append(counts / n[:, None] * w[:, None])
+                rhs.append(res / n * w)
+        A, b = torch.cat(rows).numpy(), torch.cat(rhs).numpy()
+        delta = np.linalg.lstsq(A, b, rcond=None)[0]
+        before = float(np.sqrt(np.mean(b ** 2)))
+        after = float(np.sqrt(np.mean((b - A @ delta) ** 2)))
+        with torch.no_grad():
+            shift += torch.as_tensor(delta, dtype=shift.dtype)
+        return {"delta_eV": {str(t): float(d) for t, d in zip(model.type_names, delta)},
+                "train_energy_rmse_eV_per_atom_before": before, "train_energy_rmse_eV_per_atom_after": after}
 
     # ------------------------------------------------------------------ schedules and stages
     def _check_model(self, model):

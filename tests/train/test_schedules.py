@@ -34,13 +34,17 @@ def test_given_e0s_are_stored_in_the_model_and_predictions_include_them(cu_data,
 
 
 def test_e0s_average_is_the_least_squares_fit_to_the_training_energies(cu_data, tmp_path):
-    tr = Trainer(tiny_config(cu_data, tmp_path / "run", max_epochs=1), progress=False).run()
+    tr = Trainer(tiny_config(cu_data, tmp_path / "run", max_epochs=1, refit_shifts=False), progress=False).run()
     frames = read(cu_data, ":")
     ti, _, _ = split_three(len(frames), 0.2, 0.0, 3)
     counts = np.array([[len(frames[i])] for i in ti], dtype=float)
     energies = np.array([frames[i].get_potential_energy() for i in ti])
     e0, *_ = np.linalg.lstsq(counts, energies, rcond=None)
     assert tr.results["e0s_eV"]["Cu"] == pytest.approx(e0[0], rel=1e-12)
+    # with the end-of-training refit (the default) the final shifts are these E0s + the refit's δ
+    tr = Trainer(tiny_config(cu_data, tmp_path / "run2", max_epochs=1), progress=False).run()
+    delta = tr.results["statistics"]["shift_refit"]["delta_eV"]["Cu"]
+    assert tr.results["e0s_eV"]["Cu"] == pytest.approx(e0[0] + delta, rel=1e-12)
 
 
 @pytest.mark.parametrize("e0s, match", [({"Cu": -1.0, "Au": -2.0}, r"not in the model \['Au'\]"),

@@ -129,3 +129,33 @@ def test_bad_training_configs_raise_clear_errors(cu_data, tmp_path):
         Trainer(tiny_config(tmp_path / "nostress.xyz", tmp_path / "y")).run()
     with pytest.raises(InputError, match="optimizer.name"):
         Trainer(tiny_config(cu_data, tmp_path / "z", optimizer={"name": "sgd"})).run()
+
+
+def test_energy_shifts_are_refitted_at_the_end_and_nothing_else_changes(cu_data, tmp_path):
+    """refit_shifts (default auto with e0s: average): the final model's per-species shifts are the
+    least-squares fit to the training energies it leaves — the saved model's mean per-atom energy
+    residual over the training frames is 0 — while forces equal those of the same run without
+    the refit, and its energies differ by n_atoms·δ exactly."""
+    from ase.io import read
+    from cgkit import load_potential
+    runs = {}
+    for name, refit in (("on", "auto"), ("off", False)):
+        cfg = tiny_config(cu_data, tmp_path / name, refit_shifts=refit, max_epochs=2)
+        cfg["data"]["val_fraction"] = 0.0
+        t = Trainer(cfg, progress=False).run()
+        runs[name] = (t, load_potential(tmp_path / name / "model.pt", dtype=torch.float64))
+    rep = runs["on"][0].summary()["statistics"]["shift_refit"]
+    assert "shift_refit" not in runs["off"][0].summary()["statistics"]
+    assert rep["train_energy_rmse_eV_per_atom_after"] <= rep["train_energy_rmse_eV_per_atom_before"]
+    delta = rep["delta_eV"]["Cu"]
+    assert abs(delta) > 1e-6  # two epochs leave an offset to remove
+    frames = read(cu_data, ":")
+    res = []
+    for a in frames:
+        on, off = (m.compute(m.graph(a)) for _, m in (runs["on"], runs["off"]))
+        assert torch.allclose(on["forces"], off["forces"], atol=1e-12, rtol=0)
+        assert abs(float(on["energy"] - off["energy"]) - len(a) * delta) < 1e-9
+        res.append((a.get_potential_energy() - float(on["energy"])) / len(a))
+    assert abs(np.mean(res)) < 1e-9, np.mean(res)
+    with pytest.raises(InputError, match="refit_shifts must be auto, true or false"):
+        Trainer(tiny_config(cu_data, tmp_path / "bad", refit_shifts="yes"), progress=False)
