@@ -135,7 +135,12 @@ def main(argv=None):
     ap.add_argument("--skip-atomistic", action="store_true", help="reuse WORK/atomistic")
     ap.add_argument("--skip-fit", action="store_true", help="reuse WORK/fm_nn")
     ap.add_argument("--skip-md", action="store_true", help="reuse WORK/md_*")
-    ap.add_argument("--models", default="spline,threebody,nn")
+    ap.add_argument("--models", default="spline,threebody,nn",
+                    help="models analysed: spline, threebody, nn (the default `cgkit fm --model nn`), and "
+                         "neural variants nn_<name> fitted beforehand into WORK/fm_nn_<name> (e.g. "
+                         "nn_v1: the first neural model, for comparison)")
+    ap.add_argument("--md-models", default=None,
+                    help="models whose CG MD is (re)run (default: all of --models); the others reuse WORK/md_*")
     ap.add_argument("--skip-threebody-fit", action="store_true", help="reuse WORK/fm_threebody")
     args = ap.parse_args(argv)
     work, out = args.work, args.out
@@ -159,13 +164,22 @@ def main(argv=None):
     if not args.skip_fit:
         t = sh(CGKIT + ["fm", "--cg-trajectory", cg / "cg.trr", "--cg-topology", cg / "cg.psf", "--model", "nn",
                         "--out", fm, "--overwrite"], work / "fm_nn.log")
-        results["fit_seconds_fm_model_nn"] = t
     s = json.loads((fm / "summary.json").read_text())
+    results["fit_seconds_fm_model_nn"] = s["timing"]["total_seconds"]   # the command's own wall time
     results["fit"] = {"spline_residual": s.get("residual_per_bead_type"), "neural": s.get("neural"),
                       "timing": s.get("timing")}
     nn_sum = json.loads((fm / "nn" / "summary.json").read_text())
     results["fit"]["nn_epochs"] = nn_sum["epochs"]
     results["fit"]["nn_timing_seconds"] = nn_sum["timing_seconds"]
+    results["fit"]["nn_backfit"] = nn_sum.get("backfit")
+    variants = [m for m in args.models.split(",") if m.startswith("nn_")]
+    for name in variants:   # neural variants fitted beforehand (their fm command line is in the summary)
+        fv = work / f"fm_{name}"
+        sv = json.loads((fv / "summary.json").read_text())
+        nv = json.loads((fv / "nn" / "summary.json").read_text())
+        results.setdefault("fit_variants", {})[name] = {
+            "neural": sv.get("neural"), "model": nv.get("model"), "backfit": nv.get("backfit"),
+            "timing": sv.get("timing"), "nn_timing_seconds": nv.get("timing_seconds")}
     # 2b. pair + three-body spline (cgkit fm --threebody)
     fm3 = work / "fm_threebody"
     if "threebody" in args.models.split(","):
@@ -188,10 +202,12 @@ def main(argv=None):
         results["atomistic_gromacs_ns_per_day_1_thread"] = float(perf[-1][1])
     results["pressure_bar"] = {"atomistic_gromacs": p_aa}
     pots = {"spline": fm / "cg_potential.pt", "nn": fm / "nn" / "cg_nn_potential.pt",
-            "threebody": fm3 / "cg_potential.pt"}
+            "threebody": fm3 / "cg_potential.pt",
+            **{name: work / f"fm_{name}" / "nn" / "cg_nn_potential.pt" for name in variants}}
+    md_models = args.models.split(",") if args.md_models is None else args.md_models.split(",")
     for name in args.models.split(","):
         md = work / f"md_{name}"
-        if not args.skip_md:
+        if not args.skip_md and name in md_models:
             t = sh(CGKIT + ["md", "--potential", pots[name], "--structure", cg / "cg.psf", "--frames",
                             cg / "cg.trr", "--frame", "0", "--timestep", "2", "--temperature", TEMPERATURE,
                             "--steps", args.md_steps if name == "spline" else args.nn_md_steps,

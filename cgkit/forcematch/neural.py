@@ -218,9 +218,9 @@ class NeuralCGTraining:
     kind : "descriptor", "ennp", or "auto" (default: ennp when ``model`` holds ENNP options such
     as channels / n_layers, else descriptor); progress : one line per epoch on stderr (descriptor)
     train : descriptor: max_epochs (30), max_frames (60, evenly subsampled), lr (3e-3, decayed
-    to lr_final 3e-4), val_fraction (0.2), early_stopping_patience (6); backfit_epochs (10,
-    network epochs per backfitting round, lr from backfit_lr 1e-3 to lr_final); ennp:
-    overrides of the :class:`cgkit.train.Trainer` config (max_epochs, batch_size, ...)
+    to lr_final 3e-4), val_fraction (0.2), early_stopping_patience (6); backfit_epochs
+    (max_epochs // 3, at least 1: network epochs per backfitting round, lr from backfit_lr 1e-3
+    to lr_final); ennp: overrides of the :class:`cgkit.train.Trainer` config (max_epochs, batch_size, ...)
     refit : None (the prior stays as given) or a callable ``refit(positions, forces, boxes) ->
         Potential`` that refits the prior by linear least squares to the given forces (e.g.
         :func:`spline_refit`); descriptor only: prior and network are then fitted jointly by
@@ -312,8 +312,10 @@ class NeuralCGTraining:
 
     def _run_descriptor(self) -> "NeuralCGTraining":
         cfg = {"max_epochs": 30, "max_frames": 60, "lr": 3e-3, "lr_final": 3e-4, "val_fraction": 0.2,
-               "early_stopping_patience": 6, "normalization_frames": 10, "backfit_epochs": 10,
+               "early_stopping_patience": 6, "normalization_frames": 10, "backfit_epochs": None,
                "backfit_lr": 1e-3, **self.train}
+        if cfg["backfit_epochs"] is None:   # a third of the first fit's budget per round (30 -> 10)
+            cfg["backfit_epochs"] = max(1, int(cfg["max_epochs"]) // 3)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -473,7 +475,8 @@ class NeuralCGTraining:
                 for k in range(n):
                     cache[k][3] = old[k]
                 objective[-1]["rejected"] = True
-                self._log(f"backfit round {rnd}: the refitted prior does not lower the objective; kept the previous one")
+                self._log(f"backfit round {rnd}: the refitted prior does not lower the objective; "
+                          "kept the previous one")
             fit_network(int(cfg["backfit_epochs"]), cfg["backfit_lr"], f"round {rnd} network")
             record(f"round {rnd}: network continued on F - F_prior")
         net.eval()
