@@ -12,7 +12,8 @@ import torch
 from .data import AtomicGraph
 from .potential import _voigt_strain
 
-__all__ = ["fd_forces", "fd_stress", "fd_hessian", "random_orthogonal", "graph_for_fd", "energy_at"]
+__all__ = ["fd_forces", "fd_stress", "fd_hessian", "random_orthogonal", "graph_for_fd", "energy_at",
+           "random_liquid"]
 
 
 def graph_for_fd(potential, atoms, skin: float = 1.0) -> AtomicGraph:
@@ -86,3 +87,18 @@ def random_orthogonal(rng: np.random.Generator, reflection: bool = False) -> np.
     if reflection:
         q = -q
     return q
+
+
+def random_liquid(rng: np.random.Generator, n: int, box: float, dmin: float) -> np.ndarray:
+    """(n, 3) positions, Å, drawn uniformly in a cubic periodic box of side ``box`` (Å) with every
+    minimum-image distance ≥ ``dmin`` (Å), by rejection (a test liquid without overlaps)."""
+    x = []
+    while len(x) < n:
+        p = rng.uniform(0, box, 3)
+        if x:
+            d = np.asarray(x) - p
+            d -= box * np.round(d / box)
+            if np.min(np.linalg.norm(d, axis=1)) < dmin:
+                continue
+        x.append(p)
+    return np.asarray(x)

@@ -13,22 +13,14 @@ from cgkit.forcematch.neural import BeadDescriptorNet, NeuralCGTraining
 from cgkit.io_potential import load_potential
 from cgkit.potentials.lennard_jones import LennardJones
 from cgkit.potentials.stillinger_weber import StillingerWeber
+from cgkit.testing import random_liquid
 
 L = 11.0
 
 
 def _liquid(rng, n=40, dmin=2.4):
-    """Random configuration of n beads in an L³ box with all distances ≥ dmin (Å)."""
-    x = []
-    while len(x) < n:
-        p = rng.uniform(0, L, 3)
-        if x:
-            d = np.asarray(x) - p
-            d -= L * np.round(d / L)
-            if np.min(np.linalg.norm(d, axis=1)) < dmin:
-                continue
-        x.append(p)
-    return np.asarray(x)
+    """Random configuration of n beads in the L³ box with all distances ≥ dmin (Å)."""
+    return random_liquid(rng, n, L, dmin)
 
 
 def _forces(pot, x):

@@ -10,21 +10,14 @@ from scipy.special import eval_legendre
 
 from cgkit.data import AtomicGraph
 from cgkit.forcematch.neural import BeadDescriptorNet
+from cgkit.testing import random_liquid
 
 L = 10.0
 
 
 def _config(rng, n=24, dmin=2.2):
-    x = []
-    while len(x) < n:
-        p = rng.uniform(0, L, 3)
-        if x:
-            d = np.asarray(x) - p
-            d -= L * np.round(d / L)
-            if np.min(np.linalg.norm(d, axis=1)) < dmin:
-                continue
-        x.append(p)
-    return np.asarray(x)
+    """Random configuration of n beads in the L³ box with all distances ≥ dmin (Å)."""
+    return random_liquid(rng, n, L, dmin)
 
 
 def _graph(net, x):
