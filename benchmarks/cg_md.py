@@ -232,15 +232,7 @@ def validate_timestep(pot, pos, cell, dt_large, ps=40.0):
     print(f"Langevin {TEMPERATURE:g} K, {ps:g} ps each after 4 ps, frames every 0.2 ps: g(r) JS divergence")
     hist, temps = {}, {}
     for label, dt, seed in (("2 fs a", 2.0, 1), ("2 fs b", 2.0, 2), (f"{dt_large:g} fs", dt_large, 1)):
-        md = make_md(pot, x0, cell, timestep=dt, seed=seed, velocities=v0, log_every=max(1, int(round(100 / dt))))
-        md.run(int(round(4000 / dt)))
-        md.results.sample_from_step = md.step
-        every = int(round(200 / dt))
-        frames = []
-        for _ in range(int(round(ps * 1000 / 200))):
-            md.run(every)
-            frames.append(md.positions[0])
-        hist[label] = pair_histogram(md, frames, float(pot.cutoff))
+        md, hist[label], n_frames = langevin_sample(pot, x0, cell, v0, dt, seed, ps)
         temps[label] = md.results.temperature_check()["mean_K"]
     noise = js_bits(hist["2 fs a"], hist["2 fs b"])
     big = js_bits(hist["2 fs a"], hist[f"{dt_large:g} fs"])
@@ -248,6 +240,21 @@ def validate_timestep(pot, pos, cell, dt_large, ps=40.0):
           f"mean kinetic T: " + ", ".join(f"{k} {v:.1f} K" for k, v in temps.items()))
     return {"dt_max_fs": lim["dt_max_fs"], "dt_recommended_fs": lim["dt_recommended_fs"], "drift_eV_per_ns": drift,
             "js_noise": noise, "js_dt": big}
+
+
+def langevin_sample(pot, x0, cell, v0, dt, seed, ps, **md_kw):
+    """Langevin run from (x0, v0): 4 ps, then ``ps`` ps with a frame every 0.2 ps; returns the
+    MD object, the pair histogram of the frames and the number of frames."""
+    md = make_md(pot, x0, cell, timestep=dt, seed=seed, velocities=v0, log_every=max(1, int(round(100 / dt))),
+                 **md_kw)
+    md.run(int(round(4000 / dt)))
+    md.results.sample_from_step = md.step
+    every = int(round(200 / dt))
+    frames = []
+    for _ in range(int(round(ps * 1000 / 200))):
+        md.run(every)
+        frames.append(md.positions[0])
+    return md, pair_histogram(md, frames, float(pot.cutoff)), len(frames)
 
 
 def validate_precision(pot, pos, cell, ps=40.0, dt=TIMESTEP_FS):
@@ -281,18 +288,9 @@ def validate_precision(pot, pos, cell, ps=40.0, dt=TIMESTEP_FS):
     hist, temps, epot = {}, {}, {}
     for label, prec, seed in (("double a", "double", 1), ("double b", "double", 2), ("mixed a", "mixed", 1),
                               ("mixed b", "mixed", 2)):
-        md = make_md(pot, x0, cell, timestep=dt, seed=seed, velocities=v0, log_every=max(1, int(round(100 / dt))),
-                     pair_precision=prec)
-        md.run(int(round(4000 / dt)))
-        md.results.sample_from_step = md.step
-        every = int(round(200 / dt))
-        frames = []
-        for _ in range(int(round(ps * 1000 / 200))):
-            md.run(every)
-            frames.append(md.positions[0])
-        hist[label] = pair_histogram(md, frames, float(pot.cutoff))
+        md, hist[label], n_frames = langevin_sample(pot, x0, cell, v0, dt, seed, ps, pair_precision=prec)
         temps[label] = md.results.temperature_check()["mean_K"]
-        epot[label] = float(np.mean(md.results.potential_energy[-len(frames) * 2:, 0])) / n
+        epot[label] = float(np.mean(md.results.potential_energy[-n_frames * 2:, 0])) / n
     out["js_noise_double"] = js_bits(hist["double a"], hist["double b"])
     out["js_noise_mixed"] = js_bits(hist["mixed a"], hist["mixed b"])
     out["js_mixed_double"] = js_bits(hist["double a"], hist["mixed a"])

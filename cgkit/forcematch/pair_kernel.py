@@ -1088,6 +1088,24 @@ int64_t md_build_step(const md_state *s) { return s->build_step; }
 static inline double unif_(uint64_t key, uint64_t c) {   /* (0, 1) */
     return ((double)(splitmix_(key + (c + 1) * 0x9E3779B97F4A7C15ULL) >> 11) + 0.5) * 0x1.0p-53;
 }
+/* The two normals of counter m: Marsaglia's polar method on up to 32 uniform pairs, then
+   Box-Muller on the last pair (32 rejections in a row, probability 1e-21). The scalar rule; the AVX-512 path of
+   md_noise gives the same numbers and falls back to this for lanes rejected three times. */
+static inline void polar_pair_(uint64_t key, int64_t m, double *z0, double *z1) {
+    double u = 0.5, v = 0.5;
+    for (uint64_t a = 0; a < 32; a++) {
+        u = 2.0 * unif_(key, 64 * (uint64_t)m + 2 * a) - 1.0;
+        v = 2.0 * unif_(key, 64 * (uint64_t)m + 2 * a + 1) - 1.0;
+        double q = u * u + v * v;
+        if (q < 1.0 && q > 0.0) {
+            double f = sqrt(-2.0 * log(q) / q);
+            *z0 = u * f; *z1 = v * f;
+            return;
+        }
+    }
+    double rad = sqrt(-2.0 * log(0.5 * (u + 1.0))), ang = 3.141592653589793 * (v + 1.0);
+    *z0 = rad * cos(ang); *z1 = rad * sin(ang);
+}
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 /* 8 lanes of unif_: the same SplitMix64 bits, the same (0, 1) double */
@@ -1150,20 +1168,7 @@ void md_noise(uint64_t key, int64_t step, int64_t n, double *out) {
             for (int l = 0; l < 8; l++) {
                 if (!((todo >> l) & 1)) continue;
                 /* rejected three times (probability 1 %): the scalar rule from attempt 0 */
-                const int64_t mm = m + l;
-                double uu = 0.5, vv = 0.5, z0 = 0.0, z1 = 0.0;
-                int got = 0;
-                for (uint64_t a = 0; a < 32 && !got; a++) {
-                    uu = 2.0 * unif_(key, 64 * (uint64_t)mm + 2 * a) - 1.0;
-                    vv = 2.0 * unif_(key, 64 * (uint64_t)mm + 2 * a + 1) - 1.0;
-                    double qq = uu * uu + vv * vv;
-                    if (qq < 1.0 && qq > 0.0) { double ff = sqrt(-2.0 * log(qq) / qq); z0 = uu * ff; z1 = vv * ff; got = 1; }
-                }
-                if (!got) {
-                    double rad = sqrt(-2.0 * log(0.5 * (uu + 1.0))), ang = 3.141592653589793 * (vv + 1.0);
-                    z0 = rad * cos(ang); z1 = rad * sin(ang);
-                }
-                Z0[l] = z0; Z1[l] = z1;
+                polar_pair_(key, m + l, &Z0[l], &Z1[l]);
             }
             const int64_t q0 = 2 * m - base;
             if (q0 >= 0 && q0 + 16 <= 3 * n) {   /* inside: the 16 normals are contiguous */
@@ -1181,21 +1186,8 @@ void md_noise(uint64_t key, int64_t step, int64_t n, double *out) {
     }
 #endif
     for (; m <= m1; m++) {
-        double z0 = 0.0, z1 = 0.0, u = 0.5, v = 0.5;
-        int ok = 0;
-        for (uint64_t a = 0; a < 32 && !ok; a++) {
-            u = 2.0 * unif_(key, 64 * (uint64_t)m + 2 * a) - 1.0;
-            v = 2.0 * unif_(key, 64 * (uint64_t)m + 2 * a + 1) - 1.0;
-            double q = u * u + v * v;
-            if (q < 1.0 && q > 0.0) {
-                double f = sqrt(-2.0 * log(q) / q);
-                z0 = u * f; z1 = v * f; ok = 1;
-            }
-        }
-        if (!ok) {
-            double rad = sqrt(-2.0 * log(0.5 * (u + 1.0))), ang = 3.141592653589793 * (v + 1.0);
-            z0 = rad * cos(ang); z1 = rad * sin(ang);
-        }
+        double z0, z1;
+        polar_pair_(key, m, &z0, &z1);
         int64_t q0 = 2 * m - base, q1 = q0 + 1;
         if (q0 >= 0 && q0 < 3 * n) out[q0] = z0;
         if (q1 >= 0 && q1 < 3 * n) out[q1] = z1;

@@ -33,6 +33,7 @@ from cgkit.potential import SumPotential
 from cgkit.potentials.coulomb import CoulombPotential
 from cgkit.potentials.lennard_jones import LennardJones
 from cgkit.topology import Topology
+from cgkit.testing import random_liquid
 
 TYPES = ("A", "B")
 Q = 0.6          # e: A = +Q, B = -Q
@@ -50,19 +51,6 @@ def _lj():
     return LennardJones([3.0, 3.5], [0.02, 0.01], cutoff=RC, r_on=6.0, type_names=TYPES)
 
 
-def _random_configuration(rng, n, box, r_min):
-    pos = []
-    while len(pos) < n:
-        x = rng.uniform(0.0, box, 3)
-        if pos:
-            d = np.asarray(pos) - x
-            d -= box * np.round(d / box)
-            if np.min(np.linalg.norm(d, axis=1)) < r_min:
-                continue
-        pos.append(x)
-    return np.asarray(pos)
-
-
 @pytest.fixture(scope="module")
 def ions():
     """Random ±Q LJ ion configurations with teacher forces (LJ + Ewald at accuracy 1e-9)."""
@@ -73,7 +61,7 @@ def ions():
     cell = np.eye(3) * L
     pos, frc = [], []
     for _ in range(N_FRAMES):
-        x = _random_configuration(rng, N, L, R_MIN)
+        x = random_liquid(rng, N, L, R_MIN)
         g = AtomicGraph.from_arrays(x, cell, True, RC, species=species, type_names=TYPES, charges=q)
         pos.append(x)
         frc.append(teacher.compute(g)["forces"].numpy())

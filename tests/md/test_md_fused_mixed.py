@@ -4,48 +4,18 @@ totals in float64): forces and energies against autograd in float64 to float32 a
 energy conservation as good as the double loop's, the same Langevin ensemble, the reported
 precision, and the generic (non-AVX-512) build."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from cgkit.data import AtomicGraph
 from cgkit.errors import InputError, StructureError
-from cgkit.forcematch import Table, TabulatedPotential
 from cgkit.forcematch import pair_kernel
 from cgkit.md import MolecularDynamics
-from cgkit.potential import Potential
-from cgkit.topology import Topology
 
-needs_kernel = pytest.mark.skipif(not pair_kernel.available(),
-                                  reason=f"no compiled pair kernel: {pair_kernel.unavailable_reason()}")
-
-
-def _pair(types, rc, eps=0.01, sigma=3.0, x0=2.4, dx=0.02):
-    """Shifted LJ table (zero force at rc), from x0 (pairs below continue linearly)."""
-    r = np.arange(x0, rc + 1e-9, dx)
-    lj = lambda x: 4 * eps * ((sigma / x) ** 12 - (sigma / x) ** 6)                            # noqa: E731
-    dlj = lambda x: 4 * eps * (-12 * sigma ** 12 / x ** 13 + 6 * sigma ** 6 / x ** 7)          # noqa: E731
-    return Table("pair", types, r[0], dx, lj(r) - lj(rc) - dlj(rc) * (r - rc), dlj(r) - dlj(rc))
-
-
-def _liquid(n=300, box=24.0, triclinic=True, two_types=True, seed=0):
-    """A jittered lattice liquid, some particles outside the cell; two types with A-A and A-B
-    tables (B-B without a table, so some pairs have none) or one type."""
-    rng = np.random.default_rng(seed)
-    m = math.ceil(n ** (1 / 3))
-    grid = np.stack(np.meshgrid(*[np.arange(m)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n]
-    frac = (grid + 0.5 + rng.uniform(-0.15, 0.15, grid.shape)) / m
-    cell = np.diag([box, box * 1.05, box * 0.97])
-    if triclinic:
-        cell[1, 0], cell[2, 0], cell[2, 1] = 0.2 * box, -0.15 * box, 0.1 * box
-    pos = frac @ cell + rng.integers(-1, 2, (n, 3)) @ cell
-    if two_types:
-        tables = [_pair(("A", "A"), 6.0), _pair(("A", "B"), 5.0, eps=0.02, sigma=2.8)]
-        species = rng.integers(0, 2, n)
-        return TabulatedPotential(["A", "B"], Topology(n_particles=n), tables), pos, cell, species, ("A", "B")
-    pot = TabulatedPotential(["A"], Topology(n_particles=n), [_pair(("A", "A"), 6.0)])
-    return pot, pos, cell, np.zeros(n, int), ("A",)
+from .test_md_fused import _autograd_forces as _autograd  # the fixtures have one home
+from .test_md_fused import _liquid, _molecular, needs_kernel
 
 
 def _md(pot, pos, cell, species, names, **kw):
@@ -53,12 +23,6 @@ def _md(pot, pos, cell, species, names, **kw):
                 timestep=2.0, temperature=150.0, progress=False, min_distance=0.0, seed=4, pair_precision="mixed")
     args.update(kw)
     return MolecularDynamics(pot, **args)
-
-
-def _autograd(pot, pos, cell, species, names):
-    g = AtomicGraph.from_arrays(pos, cell, True, pot.cutoff, species=species, type_names=names, dtype=torch.float64)
-    out = Potential.compute(pot, g, forces=True)
-    return out["forces"].numpy(), float(out["energy"][0])
 
 
 def _check_against_autograd(md, pot, cell, species, names):
@@ -190,7 +154,7 @@ def test_mixed_loop_of_a_generic_build_matches_autograd(tmp_path):
     import sys
     code = (
         "import sys, numpy as np; sys.path.insert(0, %r)\n"
-        "import test_md_fused_mixed as T\n"
+        "from tests.md import test_md_fused_mixed as T\n"
         "from cgkit.forcematch import pair_kernel\n"
         "assert pair_kernel.available(), pair_kernel.unavailable_reason()\n"
         "for two in (True, False):\n"
@@ -202,7 +166,7 @@ def test_mixed_loop_of_a_generic_build_matches_autograd(tmp_path):
         "pot, pos, cell, species, names = T._liquid(n=401, two_types=False)\n"
         "md = T._md(pot, pos, cell, species, names)\n"
         "fm = pair_kernel.FusedMD(md._kernel, md._cell64(), md.nl_cutoff, md.skin, np.zeros(401), np.zeros(401), 3)\n"
-        "np.save(%r, np.stack([fm.noise(k) for k in range(9)]))\n") % (os.path.dirname(__file__),
+        "np.save(%r, np.stack([fm.noise(k) for k in range(9)]))\n") % (str(Path(__file__).resolve().parents[2]),
                                                                        str(tmp_path / "noise.npy"))
     env = dict(os.environ, CGKIT_KERNEL_CFLAGS="-fno-math-errno", CGKIT_CACHE_DIR=str(tmp_path), OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -219,10 +183,6 @@ def test_mixed_loop_of_a_generic_build_matches_autograd(tmp_path):
 @needs_kernel
 def test_mixed_with_bonds_and_exclusions_matches_autograd():
     """Bond tables (float64) and pair exclusions with the mixed pair loop."""
-    import os
-    import sys
-    sys.path.insert(0, os.path.dirname(__file__))
-    from test_md_fused import _molecular
     pot, pos, cell, species, names = _molecular()
     md = _md(pot, pos, cell, species, names, integrator="verlet", log_every=1)
     md.run(3)

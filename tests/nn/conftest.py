@@ -37,3 +37,16 @@ def random_rotation(seed: int, reflect: bool) -> np.ndarray:
     if np.linalg.det(q) < 0:
         q[:, 0] *= -1
     return -q if reflect else q
+
+
+def edge_conv_irreps(parity: str):
+    """(input irreps, spherical-harmonic irreps) l ≤ 2 of an edge convolution: ``so3`` (all even),
+    ``o3`` (natural parity) or ``o3_full`` (both parities of every l as input)."""
+    from e3nn import o3
+    if parity == "so3":
+        in_irs = [o3.Irrep(l, 1) for l in range(3)]
+        return in_irs, in_irs
+    in_irs = [o3.Irrep(l, (-1) ** l) for l in range(3)]
+    if parity == "o3_full":
+        in_irs += [o3.Irrep(l, -((-1) ** l)) for l in range(3)]
+    return in_irs, [o3.Irrep(l, (-1) ** l) for l in range(3)]

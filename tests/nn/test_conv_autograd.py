@@ -7,25 +7,17 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from e3nn import o3
 
 import cgkit.nn.conv as CV
 import cgkit.nn.model as M
 from cgkit.potential import Potential
 
-from .conftest import tiny_model
+from .conftest import edge_conv_irreps, tiny_model
 
 
 def _conv_case(parity, C=2, n=5, e=9, seed=4):
     g = torch.Generator().manual_seed(seed)
-    if parity == "so3":
-        in_irs = [o3.Irrep(l, 1) for l in range(3)]
-        sh_irs = in_irs
-    else:
-        in_irs = [o3.Irrep(l, (-1) ** l) for l in range(3)]
-        if parity == "o3_full":
-            in_irs += [o3.Irrep(l, -((-1) ** l)) for l in range(3)]
-        sh_irs = [o3.Irrep(l, (-1) ** l) for l in range(3)]
+    in_irs, sh_irs = edge_conv_irreps(parity)
     conv = M._EdgeConv(in_irs, sh_irs, set(in_irs), C).to(torch.float64)
     x = torch.randn(n, conv.irreps_in.dim, generator=g, dtype=torch.float64)
     y = torch.randn(e, sum(ir.dim for ir in sh_irs), generator=g, dtype=torch.float64)

@@ -5,25 +5,17 @@ energies, forces, stress and the parameter gradients of a force loss (the double
 
 import pytest
 import torch
-from e3nn import o3
 
 import cgkit.nn.model as M
 
-from .conftest import tiny_model
+from .conftest import edge_conv_irreps, tiny_model
 
 
 @pytest.mark.parametrize("parity", ["o3", "o3_full", "so3"])
 def test_fused_edge_convolution_equals_per_path_form(parity):
     g = torch.Generator().manual_seed(3)
     C, n, e = 3, 6, 23
-    if parity == "so3":
-        in_irs = [o3.Irrep(l, 1) for l in range(3)]
-        sh_irs = in_irs
-    else:
-        in_irs = [o3.Irrep(l, (-1) ** l) for l in range(3)]
-        if parity == "o3_full":
-            in_irs += [o3.Irrep(l, -((-1) ** l)) for l in range(3)]
-        sh_irs = [o3.Irrep(l, (-1) ** l) for l in range(3)]
+    in_irs, sh_irs = edge_conv_irreps(parity)
     conv = M._EdgeConv(in_irs, sh_irs, set(in_irs), C).to(torch.float64)
     x = torch.randn(n, conv.irreps_in.dim, generator=g, dtype=torch.float64)
     y = torch.randn(e, sum(ir.dim for ir in sh_irs), generator=g, dtype=torch.float64)
