@@ -173,7 +173,7 @@ def _train_cgkit(config: dict, name: str, bs: int, repeat: int) -> dict:
         opt.zero_grad(set_to_none=False)
         sums, _ = _loss_terms(model, batch_graphs(graphs), weights, create_graph=True)
         loss = sums["energy"] / bs + 100.0 * sums["forces"] / (3 * n_atoms)
-        loss.backward()
+        loss.backward(inputs=params)  # as the trainer: parameter gradients only
         torch.nn.utils.clip_grad_norm_(params, 10.0)
         opt.step()
     return dict(n_atoms=n_atoms, n_edges=sum(g.n_edges for g in graphs), batch=bs,

@@ -37,17 +37,12 @@ Units: positions and cells Å, energies eV, forces eV/Å.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import warnings
-from pathlib import Path
 
 import numpy as np
 
+from ..cbuild import build_library
 from ..errors import CgkitWarning
 
 __all__ = ["available", "PairKernel", "FusedMD", "half_neighbor_list", "KernelUnavailableWarning",
@@ -1337,59 +1332,13 @@ _TRIED = False
 _REASON = ""
 
 
-def _cache_dir() -> Path:
-    env = os.environ.get("CGKIT_CACHE_DIR")
-    base = Path(env) if env else Path.home() / ".cache" / "cgkit"
-    return base / "kernels"
-
-
-def _cpu_tag() -> str:
-    """CPU model and feature flags (the cache key of a ``-march=native`` build)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        import platform
-        return platform.machine() + platform.processor()
-    keep = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags", "Features", "CPU part"))]
-    return "\n".join(sorted(set(keep)))
-
-
 def _compile() -> ctypes.CDLL | None:
-    """Build (or find in the cache) and load the kernel library. Compiled for the host CPU
-    (``-march=native``: the pair pass vectorises with AVX2/AVX-512 gathers, ~2× faster);
-    the cache key holds the CPU's model and flags, so a cache folder shared between machines
-    never hands one CPU's build to another. Falls back to a generic build."""
+    """Build (or find in the cache) and load the kernel library (:func:`cgkit.cbuild.build_library`:
+    compiled for the host CPU with ``-march=native``, where the pair pass vectorises with
+    AVX2/AVX-512, ~2× faster; falls back to a generic build)."""
     global _REASON
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not cc:
-        _REASON = "no C compiler (cc/gcc/clang) on PATH"
-        return None
-    extra = os.environ.get("CGKIT_KERNEL_CFLAGS")
-    flag_sets = [extra.split()] if extra is not None else [
-        ["-march=native", "-fno-math-errno", "-fopenmp-simd"], ["-fno-math-errno", "-fopenmp-simd"], []]
-    for flags in flag_sets:
-        key = _SOURCE + cc + sys.platform + " ".join(flags) + ("\n" + _cpu_tag() if "-march=native" in flags else "")
-        tag = hashlib.sha256(key.encode()).hexdigest()[:16]
-        for d in (_cache_dir(), Path(tempfile.gettempdir()) / f"cgkit-kernels-{os.getuid()}"):
-            lib = d / f"pair_kernel_{tag}.so"
-            try:
-                if not lib.exists():
-                    d.mkdir(parents=True, exist_ok=True)
-                    with tempfile.TemporaryDirectory(dir=d) as tmp:
-                        src = Path(tmp) / "pair_kernel.c"
-                        src.write_text(_SOURCE)
-                        out = Path(tmp) / lib.name
-                        r = subprocess.run([cc, "-O3", *flags, "-fPIC", "-shared", "-o", str(out), str(src), "-lm"],
-                                           capture_output=True, text=True, timeout=120)
-                        if r.returncode != 0:
-                            _REASON = f"{cc} {' '.join(flags)} failed: {r.stderr.strip()[:300]}"
-                            break  # the next flag set
-                        os.replace(out, lib)  # atomic: concurrent builders agree on the result
-                return ctypes.CDLL(str(lib))
-            except OSError as exc:
-                _REASON = f"cannot build or load the kernel in {d}: {exc}"
-                continue
-    return None
+    lib, _REASON = build_library("pair_kernel", _SOURCE)
+    return lib
 
 
 def _lib():

@@ -35,10 +35,20 @@ from __future__ import annotations
 
 import torch
 
+from . import conv_kernel
+
 __all__ = ["edge_convolution", "CHUNK_ELEMENTS"]
 
 #: largest (E_chunk, R, C) intermediate (elements) per chunk of edges
 CHUNK_ELEMENTS = 2**18
+
+#: run the three kernels in C (:mod:`cgkit.nn.conv_kernel`) where it is built; False: the
+#: PyTorch form below (the reference the compiled kernels are tested against)
+USE_COMPILED = True
+
+
+def _compiled(*tensors) -> bool:
+    return USE_COMPILED and conv_kernel.usable(*tensors)
 
 
 class _Chunk:
@@ -152,6 +162,9 @@ def _new(conv, ref, n_nodes, e, which, n_w):
 def _forward(conv, i, j, wmap, n_nodes, T, x, w):
     """∂Φ/∂G: the messages scattered to the receivers, (M_out, N, C)."""
     out = _new(conv, x, n_nodes, i.shape[0], "G", w.shape[0])
+    if _compiled(T, x, w):
+        conv_kernel.forward(conv, i, j, wmap, n_nodes, T, x, w, out)
+        return out.view(-1, n_nodes, conv.channels)
     for ch in _chunks(conv, i, j, wmap, n_nodes):
         m = _tv(ch.ts(T), ch.split(ch.xe(x) * ch.we(w)))
         out.index_add_(0, ch.grows, m.reshape(-1, conv.channels))
@@ -162,6 +175,9 @@ def _grad(conv, i, j, wmap, n_nodes, G, T, x, w, need):
     """(∂Φ/∂T, ∂Φ/∂x, ∂Φ/∂w) at (G, T, x, w); entries not in ``need`` are None."""
     e, C = i.shape[0], conv.channels
     gT, gx, gw = (_new(conv, G, n_nodes, e, s, w.shape[0]) if s in need else None for s in "Txw")
+    if _compiled(G, T, x, w):
+        conv_kernel.grad(conv, i, j, wmap, n_nodes, G, T, x, w, gT, gx, gw)
+        return (gT, None if gx is None else gx.view(-1, n_nodes, C), gw)
     for ch in _chunks(conv, i, j, wmap, n_nodes):
         gms = ch.gm(G)
         xe = ch.xe(x) if ("T" in need or "w" in need) else None
@@ -183,6 +199,10 @@ def _gradgrad(conv, i, j, wmap, n_nodes, G, T, x, w, HT, Hx, Hw, need):
     partial derivative of Φ with one slot replaced by an H."""
     e, C = i.shape[0], conv.channels
     gG, gT, gx, gw = (_new(conv, G, n_nodes, e, s, w.shape[0]) if s in need else None for s in "GTxw")
+    if _compiled(G, T, x, w, HT, Hx, Hw):
+        conv_kernel.gradgrad(conv, i, j, wmap, n_nodes, G, T, x, w, HT, Hx, Hw, gG, gT, gx, gw)
+        return (gG if gG is None else gG.view(-1, n_nodes, C), gT,
+                gx if gx is None else gx.view(-1, n_nodes, C), gw)
     for ch in _chunks(conv, i, j, wmap, n_nodes):
         ts = ch.ts(T)
         hts = ch.ts(HT) if HT is not None else None
@@ -229,6 +249,28 @@ def _gradgrad(conv, i, j, wmap, n_nodes, G, T, x, w, HT, Hx, Hw, need):
             gx if gx is None else gx.view(-1, n_nodes, C), gw)
 
 
+def _needed(flags, tensors, names):
+    """The names of the inputs whose gradient the running backward pass will use: those that
+    require a gradient (``flags``: ``ctx.needs_input_grad``) and whose producing node the
+    autograd engine is going to execute. A training step that asks only for the parameters'
+    gradients (``loss.backward(inputs=params)``) never runs the backward of the per-edge
+    couplings T = Y·CG, which depend on the positions only: their gradient (one batched matmul
+    per output irrep and chunk) is then not computed at all."""
+    out = []
+    for name, flag, t in zip(names, flags, tensors):
+        if not flag:
+            continue
+        node = t.grad_fn
+        if node is not None:
+            try:
+                if not torch._C._will_engine_execute_node(node):
+                    continue
+            except RuntimeError:  # not inside a pass that knows (conservative: compute it)
+                pass
+        out.append(name)
+    return "".join(out)
+
+
 class _Conv(torch.autograd.Function):
     """messages = ∂Φ/∂G (T, x, w); backward: :class:`_ConvGrad`."""
 
@@ -241,7 +283,7 @@ class _Conv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, G):
         i, j, T, x, w = ctx.saved_tensors
-        need = "".join(s for s, n in zip("Txw", ctx.needs_input_grad[5:]) if n)
+        need = _needed(ctx.needs_input_grad[5:], (T, x, w), "Txw")
         out = _ConvGrad.apply(ctx.conv, i, j, ctx.wmap, ctx.n_nodes, need, G, T, x, w)
         return (None, None, None, None, None, *out)
 
@@ -261,7 +303,7 @@ class _ConvGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, HT, Hx, Hw):
         i, j, G, T, x, w = ctx.saved_tensors
-        need = "".join(s for s, n in zip("GTxw", ctx.needs_input_grad[6:]) if n)
+        need = _needed(ctx.needs_input_grad[6:], (G, T, x, w), "GTxw")
         with torch.no_grad():
             out = _gradgrad(ctx.conv, i, j, ctx.wmap, ctx.n_nodes, G.contiguous(), T, x, w,
                             None if HT is None else HT.contiguous(),

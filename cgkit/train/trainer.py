@@ -750,6 +750,10 @@ class Trainer(Analysis):
         bar = self._bar = progress_bar(total=total, initial=st["step"], desc="training", unit="step",
                                        disable=None if self._verbose else True)
         params = [p for p in model.parameters()]
+        # only the parameters' gradients: the engine then skips every gradient that leads to the
+        # positions alone (in the ENNP the convolution's couplings Y·CG and the spherical
+        # harmonics; cgkit.nn.conv._needed), 9 % of a molecule training step
+        trainable = [p for p in params if p.requires_grad]
         clip = cfg["clip_grad_norm"]
         budget = cfg["max_time_minutes"]
         stop_reason = None
@@ -776,7 +780,7 @@ class Trainer(Analysis):
                         sums, _ = _loss_terms(model, batch_graphs(local), weights, create_graph=True)
                         for k, s in sums.items():
                             loss_local = loss_local + weights[k] * s / counts[k]
-                        loss_local.backward()
+                        loss_local.backward(inputs=trainable or None)
                     loss_val = loss_local.detach().clone()
                     if dist is not None:
                         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)

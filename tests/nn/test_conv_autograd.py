@@ -27,10 +27,13 @@ def _conv_case(parity, C=2, n=5, e=9, seed=4):
     return conv, x, y, w, i, j
 
 
-@pytest.mark.parametrize("chunk", [2**18, 100])  # one chunk; 1-2 edges per chunk
+# the compiled kernels (cgkit.nn.conv_kernel), and the PyTorch form in one chunk and in
+# chunks of 1-2 edges
+@pytest.mark.parametrize("form", [("compiled", 2**18), ("torch", 2**18), ("torch", 100)])
 @pytest.mark.parametrize("parity", ["o3", "o3_full", "so3"])
-def test_messages_equal_per_path_form_and_pass_gradgradcheck(parity, chunk, monkeypatch):
-    monkeypatch.setattr(CV, "CHUNK_ELEMENTS", chunk)
+def test_messages_equal_per_path_form_and_pass_gradgradcheck(parity, form, monkeypatch):
+    monkeypatch.setattr(CV, "USE_COMPILED", form[0] == "compiled")
+    monkeypatch.setattr(CV, "CHUNK_ELEMENTS", form[1])
     conv, x, y, w, i, j = _conv_case(parity)
     C = conv.channels
     ref = conv(x, y, [w[:, conv.order.index(k)] for k in range(conv.n_paths)], i, j)  # per path
@@ -82,9 +85,11 @@ def _derivatives(model, g, v, periodic):
     return res, grads
 
 
+@pytest.mark.parametrize("compiled", [True, False])  # the C kernels; the chunked PyTorch form
 @pytest.mark.parametrize("kw", [dict(full_parity=True, n_layers=3), dict(parity=False, vector_head=True)])
 @pytest.mark.parametrize("system", ["crystal", "molecule", "self_images"])
-def test_model_derivatives_equal_reference_paths(crystal, kw, system, monkeypatch):
+def test_model_derivatives_equal_reference_paths(crystal, kw, system, compiled, monkeypatch):
+    monkeypatch.setattr(CV, "USE_COMPILED", compiled)
     monkeypatch.setattr(CV, "CHUNK_ELEMENTS", 2**9)  # several chunks of edges
     atoms = {"crystal": crystal, "molecule": _molecule(),
              # one atom in a 2.6 Å cube: its 6 neighbours are its own images (i = j)

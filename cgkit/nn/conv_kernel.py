@@ -1,0 +1,371 @@
+"""Compiled kernels of the ENNP edge convolution (:mod:`cgkit.nn.conv`): one loop over edges
+in C, every per-edge intermediate in cache.
+
+The convolution is the multilinear form (see :mod:`cgkit.nn.conv`)
+
+    Φ(G, T, x, w) = Σ_{e, o, k, q, c} G[m_o + k, i_e, c] · T[e, t_o + k·D_o + q]
+                                       · x[a_r, j_e, c] · w[u_e, p_r, c],   r = r_o + q,
+
+with output irrep blocks o (d3_o components starting at m_o, D_o rows starting at r_o, couplings
+starting at column t_o of T), row r reading input component ``a_r`` and radial weight of path
+``p_r``, and ``u_e`` = ``wmap[e]`` (or e). The PyTorch form gathers, for chunks of edges, the
+(E, R, C) rows ``x[a_r, j_e] · w[u_e, p_r]`` (R ≈ 100 rows: every input component once per path
+that reads it) and runs one batched matmul per output irrep; at molecule sizes that is bound by
+the memory traffic of those intermediates and the per-operation overhead (about 0.25 ms per
+elementwise operation on one chunk). Here one C loop visits each edge once, keeps its R × C rows
+in a small buffer and writes each result once:
+
+* ``conv_fwd``: the messages ∂Φ/∂G, scattered to the receivers;
+* ``conv_grad``: any of ∂Φ/∂T (per edge), ∂Φ/∂x (scattered to the senders), ∂Φ/∂w;
+* ``conv_gradgrad``: the gradients of ⟨H_T, ∂Φ/∂T⟩ + ⟨H_x, ∂Φ/∂x⟩ + ⟨H_w, ∂Φ/∂w⟩ with respect
+  to any of G, T, x, w (every term again a partial derivative of Φ with one slot replaced).
+
+float32 and float64 versions (the same source, compiled twice); sums run over the same terms
+as the PyTorch form in a different order, so results agree to rounding (tests:
+tests/nn/test_conv_kernel.py, 1e-12 relative in float64, and every test of the convolution's
+derivatives runs through this kernel). Single-threaded and deterministic (edges in order).
+Built once per machine by :func:`cgkit.cbuild.build_library`; without a C compiler
+:func:`available` is False and :mod:`cgkit.nn.conv` uses its PyTorch form.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+import torch
+
+from ..cbuild import build_library
+
+__all__ = ["available", "unavailable_reason", "forward", "grad", "gradgrad"]
+
+_BODY = r"""
+/* meta: E, N, C, P, n_blocks, ST (T row length), R (rows), M_in, M_out
+   bl: per block o: d3, D, toff, moff, roff        comp, wid: (R,) input component and path of row r
+   i, j: (E,) receiver, sender; wmap: (E,) radial-weight row of edge e, or NULL (row e)       */
+
+static void xw_rows_SFX(const int64_t *meta, const int64_t *comp, const int64_t *wid, int64_t je,
+                        int64_t ue, const REAL *x, const REAL *w, REAL *xw)
+{
+    const int64_t N = meta[1], C = meta[2], P = meta[3], R = meta[6];
+    for (int64_t r = 0; r < R; r++) {
+        const REAL *xr = x + (comp[r] * N + je) * C, *wr = w + (ue * P + wid[r]) * C;
+        REAL *o = xw + r * C;
+        #pragma omp simd
+        for (int64_t c = 0; c < C; c++) o[c] = xr[c] * wr[c];
+    }
+}
+
+/* out[m_o + k, i_e, :] += Σ_q A[e, t_o + k D + q] · rows[r_o + q, :] for every block */
+static void apply_T_SFX(const int64_t *meta, const int64_t *bl, const REAL *Te, const REAL *rows,
+                        REAL *out, int64_t ie, REAL *acc)
+{
+    const int64_t N = meta[1], C = meta[2], nb = meta[4];
+    for (int64_t o = 0; o < nb; o++) {
+        const int64_t d3 = bl[5 * o], D = bl[5 * o + 1], toff = bl[5 * o + 2], moff = bl[5 * o + 3],
+                      roff = bl[5 * o + 4];
+        for (int64_t k = 0; k < d3; k++) {
+            const REAL *t = Te + toff + k * D;
+            #pragma omp simd
+            for (int64_t c = 0; c < C; c++) acc[c] = 0;
+            for (int64_t q = 0; q < D; q++) {
+                const REAL tq = t[q], *row = rows + (roff + q) * C;
+                #pragma omp simd
+                for (int64_t c = 0; c < C; c++) acc[c] += tq * row[c];
+            }
+            REAL *dst = out + ((moff + k) * N + ie) * C;
+            #pragma omp simd
+            for (int64_t c = 0; c < C; c++) dst[c] += acc[c];
+        }
+    }
+}
+
+/* v[r_o + q, :] = Σ_k A[e, t_o + k D + q] · G[m_o + k, i_e, :] for every block */
+static void apply_Tt_SFX(const int64_t *meta, const int64_t *bl, const REAL *Te, const REAL *G,
+                         int64_t ie, REAL *v)
+{
+    const int64_t N = meta[1], C = meta[2], nb = meta[4];
+    for (int64_t o = 0; o < nb; o++) {
+        const int64_t d3 = bl[5 * o], D = bl[5 * o + 1], toff = bl[5 * o + 2], moff = bl[5 * o + 3],
+                      roff = bl[5 * o + 4];
+        for (int64_t q = 0; q < D; q++) {
+            REAL *vr = v + (roff + q) * C;
+            #pragma omp simd
+            for (int64_t c = 0; c < C; c++) vr[c] = 0;
+        }
+        for (int64_t k = 0; k < d3; k++) {
+            const REAL *t = Te + toff + k * D, *g = G + ((moff + k) * N + ie) * C;
+            for (int64_t q = 0; q < D; q++) {
+                const REAL tq = t[q];
+                REAL *vr = v + (roff + q) * C;
+                #pragma omp simd
+                for (int64_t c = 0; c < C; c++) vr[c] += tq * g[c];
+            }
+        }
+    }
+}
+
+/* gT[e, t_o + k D + q] = Σ_c G[m_o + k, i_e, c] · rows[r_o + q, c] */
+static void outer_G_SFX(const int64_t *meta, const int64_t *bl, const REAL *G, const REAL *rows,
+                        int64_t ie, REAL *gTe)
+{
+    const int64_t N = meta[1], C = meta[2], nb = meta[4];
+    for (int64_t o = 0; o < nb; o++) {
+        const int64_t d3 = bl[5 * o], D = bl[5 * o + 1], toff = bl[5 * o + 2], moff = bl[5 * o + 3],
+                      roff = bl[5 * o + 4];
+        for (int64_t k = 0; k < d3; k++) {
+            const REAL *g = G + ((moff + k) * N + ie) * C;
+            REAL *dst = gTe + toff + k * D;
+            for (int64_t q = 0; q < D; q++) {
+                const REAL *row = rows + (roff + q) * C;
+                REAL s = 0;
+                #pragma omp simd reduction(+:s)
+                for (int64_t c = 0; c < C; c++) s += g[c] * row[c];
+                dst[q] = s;
+            }
+        }
+    }
+}
+
+int conv_fwd_SFX(const int64_t *meta, const int64_t *bl, const int64_t *comp, const int64_t *wid,
+                 const int64_t *I, const int64_t *J, const int64_t *wmap, const REAL *T, const REAL *x,
+                 const REAL *w, REAL *out)
+{
+    const int64_t E = meta[0], C = meta[2], ST = meta[5], R = meta[6];
+    REAL *xw = malloc(sizeof(REAL) * (R + 1) * C);
+    if (!xw) return 1;
+    REAL *acc = xw + R * C;
+    for (int64_t e = 0; e < E; e++) {
+        const int64_t ue = wmap ? wmap[e] : e;
+        xw_rows_SFX(meta, comp, wid, J[e], ue, x, w, xw);
+        apply_T_SFX(meta, bl, T + e * ST, xw, out, I[e], acc);
+    }
+    free(xw);
+    return 0;
+}
+
+int conv_grad_SFX(const int64_t *meta, const int64_t *bl, const int64_t *comp, const int64_t *wid,
+                  const int64_t *I, const int64_t *J, const int64_t *wmap, const REAL *G, const REAL *T,
+                  const REAL *x, const REAL *w, REAL *gT, REAL *gx, REAL *gw)
+{
+    const int64_t E = meta[0], N = meta[1], C = meta[2], P = meta[3], ST = meta[5], R = meta[6];
+    REAL *buf = malloc(sizeof(REAL) * 2 * R * C);
+    if (!buf) return 1;
+    REAL *xw = buf, *v = buf + R * C;
+    for (int64_t e = 0; e < E; e++) {
+        const int64_t ie = I[e], je = J[e], ue = wmap ? wmap[e] : e;
+        if (gT) {
+            xw_rows_SFX(meta, comp, wid, je, ue, x, w, xw);
+            outer_G_SFX(meta, bl, G, xw, ie, gT + e * ST);
+        }
+        if (gx || gw) {
+            apply_Tt_SFX(meta, bl, T + e * ST, G, ie, v);
+            for (int64_t r = 0; r < R; r++) {
+                const REAL *vr = v + r * C;
+                if (gx) {
+                    const REAL *wr = w + (ue * P + wid[r]) * C;
+                    REAL *d = gx + (comp[r] * N + je) * C;
+                    #pragma omp simd
+                    for (int64_t c = 0; c < C; c++) d[c] += vr[c] * wr[c];
+                }
+                if (gw) {
+                    const REAL *xr = x + (comp[r] * N + je) * C;
+                    REAL *d = gw + (ue * P + wid[r]) * C;
+                    #pragma omp simd
+                    for (int64_t c = 0; c < C; c++) d[c] += vr[c] * xr[c];
+                }
+            }
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+int conv_gradgrad_SFX(const int64_t *meta, const int64_t *bl, const int64_t *comp, const int64_t *wid,
+                      const int64_t *I, const int64_t *J, const int64_t *wmap, const REAL *G,
+                      const REAL *T, const REAL *x, const REAL *w, const REAL *HT, const REAL *Hx,
+                      const REAL *Hw, REAL *gG, REAL *gT, REAL *gx, REAL *gw)
+{
+    const int64_t E = meta[0], N = meta[1], C = meta[2], P = meta[3], ST = meta[5], R = meta[6];
+    REAL *buf = malloc(sizeof(REAL) * (4 * R + 1) * C);
+    if (!buf) return 1;
+    REAL *s = buf, *xw = buf + R * C, *v = buf + 2 * R * C, *hv = buf + 3 * R * C, *acc = buf + 4 * R * C;
+    const int have_s = Hx || Hw;
+    for (int64_t e = 0; e < E; e++) {
+        const int64_t ie = I[e], je = J[e], ue = wmap ? wmap[e] : e;
+        const REAL *Te = T + e * ST, *HTe = HT ? HT + e * ST : 0;
+        /* s = Hx_j ∘ w + x_j ∘ Hw */
+        if (have_s) {
+            for (int64_t r = 0; r < R; r++) {
+                const int64_t xo = (comp[r] * N + je) * C, wo = (ue * P + wid[r]) * C;
+                REAL *sr = s + r * C;
+                if (Hx && Hw) {
+                    #pragma omp simd
+                    for (int64_t c = 0; c < C; c++) sr[c] = Hx[xo + c] * w[wo + c] + x[xo + c] * Hw[wo + c];
+                } else if (Hx) {
+                    #pragma omp simd
+                    for (int64_t c = 0; c < C; c++) sr[c] = Hx[xo + c] * w[wo + c];
+                } else {
+                    #pragma omp simd
+                    for (int64_t c = 0; c < C; c++) sr[c] = x[xo + c] * Hw[wo + c];
+                }
+            }
+        }
+        if (gG) {
+            if (have_s) apply_T_SFX(meta, bl, Te, s, gG, ie, acc);
+            if (HTe) {
+                xw_rows_SFX(meta, comp, wid, je, ue, x, w, xw);
+                apply_T_SFX(meta, bl, HTe, xw, gG, ie, acc);
+            }
+        }
+        if (gT && have_s) outer_G_SFX(meta, bl, G, s, ie, gT + e * ST);
+        if (!gx && !gw) continue;
+        if (have_s) apply_Tt_SFX(meta, bl, Te, G, ie, v);
+        if (HTe) apply_Tt_SFX(meta, bl, HTe, G, ie, hv);
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t xo = (comp[r] * N + je) * C, wo = (ue * P + wid[r]) * C;
+            const REAL *vr = v + r * C, *hr = hv + r * C;
+            if (gx && (HTe || Hw)) {
+                REAL *d = gx + xo;
+                if (HTe && Hw) {
+                    #pragma omp simd
+                    for (int64_t c = 0; c < C; c++) d[c] += hr[c] * w[wo + c] + vr[c] * Hw[wo + c];
+                } else if (HTe) {
+                    #pragma omp simd
+                    for (int64_t c = 0; c < C; c++) d[c] += hr[c] * w[wo + c];
+                } else {
+                    #pragma omp simd
+                    for (int64_t c = 0; c < C; c++) d[c] += vr[c] * Hw[wo + c];
+                }
+            }
+            if (gw && (HTe || Hx)) {
+                REAL *d = gw + wo;
+                if (HTe && Hx) {
+                    #pragma omp simd
+                    for (int64_t c = 0; c < C; c++) d[c] += hr[c] * x[xo + c] + vr[c] * Hx[xo + c];
+                } else if (HTe) {
+                    #pragma omp simd
+                    for (int64_t c = 0; c < C; c++) d[c] += hr[c] * x[xo + c];
+                } else {
+                    #pragma omp simd
+                    for (int64_t c = 0; c < C; c++) d[c] += vr[c] * Hx[xo + c];
+                }
+            }
+        }
+    }
+    free(buf);
+    return 0;
+}
+"""
+
+_SOURCE = ("#include <stdint.h>\n#include <stdlib.h>\n"
+           + _BODY.replace("REAL", "float").replace("SFX", "f32")
+           + _BODY.replace("REAL", "double").replace("SFX", "f64"))
+
+_LIB = None
+_TRIED = False
+_REASON = ""
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def _lib():
+    global _LIB, _TRIED, _REASON
+    if not _TRIED:
+        _TRIED = True
+        if os.environ.get("CGKIT_NO_KERNEL"):
+            _REASON = "CGKIT_NO_KERNEL is set"
+        else:
+            _LIB, _REASON = build_library("conv_kernel", _SOURCE)
+            if _LIB is not None:
+                P = ctypes.c_void_p
+                for sfx in _SUFFIX.values():
+                    for name, n in (("conv_fwd", 11), ("conv_grad", 14), ("conv_gradgrad", 18)):
+                        f = getattr(_LIB, f"{name}_{sfx}")
+                        f.restype, f.argtypes = ctypes.c_int, [P] * n
+    return _LIB
+
+
+def available() -> bool:
+    """True when the compiled convolution kernels could be built (or were cached) and loaded."""
+    return _lib() is not None
+
+
+def unavailable_reason() -> str:
+    _lib()
+    return _REASON
+
+
+def _plain(t) -> bool:
+    """A dense CPU tensor with its own memory: not a functorch wrapper (``vmap``-batched or
+    grad-tracking tensors of ``torch.func``), whose data pointer is not its values."""
+    try:
+        from torch._C._functorch import is_functorch_wrapped_tensor
+        if is_functorch_wrapped_tensor(t):
+            return False
+    except ImportError:  # pragma: no cover - older torch
+        pass
+    return t.device.type == "cpu" and t.layout == torch.strided
+
+
+def usable(*tensors) -> bool:
+    """The kernels serve these tensors (None entries ignored): built, plain CPU tensors
+    (:func:`_plain`) of one float dtype (float32/float64)."""
+    if _lib() is None:
+        return False
+    dt = tensors[0].dtype
+    return dt in _SUFFIX and all(t is None or (t.dtype == dt and _plain(t)) for t in tensors)
+
+
+def _layout(conv):
+    """(meta template, block table, comp, wid) of an ``_EdgeConv``, cached on it."""
+    lay = getattr(conv, "_kernel_layout", None)
+    if lay is None:
+        bl, toff, moff, roff = [], 0, 0, 0
+        for d3, D in conv.blocks:
+            bl += [d3, D, toff, moff, roff]
+            toff, moff, roff = toff + d3 * D, moff + d3, roff + D
+        lay = (torch.tensor(bl, dtype=torch.int64), conv.comp_idx.to(torch.int64).cpu().contiguous(),
+               conv.wid.to(torch.int64).cpu().contiguous(), toff, roff, moff)
+        conv._kernel_layout = lay
+    return lay
+
+
+def _ptr(t):
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def _common(conv, i, j, wmap, n_nodes):
+    bl, comp, wid, st, R, m_out = _layout(conv)
+    meta = torch.tensor([i.shape[0], n_nodes, conv.channels, conv.n_paths, len(conv.blocks), st, R,
+                         conv.m_in, m_out], dtype=torch.int64)
+    i, j = i.to(torch.int64).contiguous(), j.to(torch.int64).contiguous()
+    wmap = None if wmap is None else wmap.to(torch.int64).contiguous()
+    keep = (meta, bl, comp, wid, i, j, wmap)
+    return keep, [_ptr(t) for t in keep]
+
+
+def _check(rc: int):
+    if rc != 0:
+        raise MemoryError("cgkit.nn.conv_kernel: could not allocate the per-edge buffer")
+
+
+def forward(conv, i, j, wmap, n_nodes, T, x, w, out):
+    """out (M_out·N, C), zero on entry, += ∂Φ/∂G; T, x, w contiguous."""
+    keep, p = _common(conv, i, j, wmap, n_nodes)
+    _check(getattr(_lib(), f"conv_fwd_{_SUFFIX[x.dtype]}")(*p, _ptr(T), _ptr(x), _ptr(w), _ptr(out)))
+
+
+def grad(conv, i, j, wmap, n_nodes, G, T, x, w, gT, gx, gw):
+    """gT (E, ST) = ∂Φ/∂T; gx (M_in·N, C) += ∂Φ/∂x; gw += ∂Φ/∂w (each may be None; gx, gw zero
+    on entry)."""
+    keep, p = _common(conv, i, j, wmap, n_nodes)
+    _check(getattr(_lib(), f"conv_grad_{_SUFFIX[x.dtype]}")(
+        *p, _ptr(G), _ptr(T), _ptr(x), _ptr(w), _ptr(gT), _ptr(gx), _ptr(gw)))
+
+
+def gradgrad(conv, i, j, wmap, n_nodes, G, T, x, w, HT, Hx, Hw, gG, gT, gx, gw):
+    """As :func:`cgkit.nn.conv._gradgrad`; outputs zero on entry (gT: every entry written where
+    H_x or H_w is given)."""
+    keep, p = _common(conv, i, j, wmap, n_nodes)
+    _check(getattr(_lib(), f"conv_gradgrad_{_SUFFIX[x.dtype]}")(
+        *p, _ptr(G), _ptr(T), _ptr(x), _ptr(w), _ptr(HT), _ptr(Hx), _ptr(Hw),
+        _ptr(gG), _ptr(gT), _ptr(gx), _ptr(gw)))
