@@ -329,43 +329,83 @@ def _layout(conv):
     return lay
 
 
-def _ptr(t):
-    return None if t is None else ctypes.c_void_p(t.data_ptr())
+#: edges per thread below which one thread runs the whole kernel
+MIN_EDGES_PER_THREAD = 1024
+_POOL = None
 
 
-def _common(conv, i, j, wmap, n_nodes):
+def _pool(n: int):
+    global _POOL
+    if _POOL is None or _POOL._max_workers < n:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cgkit-conv")
+    return _POOL
+
+
+def _ptr(t, offset: int = 0):
+    return None if t is None else ctypes.c_void_p(t.data_ptr() + offset * t.element_size())
+
+
+def _run(fn, conv, i, j, wmap, n_nodes, args):
+    """Call kernel ``fn`` over the edges with ``args`` in the kernel's order, each a pair
+    (tensor or None, kind): ``"read"`` read-only, ``"edge"`` one row per edge (read, or written
+    by that edge only), ``"sum"`` an output accumulated by scatter. With
+    ``torch.get_num_threads()`` > 1 and enough edges, contiguous ranges of edges run in that
+    many threads (ctypes releases the GIL during the call); every thread but the first
+    accumulates into its own zeroed copy of the ``"sum"`` outputs, added at the end in thread
+    order (results do not depend on scheduling)."""
     bl, comp, wid, st, R, m_out = _layout(conv)
-    meta = torch.tensor([i.shape[0], n_nodes, conv.channels, conv.n_paths, len(conv.blocks), st, R,
-                         conv.m_in, m_out], dtype=torch.int64)
+    e = i.shape[0]
+    if e == 0:
+        return
     i, j = i.to(torch.int64).contiguous(), j.to(torch.int64).contiguous()
     wmap = None if wmap is None else wmap.to(torch.int64).contiguous()
-    keep = (meta, bl, comp, wid, i, j, wmap)
-    return keep, [_ptr(t) for t in keep]
+    nt = max(1, min(torch.get_num_threads(), e // MIN_EDGES_PER_THREAD))
+    bounds = [e * k // nt for k in range(nt + 1)]
+    metas = [torch.tensor([b - a, n_nodes, conv.channels, conv.n_paths, len(conv.blocks), st, R,
+                           conv.m_in, m_out], dtype=torch.int64) for a, b in zip(bounds[:-1], bounds[1:])]
+    private = [[t if k == 0 or kind != "sum" or t is None else torch.zeros_like(t) for t, kind in args]
+               for k in range(nt)]
+    lib_fn = getattr(_lib(), fn)
 
-
-def _check(rc: int):
-    if rc != 0:
+    def run(k):
+        a = bounds[k]
+        ptrs = [_ptr(metas[k]), _ptr(bl), _ptr(comp), _ptr(wid), _ptr(i, a), _ptr(j, a),
+                None if wmap is None else _ptr(wmap, a)]
+        ptrs += [_ptr(t, a * (t.numel() // e) if kind == "edge" and t is not None else 0)
+                 for t, (_, kind) in zip(private[k], args)]
+        return lib_fn(*ptrs)
+    rcs = [run(0)] if nt == 1 else list(_pool(nt).map(run, range(nt)))
+    if any(rcs):
         raise MemoryError("cgkit.nn.conv_kernel: could not allocate the per-edge buffer")
+    for k in range(1, nt):
+        for (t, kind), u in zip(args, private[k]):
+            if kind == "sum" and t is not None:
+                t.add_(u)
+
+
+def _w_kind(wmap, shared: str = "read") -> str:
+    """Radial weights (and their gradient): one row per edge without ``wmap``, else shared rows."""
+    return "edge" if wmap is None else shared
 
 
 def forward(conv, i, j, wmap, n_nodes, T, x, w, out):
     """out (M_out·N, C), zero on entry, += ∂Φ/∂G; T, x, w contiguous."""
-    keep, p = _common(conv, i, j, wmap, n_nodes)
-    _check(getattr(_lib(), f"conv_fwd_{_SUFFIX[x.dtype]}")(*p, _ptr(T), _ptr(x), _ptr(w), _ptr(out)))
+    _run(f"conv_fwd_{_SUFFIX[x.dtype]}", conv, i, j, wmap, n_nodes,
+         [(T, "edge"), (x, "read"), (w, _w_kind(wmap)), (out, "sum")])
 
 
 def grad(conv, i, j, wmap, n_nodes, G, T, x, w, gT, gx, gw):
     """gT (E, ST) = ∂Φ/∂T; gx (M_in·N, C) += ∂Φ/∂x; gw += ∂Φ/∂w (each may be None; gx, gw zero
     on entry)."""
-    keep, p = _common(conv, i, j, wmap, n_nodes)
-    _check(getattr(_lib(), f"conv_grad_{_SUFFIX[x.dtype]}")(
-        *p, _ptr(G), _ptr(T), _ptr(x), _ptr(w), _ptr(gT), _ptr(gx), _ptr(gw)))
+    _run(f"conv_grad_{_SUFFIX[x.dtype]}", conv, i, j, wmap, n_nodes,
+         [(G, "read"), (T, "edge"), (x, "read"), (w, _w_kind(wmap)), (gT, "edge"), (gx, "sum"),
+          (gw, _w_kind(wmap, "sum"))])
 
 
 def gradgrad(conv, i, j, wmap, n_nodes, G, T, x, w, HT, Hx, Hw, gG, gT, gx, gw):
     """As :func:`cgkit.nn.conv._gradgrad`; outputs zero on entry (gT: every entry written where
     H_x or H_w is given)."""
-    keep, p = _common(conv, i, j, wmap, n_nodes)
-    _check(getattr(_lib(), f"conv_gradgrad_{_SUFFIX[x.dtype]}")(
-        *p, _ptr(G), _ptr(T), _ptr(x), _ptr(w), _ptr(HT), _ptr(Hx), _ptr(Hw),
-        _ptr(gG), _ptr(gT), _ptr(gx), _ptr(gw)))
+    _run(f"conv_gradgrad_{_SUFFIX[x.dtype]}", conv, i, j, wmap, n_nodes,
+         [(G, "read"), (T, "edge"), (x, "read"), (w, _w_kind(wmap)), (HT, "edge"), (Hx, "read"),
+          (Hw, _w_kind(wmap)), (gG, "sum"), (gT, "edge"), (gx, "sum"), (gw, _w_kind(wmap, "sum"))])

@@ -55,10 +55,21 @@ def _close(got, ref, dtype):
                 float((a - b).abs().max())
 
 
+@pytest.fixture
+def threads(request, monkeypatch):
+    """Run the compiled kernels in ``request.param`` threads (ranges of 5+ edges each)."""
+    old = torch.get_num_threads()
+    monkeypatch.setattr(conv_kernel, "MIN_EDGES_PER_THREAD", 5)
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("threads", [1, 3], indirect=True)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("parity", ["o3_full", "so3"])
-def test_compiled_kernels_equal_torch_form(parity, shared, dtype):
+def test_compiled_kernels_equal_torch_form(parity, shared, dtype, threads):
     conv, i, j, wmap, n, t = _case(parity, dtype, shared)
     T, x, w, G = t["T"], t["x"], t["w"], t["G"]
     got, ref = _both(lambda: [CV._forward(conv, i, j, wmap, n, T, x, w)])
