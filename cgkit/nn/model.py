@@ -30,8 +30,9 @@ e3nn weight vectors (same parameters, same results), the gate a few elementwise 
 the edge convolution a handful of fused ops (:meth:`_EdgeConv.forward_components`) — about
 4× fewer tensor operations per call than composing e3nn modules, which is what dominates a
 small molecule. The convolution runs as autograd Functions with hand-written first and
-second derivatives, chunked over edges (:mod:`cgkit.nn.conv`), and the radial MLPs once per
-pair of reverse edges: forces and the double backward of a force loss in training never
+second derivatives (:mod:`cgkit.nn.conv`), each one C loop over edges
+(:mod:`cgkit.nn.conv_kernel`; a chunked PyTorch form without a compiler), and the radial MLPs
+once per pair of reverse edges: forces and the double backward of a force loss in training never
 rebuild the per-path product graph. ``benchmarks/ennp_speed.py`` times it beside MACE and
 NequIP (docs/ennp_speed.md).
 
