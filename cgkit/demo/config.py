@@ -32,8 +32,8 @@ TARGETS = {
 }
 
 #: training epochs of the distilled ENNPs (default size): about what the earlier 3.5-minute
-#: wall-clock budgets reached on a quiet machine (PE), and enough for the Si targets (0.20 THz,
-#: 1.66 GPa with 60 epochs; the teacher stage takes 5.5 min on 2 cores)
+#: wall-clock budgets reached on a quiet machine (PE), and enough for the Si targets (0.14 THz,
+#: 1.37 GPa with 60 epochs; the teacher stage takes 4.2 min on 2 cores)
 PE_EPOCHS = 100
 SI_EPOCHS = 60
 #: the small size's epochs (a plumbing check): with 10 Si epochs every stage completes for
