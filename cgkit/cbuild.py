@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["build_library", "cache_dir", "cpu_tag"]
+__all__ = ["build_library", "CompiledLibrary", "cache_dir", "cpu_tag"]
 
 #: default flag sets, tried in order
 FLAG_SETS = (["-march=native", "-fno-math-errno", "-fopenmp-simd"], ["-fno-math-errno", "-fopenmp-simd"], [])
@@ -78,3 +78,34 @@ def build_library(name: str, source: str) -> tuple[ctypes.CDLL | None, str]:
                 reason = f"cannot build or load the kernel in {d}: {exc}"
                 continue
     return None, reason
+
+
+class CompiledLibrary:
+    """A C library built on first use: ``get()`` the loaded :class:`ctypes.CDLL` (or None),
+    ``reason`` why it is unavailable. ``declare(lib)`` sets the functions' ``argtypes`` and
+    ``restype`` once after loading. ``$CGKIT_NO_KERNEL`` (any value) disables every compiled
+    kernel (callers then use their PyTorch/NumPy paths)."""
+
+    def __init__(self, name: str, source: str, declare):
+        self.name, self.source, self._declare = name, source, declare
+        self._lib, self._tried, self.reason = None, False, ""
+
+    def get(self) -> ctypes.CDLL | None:
+        if not self._tried:
+            self._tried = True
+            if os.environ.get("CGKIT_NO_KERNEL"):
+                self.reason = "CGKIT_NO_KERNEL is set"
+            else:
+                self._lib, self.reason = build_library(self.name, self.source)
+                if self._lib is not None:
+                    self._declare(self._lib)
+        return self._lib
+
+    def available(self) -> bool:
+        """True when the library could be built (or was cached) and loaded."""
+        return self.get() is not None
+
+    def unavailable_reason(self) -> str:
+        """Why :meth:`get` returns None ("" when the library is loaded)."""
+        self.get()
+        return self.reason

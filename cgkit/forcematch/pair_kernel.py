@@ -37,12 +37,11 @@ Units: positions and cells Å, energies eV, forces eV/Å.
 from __future__ import annotations
 
 import ctypes
-import os
 import warnings
 
 import numpy as np
 
-from ..cbuild import build_library
+from ..cbuild import CompiledLibrary
 from ..errors import CgkitWarning
 
 __all__ = ["available", "PairKernel", "FusedMD", "half_neighbor_list", "KernelUnavailableWarning",
@@ -1327,68 +1326,54 @@ class KernelUnavailableWarning(CgkitWarning):
     """The compiled pair kernel could not be built; the (slower) torch path is used."""
 
 
-_LIB = None
-_TRIED = False
-_REASON = ""
+def _declare(lib) -> None:
+    """argtypes/restype of the kernel's functions."""
+    P = ctypes.c_void_p
+    i64, f64 = ctypes.c_int64, ctypes.c_double
+    lib.half_list.restype = i64
+    lib.half_list.argtypes = [i64, P, P, P, P, i64, f64, i64, P, P, i64, i64, P, P, P, P]
+    lib.pair_forces.restype = i64
+    lib.pair_forces.argtypes = [i64] + [P] * 17
+    lib.md_create.restype = P
+    lib.md_create.argtypes = [i64, i64, P, P, P, i64, f64, f64, P, P, i64, P, P, i64] + [P] * 8 + [ctypes.c_int]
+    lib.md_set_bonds.restype = ctypes.c_int
+    lib.md_set_bonds.argtypes = [P, i64, P, P, P, i64] + [P] * 7
+    lib.md_set_exclusions.restype = ctypes.c_int
+    lib.md_set_exclusions.argtypes = [P, P, P]
+    lib.md_free.restype = None
+    lib.md_free.argtypes = [P]
+    lib.md_load.restype = None
+    lib.md_load.argtypes = [P, P, P, P]
+    lib.md_store.restype = None
+    lib.md_store.argtypes = [P, ctypes.c_int, P]
+    lib.md_nrebuild.restype = i64
+    lib.md_nrebuild.argtypes = [P]
+    lib.md_build_step.restype = i64
+    lib.md_build_step.argtypes = [P]
+    lib.md_noise.restype = None
+    lib.md_noise.argtypes = [ctypes.c_uint64, i64, i64, P]
+    lib.md_steps.restype = i64
+    lib.md_steps.argtypes = [P, i64, i64, ctypes.c_int, f64, f64, ctypes.c_uint64, ctypes.c_int,
+                             P, P, P, P]
 
 
-def _compile() -> ctypes.CDLL | None:
-    """Build (or find in the cache) and load the kernel library (:func:`cgkit.cbuild.build_library`:
-    compiled for the host CPU with ``-march=native``, where the pair pass vectorises with
-    AVX2/AVX-512, ~2× faster; falls back to a generic build)."""
-    global _REASON
-    lib, _REASON = build_library("pair_kernel", _SOURCE)
-    return lib
+#: the kernel library, built on first use (:class:`cgkit.cbuild.CompiledLibrary`: compiled for
+#: the host CPU with ``-march=native``, where the pair pass vectorises with AVX2/AVX-512, ~2×
+#: faster; falls back to a generic build)
+_LIBRARY = CompiledLibrary("pair_kernel", _SOURCE, _declare)
 
 
 def _lib():
-    global _LIB, _TRIED
-    if not _TRIED:
-        _TRIED = True
-        if os.environ.get("CGKIT_NO_KERNEL"):
-            globals()["_REASON"] = "CGKIT_NO_KERNEL is set"
-        else:
-            _LIB = _compile()
-            if _LIB is not None:
-                P = ctypes.c_void_p
-                i64, f64 = ctypes.c_int64, ctypes.c_double
-                _LIB.half_list.restype = i64
-                _LIB.half_list.argtypes = [i64, P, P, P, P, i64, f64, i64, P, P, i64, i64, P, P, P, P]
-                _LIB.pair_forces.restype = i64
-                _LIB.pair_forces.argtypes = [i64] + [P] * 17
-                _LIB.md_create.restype = P
-                _LIB.md_create.argtypes = [i64, i64, P, P, P, i64, f64, f64, P, P, i64, P, P, i64] + [P] * 8 + [ctypes.c_int]
-                _LIB.md_set_bonds.restype = ctypes.c_int
-                _LIB.md_set_bonds.argtypes = [P, i64, P, P, P, i64] + [P] * 7
-                _LIB.md_set_exclusions.restype = ctypes.c_int
-                _LIB.md_set_exclusions.argtypes = [P, P, P]
-                _LIB.md_free.restype = None
-                _LIB.md_free.argtypes = [P]
-                _LIB.md_load.restype = None
-                _LIB.md_load.argtypes = [P, P, P, P]
-                _LIB.md_store.restype = None
-                _LIB.md_store.argtypes = [P, ctypes.c_int, P]
-                _LIB.md_nrebuild.restype = i64
-                _LIB.md_nrebuild.argtypes = [P]
-                _LIB.md_build_step.restype = i64
-                _LIB.md_build_step.argtypes = [P]
-                _LIB.md_noise.restype = None
-                _LIB.md_noise.argtypes = [ctypes.c_uint64, i64, i64, P]
-                _LIB.md_steps.restype = i64
-                _LIB.md_steps.argtypes = [P, i64, i64, ctypes.c_int, f64, f64, ctypes.c_uint64, ctypes.c_int,
-                                          P, P, P, P]
-
-    return _LIB
+    return _LIBRARY.get()
 
 
 def available() -> bool:
     """True when the compiled kernel could be built (or was cached) and loaded."""
-    return _lib() is not None
+    return _LIBRARY.available()
 
 
 def unavailable_reason() -> str:
-    _lib()
-    return _REASON
+    return _LIBRARY.unavailable_reason()
 
 
 def _bins(cell: np.ndarray, rc: float):
@@ -1504,7 +1489,7 @@ class PairKernel:
         from .tabulated import _pack
         lib = _lib()
         if lib is None:
-            raise RuntimeError(f"compiled pair kernel unavailable: {_REASON}")
+            raise RuntimeError(f"compiled pair kernel unavailable: {unavailable_reason()}")
         self.lib = lib
         self.potential = potential
         self.species = np.asarray(species, dtype=np.int64)

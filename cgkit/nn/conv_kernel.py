@@ -30,11 +30,10 @@ Built once per machine by :func:`cgkit.cbuild.build_library`; without a C compil
 from __future__ import annotations
 
 import ctypes
-import os
 
 import torch
 
-from ..cbuild import build_library
+from ..cbuild import CompiledLibrary
 
 __all__ = ["available", "unavailable_reason", "forward", "grad", "gradgrad"]
 
@@ -261,37 +260,23 @@ _SOURCE = ("#include <stdint.h>\n#include <stdlib.h>\n"
            + _BODY.replace("REAL", "float").replace("SFX", "f32")
            + _BODY.replace("REAL", "double").replace("SFX", "f64"))
 
-_LIB = None
-_TRIED = False
-_REASON = ""
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 
-def _lib():
-    global _LIB, _TRIED, _REASON
-    if not _TRIED:
-        _TRIED = True
-        if os.environ.get("CGKIT_NO_KERNEL"):
-            _REASON = "CGKIT_NO_KERNEL is set"
-        else:
-            _LIB, _REASON = build_library("conv_kernel", _SOURCE)
-            if _LIB is not None:
-                P = ctypes.c_void_p
-                for sfx in _SUFFIX.values():
-                    for name, n in (("conv_fwd", 11), ("conv_grad", 14), ("conv_gradgrad", 18)):
-                        f = getattr(_LIB, f"{name}_{sfx}")
-                        f.restype, f.argtypes = ctypes.c_int, [P] * n
-    return _LIB
+def _declare(lib) -> None:
+    P = ctypes.c_void_p
+    for sfx in _SUFFIX.values():
+        for name, n in (("conv_fwd", 11), ("conv_grad", 14), ("conv_gradgrad", 18)):
+            f = getattr(lib, f"{name}_{sfx}")
+            f.restype, f.argtypes = ctypes.c_int, [P] * n
 
 
-def available() -> bool:
-    """True when the compiled convolution kernels could be built (or were cached) and loaded."""
-    return _lib() is not None
+#: the kernels, built on first use (:class:`cgkit.cbuild.CompiledLibrary`)
+_LIBRARY = CompiledLibrary("conv_kernel", _SOURCE, _declare)
 
 
-def unavailable_reason() -> str:
-    _lib()
-    return _REASON
+available = _LIBRARY.available
+unavailable_reason = _LIBRARY.unavailable_reason
 
 
 def _plain(t) -> bool:
@@ -309,7 +294,7 @@ def _plain(t) -> bool:
 def usable(*tensors) -> bool:
     """The kernels serve these tensors (None entries ignored): built, plain CPU tensors
     (:func:`_plain`) of one float dtype (float32/float64)."""
-    if _lib() is None:
+    if _LIBRARY.get() is None:
         return False
     dt = tensors[0].dtype
     return dt in _SUFFIX and all(t is None or (t.dtype == dt and _plain(t)) for t in tensors)
@@ -366,7 +351,7 @@ def _run(fn, conv, i, j, wmap, n_nodes, args):
                            conv.m_in, m_out], dtype=torch.int64) for a, b in zip(bounds[:-1], bounds[1:])]
     private = [[t if k == 0 or kind != "sum" or t is None else torch.zeros_like(t) for t, kind in args]
                for k in range(nt)]
-    lib_fn = getattr(_lib(), fn)
+    lib_fn = getattr(_LIBRARY.get(), fn)
 
     def run(k):
         a = bounds[k]

@@ -3,6 +3,8 @@ its neighbour list against vesin/ASE, its forces against the autograd forces of 
 potential (1e-10 eV/Å), trajectories against the torch path, and the refusals."""
 import math
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -170,8 +172,8 @@ def test_kernel_option_is_checked_and_the_fallback_is_announced(monkeypatch):
     with pytest.raises(InputError, match="only for tabulated potentials"):
         MolecularDynamics(LennardJones(), positions=pos, cell=np.eye(3) * 20, masses=np.ones(2), kernel="compiled")
     pot = TabulatedPotential(["A"], Topology(n_particles=2), [_pair(("A", "A"), 5.0)])
-    monkeypatch.setattr(pair_kernel, "_lib", lambda: None)
-    monkeypatch.setattr(pair_kernel, "_REASON", "no C compiler (test)")
+    monkeypatch.setattr(pair_kernel, "_LIBRARY", SimpleNamespace(
+        get=lambda: None, available=lambda: False, unavailable_reason=lambda: "no C compiler (test)"))
     with pytest.raises(InputError, match="no C compiler"):
         MolecularDynamics(pot, positions=pos, cell=np.eye(3) * 20, masses=np.ones(2), kernel="compiled")
     with pytest.warns(pair_kernel.KernelUnavailableWarning, match="slower torch path"):
