@@ -331,9 +331,34 @@ def _ptr(t, offset: int = 0):
     return None if t is None else ctypes.c_void_p(t.data_ptr() + offset * t.element_size())
 
 
+def _check(conv, e, n_nodes, i, j, wmap, args, st, m_out) -> None:
+    """Shapes, memory layout and index ranges the C loop relies on (it reads raw memory: an
+    inconsistent call must raise here, not read out of bounds)."""
+    C, P = conv.channels, conv.n_paths
+    size = {"T": e * st, "x": conv.m_in * n_nodes * C, "G": m_out * n_nodes * C}
+    n_w = None
+    for t, _, role in args:
+        if t is None:
+            continue
+        if not t.is_contiguous():
+            raise ValueError(f"cgkit.nn.conv_kernel: a non-contiguous '{role}' argument")
+        if role == "w":
+            rows = t.numel() // (P * C)
+            if rows * P * C != t.numel() or (n_w is not None and rows != n_w) or (wmap is None and rows != e):
+                raise ValueError(f"cgkit.nn.conv_kernel: radial weights of {t.numel()} elements for "
+                                 f"{e} edges, {P} paths, {C} channels")
+            n_w = rows
+        elif t.numel() != size[role]:
+            raise ValueError(f"cgkit.nn.conv_kernel: '{role}' has {t.numel()} elements, expected {size[role]}")
+    for name, idx, hi in (("receiver", i, n_nodes), ("sender", j, n_nodes), ("wmap", wmap, n_w)):
+        if idx is not None and hi is not None and (int(idx.min()) < 0 or int(idx.max()) >= hi):
+            raise ValueError(f"cgkit.nn.conv_kernel: {name} index outside [0, {hi})")
+
+
 def _run(fn, conv, i, j, wmap, n_nodes, args):
-    """Call kernel ``fn`` over the edges with ``args`` in the kernel's order, each a pair
-    (tensor or None, kind): ``"read"`` read-only, ``"edge"`` one row per edge (read, or written
+    """Call kernel ``fn`` over the edges with ``args`` in the kernel's order, each a triple
+    (tensor or None, kind, role): role ``"T"`` (E, ST) couplings, ``"x"`` (M_in, N, C) node
+    rows, ``"w"`` radial-weight rows, ``"G"`` (M_out, N, C) output rows; kind ``"read"`` read-only, ``"edge"`` one row per edge (read, or written
     by that edge only), ``"sum"`` an output accumulated by scatter. With
     ``torch.get_num_threads()`` > 1 and enough edges, contiguous ranges of edges run in that
     many threads (ctypes releases the GIL during the call); every thread but the first
@@ -345,11 +370,12 @@ def _run(fn, conv, i, j, wmap, n_nodes, args):
         return
     i, j = i.to(torch.int64).contiguous(), j.to(torch.int64).contiguous()
     wmap = None if wmap is None else wmap.to(torch.int64).contiguous()
+    _check(conv, e, n_nodes, i, j, wmap, args, st, m_out)
     nt = max(1, min(torch.get_num_threads(), e // MIN_EDGES_PER_THREAD))
     bounds = [e * k // nt for k in range(nt + 1)]
     metas = [torch.tensor([b - a, n_nodes, conv.channels, conv.n_paths, len(conv.blocks), st, R,
                            conv.m_in, m_out], dtype=torch.int64) for a, b in zip(bounds[:-1], bounds[1:])]
-    private = [[t if k == 0 or kind != "sum" or t is None else torch.zeros_like(t) for t, kind in args]
+    private = [[t if k == 0 or kind != "sum" or t is None else torch.zeros_like(t) for t, kind, _ in args]
                for k in range(nt)]
     lib_fn = getattr(_LIBRARY.get(), fn)
 
@@ -358,13 +384,13 @@ def _run(fn, conv, i, j, wmap, n_nodes, args):
         ptrs = [_ptr(metas[k]), _ptr(bl), _ptr(comp), _ptr(wid), _ptr(i, a), _ptr(j, a),
                 None if wmap is None else _ptr(wmap, a)]
         ptrs += [_ptr(t, a * (t.numel() // e) if kind == "edge" and t is not None else 0)
-                 for t, (_, kind) in zip(private[k], args)]
+                 for t, (_, kind, _) in zip(private[k], args)]
         return lib_fn(*ptrs)
     rcs = [run(0)] if nt == 1 else list(_pool(nt).map(run, range(nt)))
     if any(rcs):
         raise MemoryError("cgkit.nn.conv_kernel: could not allocate the per-edge buffer")
     for k in range(1, nt):
-        for (t, kind), u in zip(args, private[k]):
+        for (t, kind, _), u in zip(args, private[k]):
             if kind == "sum" and t is not None:
                 t.add_(u)
 
@@ -377,20 +403,21 @@ def _w_kind(wmap, shared: str = "read") -> str:
 def forward(conv, i, j, wmap, n_nodes, T, x, w, out):
     """out (M_out·N, C), zero on entry, += ∂Φ/∂G; T, x, w contiguous."""
     _run(f"conv_fwd_{_SUFFIX[x.dtype]}", conv, i, j, wmap, n_nodes,
-         [(T, "edge"), (x, "read"), (w, _w_kind(wmap)), (out, "sum")])
+         [(T, "edge", "T"), (x, "read", "x"), (w, _w_kind(wmap), "w"), (out, "sum", "G")])
 
 
 def grad(conv, i, j, wmap, n_nodes, G, T, x, w, gT, gx, gw):
     """gT (E, ST) = ∂Φ/∂T; gx (M_in·N, C) += ∂Φ/∂x; gw += ∂Φ/∂w (each may be None; gx, gw zero
     on entry)."""
     _run(f"conv_grad_{_SUFFIX[x.dtype]}", conv, i, j, wmap, n_nodes,
-         [(G, "read"), (T, "edge"), (x, "read"), (w, _w_kind(wmap)), (gT, "edge"), (gx, "sum"),
-          (gw, _w_kind(wmap, "sum"))])
+         [(G, "read", "G"), (T, "edge", "T"), (x, "read", "x"), (w, _w_kind(wmap), "w"),
+          (gT, "edge", "T"), (gx, "sum", "x"), (gw, _w_kind(wmap, "sum"), "w")])
 
 
 def gradgrad(conv, i, j, wmap, n_nodes, G, T, x, w, HT, Hx, Hw, gG, gT, gx, gw):
     """As :func:`cgkit.nn.conv._gradgrad`; outputs zero on entry (gT: every entry written where
     H_x or H_w is given)."""
     _run(f"conv_gradgrad_{_SUFFIX[x.dtype]}", conv, i, j, wmap, n_nodes,
-         [(G, "read"), (T, "edge"), (x, "read"), (w, _w_kind(wmap)), (HT, "edge"), (Hx, "read"),
-          (Hw, _w_kind(wmap)), (gG, "sum"), (gT, "edge"), (gx, "sum"), (gw, _w_kind(wmap, "sum"))])
+         [(G, "read", "G"), (T, "edge", "T"), (x, "read", "x"), (w, _w_kind(wmap), "w"),
+          (HT, "edge", "T"), (Hx, "read", "x"), (Hw, _w_kind(wmap), "w"), (gG, "sum", "G"),
+          (gT, "edge", "T"), (gx, "sum", "x"), (gw, _w_kind(wmap, "sum"), "w")])

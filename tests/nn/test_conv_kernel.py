@@ -89,6 +89,23 @@ def test_compiled_kernels_equal_torch_form(parity, shared, dtype, threads):
                 _close(got, ref, dtype)
 
 
+def test_inconsistent_calls_raise_instead_of_reading_out_of_bounds():
+    conv, i, j, wmap, n, t = _case("o3", torch.float64, True)
+    T, x, w = t["T"], t["x"], t["w"]
+    bad_j = j.clone()
+    bad_j[3] = n
+    with pytest.raises(ValueError, match="sender index"):
+        CV._forward(conv, i, bad_j, wmap, n, T, x, w)
+    bad_map = wmap.clone()
+    bad_map[0] = w.shape[0]
+    with pytest.raises(ValueError, match="wmap index"):
+        CV._forward(conv, i, j, bad_map, n, T, x, w)
+    with pytest.raises(ValueError, match="'T' has"):
+        CV._forward(conv, i, j, wmap, n, T[:-1].contiguous(), x, w)
+    with pytest.raises(ValueError, match="radial weights"):
+        CV._forward(conv, i, j, None, n, T, x, w)  # 9 shared rows, but no wmap for 23 edges
+
+
 def test_batched_tensors_fall_back_to_torch_form():
     conv, i, j, wmap, n, t = _case("o3", torch.float64, False)
     assert conv_kernel.usable(t["T"], t["x"], t["w"])
