@@ -31,7 +31,12 @@ and iteration) instead of all of them.
 
 Writes OUT/pool_study.json (curves per seed and strategy, per-regime test errors, labels to reach
 ``--targets``, ratios random/strategy with mean, std, min, max over seeds) and OUT/curves.png.
-Finished runs in OUT are reused, so the same command with other targets only recomputes numbers.
+Finished runs in OUT are reused, so the same command with other targets only recomputes numbers;
+with more ``--iterations`` a run is replayed from its saved committees (same picks) and extended.
+``--temperatures``/``--strains`` replace the config's exploration grid for the teacher pool (e.g.
+a temperature ladder); the pool's composition (frames per regime: a frame whose atoms moved
+≥ 0.7 Å RMS from the run's start counts as liquid, else as its start structure's regime) is
+written to the JSON, and every pick is tagged with its regime.
 
 Run (about 5 min per strategy and seed on one shared core; 4 strategies x 3 seeds about 1 h):
   python pool_study.py --out cu_pool --seeds 0 1 2 --strategies random sigma_rms sigma_max oracle
@@ -47,7 +52,12 @@ import yaml
 HERE = Path(__file__).resolve().parent
 
 
-def teacher_pool(cfg, seed, md_steps, sample_every, skip):
+def teacher_pool(cfg, seed, md_steps, sample_every, skip, temperatures=None, strains=None):
+    """Teacher (EMT) Langevin MD pool: one run per start structure × temperature (K) × strain,
+    ``md_steps`` steps of 2 fs, a frame every ``sample_every`` steps after ``skip``. Each frame's
+    ``info`` holds structure index, temperature_K, strain, md_step and ``rms_disp`` (Å): the RMS
+    displacement of the atoms from the run's start, centre-of-mass drift removed (≳ 0.7 Å means
+    the atoms diffuse: melted)."""
     from ase import units
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -58,9 +68,11 @@ def teacher_pool(cfg, seed, md_steps, sample_every, skip):
     e = cfg["exploration"]
     pool = []
     j = 0
+    temperatures = e["temperatures"] if temperatures is None else temperatures
+    strains = e.get("strains", [0.0]) if strains is None else strains
     for s, a0 in enumerate(build_structures(cfg["structures"], HERE)):
-        for T in e["temperatures"]:
-            for eps in e.get("strains", [0.0]):
+        for T in temperatures:
+            for eps in strains:
                 j += 1
                 a = apply_strain(a0, in_plane_strain(a0, eps)) if eps else a0.copy()
                 a.calc = EMT()
@@ -68,15 +80,45 @@ def teacher_pool(cfg, seed, md_steps, sample_every, skip):
                 thermalize(a, T, np.random.default_rng(rng_seed))
                 md = Langevin(a, 2 * units.fs, temperature_K=T, friction=0.02 / units.fs, fixcm=False,
                               rng=np.random.default_rng(rng_seed + 1))
+                x0 = a.positions.copy()
                 for step in range(sample_every, md_steps + 1, sample_every):
                     md.run(sample_every)
                     if step <= skip:
                         continue
                     b = a.copy()
                     b.calc = SinglePointCalculator(b, energy=a.get_potential_energy(), forces=a.get_forces())
-                    b.info.update(structure=s, temperature_K=float(T), strain=float(eps), md_step=step)
+                    u = a.positions - x0
+                    u -= u.mean(axis=0)
+                    b.info.update(structure=s, temperature_K=float(T), strain=float(eps), md_step=step,
+                                  rms_disp=float(np.sqrt((u ** 2).sum(axis=1).mean())))
                     pool.append(b)
     return pool
+
+
+MELT_RMS_DISP = 0.7  # Å: RMS displacement from the run's start above which a frame counts as melted
+
+
+def frame_regime(a, names):
+    """Test-set regime of a pool frame: 'liquid' if its atoms diffused (rms_disp ≥ MELT_RMS_DISP),
+    else the name of its start structure (``names[structure]``)."""
+    if a.info.get("rms_disp", 0.0) >= MELT_RMS_DISP:
+        return "liquid"
+    k = int(a.info["structure"])
+    return names[k] if k < len(names) else f"structure{k}"
+
+
+def pool_composition(pool, names):
+    """Frames per regime (see frame_regime), per temperature (K) and per (structure, T, strain)."""
+    from collections import Counter
+    reg = Counter(frame_regime(a, names) for a in pool)
+    temp = Counter(f"{a.info['temperature_K']:g}" for a in pool)
+    runs = Counter(f"{names[int(a.info['structure'])] if int(a.info['structure']) < len(names) else a.info['structure']}"
+                   f" {a.info['temperature_K']:g}K strain{a.info['strain']:g}" for a in pool)
+    melted = Counter(f"{a.info['temperature_K']:g}" for a in pool if frame_regime(a, names) == "liquid")
+    return {"frames": len(pool), "per_regime": dict(sorted(reg.items())),
+            "per_temperature_K": dict(sorted(temp.items(), key=lambda kv: float(kv[0]))),
+            "melted_per_temperature_K": dict(sorted(melted.items(), key=lambda kv: float(kv[0]))),
+            "per_run": dict(sorted(runs.items()))}
 
 
 def seed_set(cfg, seed):
@@ -175,12 +217,15 @@ def test_errors(committee, test):
     return out
 
 
-def run_one(cfg, strategy, seed, pool, X, test, out, batch, n_iter, bootstrap, exclusion_quantile):
+def run_one(cfg, strategy, seed, pool, X, test, out, batch, n_iter, bootstrap, exclusion_quantile,
+            names=("crystal", "surface", "vacancy")):
     from cgkit.learn.selection import max_sigma_diverse
     run_dir = out / f"{strategy}_seed{seed}"
     res_file = run_dir / "run.json"
-    if res_file.is_file():
-        return json.loads(res_file.read_text())
+    if res_file.is_file():  # a finished run; a longer one is redone from its saved committees
+        rec = json.loads(res_file.read_text())
+        if len(rec["curve"]) >= n_iter + 1:
+            return {**rec, "curve": rec["curve"][:n_iter + 1], "picks": rec["picks"][:n_iter]}
     seeds = seed_set(cfg, seed)
     labelled = list(seeds)
     chosen = []
@@ -228,7 +273,8 @@ def run_one(cfg, strategy, seed, pool, X, test, out, batch, n_iter, bootstrap, e
         chosen += pick
         labelled += [pool[i] for i in pick]
         picks.append([{"index": int(i), "structure": int(pool[i].info["structure"]),
-                       "T": float(pool[i].info["temperature_K"]), "strain": float(pool[i].info["strain"])}
+                       "T": float(pool[i].info["temperature_K"]), "strain": float(pool[i].info["strain"]),
+                       "regime": frame_regime(pool[i], names)}
                       for i in pick])
     rec = {"strategy": strategy, "seed": seed, "curve": curve, "picks": picks}
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -258,6 +304,12 @@ def main():
     ap.add_argument("--md-steps", type=int, default=300)
     ap.add_argument("--sample-every", type=int, default=10)
     ap.add_argument("--skip", type=int, default=0, help="MD steps before the first pool frame")
+    ap.add_argument("--temperatures", type=float, nargs="+", default=None,
+                    help="pool MD temperatures (K) instead of the config's exploration.temperatures")
+    ap.add_argument("--strains", type=float, nargs="+", default=None,
+                    help="pool MD strains instead of the config's exploration.strains")
+    ap.add_argument("--regime-names", nargs="+", default=["crystal", "surface", "vacancy"],
+                    help="test-set regime of each start structure (unmelted frames) for the pool composition")
     ap.add_argument("--pool-file", default=None, help="labelled extxyz/traj pool instead of teacher MD")
     ap.add_argument("--bootstrap", action="store_true")
     ap.add_argument("--exclusion-quantile", type=float, default=0.1)
@@ -285,13 +337,16 @@ def main():
         elif pf.is_file():
             pool = read(str(pf), ":")
         else:
-            pool = teacher_pool(cfg, seed, args.md_steps, args.sample_every, args.skip)
+            pool = teacher_pool(cfg, seed, args.md_steps, args.sample_every, args.skip,
+                                args.temperatures, args.strains)
             write(str(pf), pool, format="extxyz")
         X = structure_descriptors(pool, cfg["species"])
-        print(f"seed {seed}: pool of {len(pool)} frames", flush=True)
+        comp = pool_composition(pool, args.regime_names)
+        results.setdefault("pool_composition", {})[str(seed)] = comp
+        print(f"seed {seed}: pool of {len(pool)} frames, per regime {comp['per_regime']}", flush=True)
         for strategy in args.strategies:
             rec = run_one(cfg, strategy, seed, pool, X, test, out, args.batch, args.iterations,
-                          args.bootstrap, args.exclusion_quantile)
+                          args.bootstrap, args.exclusion_quantile, args.regime_names)
             results["runs"].append(rec)
             (out / "pool_study.json").write_text(json.dumps(results, indent=1))
     summ = {}
