@@ -14,6 +14,8 @@ not repeated, so the same command with another --target only recomputes the numb
 
 Run (about 2 × seeds × the config's run time):
   python compare_selection.py cu_emt.yaml --methods sigma random --seeds 0 1 2 --target 0.03 --out cu_compare
+  python compare_selection.py qm_xtb.yaml --methods sigma random --seeds 0 1 2 --target 0.09 \
+      --max-iterations 13 --label-budget 110 --out qm_long   # the xTB study to 110 labels (~1 h)
 """
 import argparse
 import copy
@@ -80,6 +82,8 @@ def main():
                     help="selection methods to run (the last is the reference the others are compared with)")
     ap.add_argument("--max-iterations", type=int, default=None,
                     help="override stop.max_iterations (a shorter study; finished longer runs are kept)")
+    ap.add_argument("--label-budget", type=int, default=None,
+                    help="override stop.label_budget (with --max-iterations: a longer study)")
     args = ap.parse_args()
     cfg_path = Path(args.config).resolve()
     base_cfg = yaml.safe_load(cfg_path.read_text())
@@ -94,6 +98,8 @@ def main():
             cfg.setdefault("stop", {})["candidate_fraction"] = 0.0
             if args.max_iterations is not None:
                 cfg["stop"]["max_iterations"] = args.max_iterations
+            if args.label_budget is not None:
+                cfg["stop"]["label_budget"] = args.label_budget
             run_dir = (out / f"{method}_seed{seed}").resolve()  # a symlink to a run made elsewhere
             al = ActiveLearning(cfg, run_dir, base=cfg_path.parent).run()
             pts = curve(al.state)
