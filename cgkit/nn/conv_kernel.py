@@ -30,6 +30,7 @@ Built once per machine by :func:`cgkit.cbuild.build_library`; without a C compil
 from __future__ import annotations
 
 import ctypes
+import os
 
 import torch
 
@@ -317,13 +318,17 @@ def _layout(conv):
 #: edges per thread below which one thread runs the whole kernel
 MIN_EDGES_PER_THREAD = 1024
 _POOL = None
+_POOL_PID = None
 
 
 def _pool(n: int):
-    global _POOL
-    if _POOL is None or _POOL._max_workers < n:
+    """A thread pool of at least ``n`` workers, owned by this process (a pool inherited through
+    ``fork`` has no threads in the child: submitting to it would wait forever)."""
+    global _POOL, _POOL_PID
+    if _POOL is None or _POOL_PID != os.getpid() or _POOL._max_workers < n:
         from concurrent.futures import ThreadPoolExecutor
         _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cgkit-conv")
+        _POOL_PID = os.getpid()
     return _POOL
 
 

@@ -89,6 +89,27 @@ def test_compiled_kernels_equal_torch_form(parity, shared, dtype, threads):
                 _close(got, ref, dtype)
 
 
+@pytest.mark.parametrize("threads", [2], indirect=True)
+def test_threaded_kernels_work_in_a_forked_child(threads):
+    """The threaded kernels give the same messages in a forked child (a labelling or exploration
+    worker) as in the parent, whose thread pool existed before the fork."""
+    import multiprocessing as mp
+    conv, i, j, wmap, n, t = _case("o3_full", torch.float64, True)
+    args = (conv, i, j, wmap, n, t["T"], t["x"], t["w"])
+    ref = CV._forward(*args)                       # creates the parent's pool
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_forward_in_child, (args, threads)).get(timeout=60)
+    assert torch.equal(got, ref)
+
+
+def _forward_in_child(args, n_threads):
+    import cgkit.nn.conv_kernel as K
+    torch.set_num_threads(n_threads)
+    K.MIN_EDGES_PER_THREAD = 5
+    return CV._forward(*args)
+
+
 def test_inconsistent_calls_raise_instead_of_reading_out_of_bounds():
     conv, i, j, wmap, n, t = _case("o3", torch.float64, True)
     T, x, w = t["T"], t["x"], t["w"]
