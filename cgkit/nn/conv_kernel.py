@@ -302,7 +302,8 @@ def usable(*tensors) -> bool:
 
 
 def _layout(conv):
-    """(meta template, block table, comp, wid) of an ``_EdgeConv``, cached on it."""
+    """(block table (n_blocks·5,), comp (R,), wid (R,), ST, R, M_out) of an ``_EdgeConv``,
+    cached on it (int64 CPU tensors and ints; see the C source for the block table)."""
     lay = getattr(conv, "_kernel_layout", None)
     if lay is None:
         bl, toff, moff, roff = [], 0, 0, 0
@@ -322,8 +323,8 @@ _POOL_PID = None
 
 
 def _pool(n: int):
-    """A thread pool of at least ``n`` workers, owned by this process (a pool inherited through
-    ``fork`` has no threads in the child: submitting to it would wait forever)."""
+    """A thread pool of at least ``n`` workers, made by this process (one inherited through
+    ``fork`` is not reused: its worker threads belong to the parent)."""
     global _POOL, _POOL_PID
     if _POOL is None or _POOL_PID != os.getpid() or _POOL._max_workers < n:
         from concurrent.futures import ThreadPoolExecutor
