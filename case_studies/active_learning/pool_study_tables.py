@@ -1,0 +1,63 @@
+"""Markdown tables of a pool study (the README's tables): pool composition per seed, mean test
+force RMSE per label count, labels to reach each target per seed and strategy with the ratios
+random ÷ strategy (mean ± std and min–max over the seeds that reach it), and what each strategy
+labelled (per regime, in the first batch, per temperature). ``--regime liquid`` measures the
+learning curves on that test regime only.
+
+Run: python pool_study_tables.py results/pool_study_ladder_b8.json --targets 0.05 0.045 0.04
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+from collections import Counter
+import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pool_study import labels_to_reach
+ap = argparse.ArgumentParser(); ap.add_argument("files", nargs="+"); ap.add_argument("--targets", type=float, nargs="+", required=True)
+ap.add_argument("--regime", default="all", help="test regime of the curves (all = whole test set)")
+a = ap.parse_args()
+REG = a.regime
+runs = []; seeds = None; strats = []; comp = None
+for f in a.files:
+    r = json.load(open(f)); runs += r["runs"]; seeds = r["args"]["seeds"]
+    strats += [s for s in r["args"]["strategies"] if s not in strats]
+    comp = r.get("pool_composition") or comp
+def run(st, sd): return next(x for x in runs if x["strategy"] == st and x["seed"] == sd)
+if comp:
+    regs = ["crystal", "vacancy", "surface", "liquid"]
+    print("| seed | frames | " + " | ".join(regs) + " | melted per T (K) |")
+    print("|---|---|" + "---|" * len(regs) + "---|")
+    for s, c in comp.items():
+        print(f"| {s} | {c['frames']} | " + " | ".join(str(c['per_regime'].get(k, 0)) for k in regs) + " | "
+              + ", ".join(f"{k}: {v}" for k, v in c["melted_per_temperature_K"].items()) + " |")
+    print()
+ns = [n for n, _ in run(strats[0], seeds[0])["curve"]]
+print("| labels | " + " | ".join(str(n) for n in ns) + " |"); print("|---|" + "---|" * len(ns))
+for st in strats:
+    E = np.array([[e[REG] for _, e in run(st, sd)["curve"]] for sd in seeds])
+    print(f"| {st} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(E.mean(0), E.std(0))) + " |")
+print()
+print("| target (eV/Å) | " + " | ".join(f"{st} (seeds {'/'.join(map(str, seeds))})" for st in strats)
+      + " | " + " | ".join(f"random ÷ {st}: per seed; mean ± std (min–max)" for st in strats if st != "random") + " |")
+print("|---|" + "---|" * (2 * len(strats) - 1))
+for t in a.targets:
+    need = {st: [labels_to_reach([(n, e[REG]) for n, e in run(st, sd)["curve"]], t) for sd in seeds] for st in strats}
+    cells = [" / ".join("n.r." if v is None else f"{v:.1f}" for v in need[st]) for st in strats]
+    for st in strats:
+        if st == "random": continue
+        rat = [None if x is None or y is None else x / y for x, y in zip(need["random"], need[st])]
+        ok = [x for x in rat if x is not None]
+        c = " / ".join("–" if x is None else f"{x:.2f}" for x in rat)
+        if ok:
+            c += f"; {np.mean(ok):.2f} ± {np.std(ok):.2f} ({min(ok):.2f}–{max(ok):.2f})" + ("" if len(ok) == len(seeds) else f" [{len(ok)} seeds]")
+        cells.append(c)
+    print(f"| {t:g} | " + " | ".join(cells) + " |")
+print()
+print("| strategy | picks per regime (3 seeds) | first batch | picks per T (K) |"); print("|---|---|---|---|")
+for st in strats:
+    c = Counter(p.get("regime", "?") for sd in seeds for b in run(st, sd)["picks"] for p in b)
+    c1 = Counter(p.get("regime", "?") for sd in seeds for p in run(st, sd)["picks"][0])
+    T = Counter(int(p["T"]) for sd in seeds for b in run(st, sd)["picks"] for p in b)
+    f = lambda d: ", ".join(f"{k} {d.get(k, 0)}" for k in ["crystal", "vacancy", "surface", "liquid"])
+    print(f"| {st} | {f(c)} | {f(c1)} | " + ", ".join(f"{k}: {v}" for k, v in sorted(T.items())) + " |")
