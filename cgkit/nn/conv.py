@@ -181,8 +181,12 @@ def _forward(conv, i, j, wmap, n_nodes, T, x, w):
 def _grad(conv, i, j, wmap, n_nodes, G, T, x, w, need):
     """(∂Φ/∂T, ∂Φ/∂x, ∂Φ/∂w) at (G, T, x, w); entries not in ``need`` are None."""
     e, C = i.shape[0], conv.channels
-    gT, gx, gw = (_new(conv, G, n_nodes, e, s, w.shape[0]) if s in need else None for s in "Txw")
-    if _compiled(G, T, x, w):
+    compiled = _compiled(G, T, x, w)
+    gx, gw = (_new(conv, G, n_nodes, e, s, w.shape[0]) if s in need else None for s in "xw")
+    gT = None
+    if "T" in need:  # the compiled kernel writes every entry: no zero fill
+        gT = G.new_empty(e, sum(conv.t_sizes)) if compiled else _new(conv, G, n_nodes, e, "T", w.shape[0])
+    if compiled:
         conv_kernel.grad(conv, i, j, wmap, n_nodes, G, T, x, w, gT, gx, gw)
         return (gT, None if gx is None else gx.view(-1, n_nodes, C), gw)
     for ch in _chunks(conv, i, j, wmap, n_nodes):
