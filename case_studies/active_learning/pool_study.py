@@ -52,20 +52,27 @@ import yaml
 HERE = Path(__file__).resolve().parent
 
 
+def teacher_calculator(cfg):
+    """A fresh ASE calculator of the config's teacher (``ase:EMT``, ``ase:tblite.ase.TBLite:...``)."""
+    from cgkit.io_potential import ase_calculator
+    return ase_calculator(cfg["teacher"])
+
+
 def teacher_pool(cfg, seed, md_steps, sample_every, skip, temperatures=None, strains=None):
-    """Teacher (EMT) Langevin MD pool: one run per start structure × temperature (K) × strain,
-    ``md_steps`` steps of 2 fs, a frame every ``sample_every`` steps after ``skip``. Each frame's
+    """Teacher Langevin MD pool: one run per start structure × temperature (K) × strain (strains
+    only for periodic structures), ``md_steps`` steps of the config's ``exploration.timestep_fs``
+    (centre of mass fixed for molecules), a frame every ``sample_every`` steps after ``skip``. Each frame's
     ``info`` holds structure index, temperature_K, strain, md_step and ``rms_disp`` (Å): the RMS
     displacement of the atoms from the run's start, centre-of-mass drift removed (≳ 0.7 Å means
     the atoms diffuse: melted)."""
     from ase import units
-    from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.md.langevin import Langevin
     from cgkit.learn import apply_strain, in_plane_strain
     from cgkit.learn.config import build_structures
     from cgkit.sampling import thermalize
     e = cfg["exploration"]
+    dt = float(e.get("timestep_fs", 2.0))
     pool = []
     j = 0
     temperatures = e["temperatures"] if temperatures is None else temperatures
@@ -74,11 +81,14 @@ def teacher_pool(cfg, seed, md_steps, sample_every, skip, temperatures=None, str
         for T in temperatures:
             for eps in strains:
                 j += 1
+                if eps and not a0.pbc.any():
+                    continue  # a molecule has no cell to strain
                 a = apply_strain(a0, in_plane_strain(a0, eps)) if eps else a0.copy()
-                a.calc = EMT()
+                a.calc = teacher_calculator(cfg)
                 rng_seed = 100000 * (seed + 1) + 97 * j
                 thermalize(a, T, np.random.default_rng(rng_seed))
-                md = Langevin(a, 2 * units.fs, temperature_K=T, friction=0.02 / units.fs, fixcm=False,
+                md = Langevin(a, dt * units.fs, temperature_K=T, friction=0.02 / units.fs,
+                              fixcm=not a.pbc.any(),
                               rng=np.random.default_rng(rng_seed + 1))
                 x0 = a.positions.copy()
                 for step in range(sample_every, md_steps + 1, sample_every):
@@ -99,9 +109,10 @@ MELT_RMS_DISP = 0.7  # Å: RMS displacement from the run's start above which a f
 
 
 def frame_regime(a, names):
-    """Test-set regime of a pool frame: 'liquid' if its atoms diffused (rms_disp ≥ MELT_RMS_DISP),
-    else the name of its start structure (``names[structure]``)."""
-    if a.info.get("rms_disp", 0.0) >= MELT_RMS_DISP:
+    """Test-set regime of a pool frame: 'liquid' if its atoms diffused (rms_disp ≥ MELT_RMS_DISP;
+    periodic frames only: a molecule's large displacement is not a melt), else the name of its
+    start structure (``names[structure]``)."""
+    if a.pbc.any() and a.info.get("rms_disp", 0.0) >= MELT_RMS_DISP:
         return "liquid"
     k = int(a.info["structure"])
     return names[k] if k < len(names) else f"structure{k}"
@@ -122,7 +133,6 @@ def pool_composition(pool, names):
 
 
 def seed_set(cfg, seed):
-    from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
     from cgkit.learn.config import build_structures
     ss = cfg["seed_set"]
@@ -132,7 +142,7 @@ def seed_set(cfg, seed):
         for _ in range(ss["n_rattled"]):
             b = a.copy()
             b.positions = b.positions + rng.normal(scale=ss["rattle"], size=b.positions.shape)
-            b.calc = EMT()
+            b.calc = teacher_calculator(cfg)
             e, f = b.get_potential_energy(), b.get_forces()
             b.calc = SinglePointCalculator(b, energy=e, forces=f)
             out.append(b)
@@ -160,7 +170,8 @@ def train_committee(cfg, frames, d, it, seed, prev_dir, bootstrap):
         tcfg = copy.deepcopy(c["train"])
         tcfg["output"] = str(md)
         tcfg["seed"] = int(seed) + 1000 * m + it
-        tcfg["data"] = {**tcfg.get("data", {}), "train": str(d / f"train_{m}.extxyz")}
+        # as the loop: every label trains unless the config asks for a validation split
+        tcfg["data"] = {"val_fraction": 0.0, **(tcfg.get("data") or {}), "train": str(d / f"train_{m}.extxyz")}
         prev = prev_dir / f"member_{m}" / "model.pt" if prev_dir is not None else None
         if prev is not None and c.get("warm_start", True) and prev.is_file():
             tcfg["model"] = {"file": str(prev)}

@@ -22,9 +22,15 @@ Every key with its default (units: K, fs, eV/Å)::
     committee:
       size: 3                     # members (different seeds)
       model: {preset: small, r_cut: 4.0}          # any `cgkit train` model options
-      train: {max_epochs: 40}     # any `cgkit train` keys (loss, optimizer, batch_size, ...)
+      train: {max_epochs: 40}     # any `cgkit train` keys (loss, optimizer, batch_size, ...); a
+                                  #   mapping given here replaces this default whole (keys it
+                                  #   leaves out take `cgkit train`'s defaults), and
+                                  #   data.val_fraction defaults to 0: every label trains (the
+                                  #   next iteration's fresh labels are the held-out set)
       warm_start: true            # later iterations start from the previous members' weights
-      warm_start_train: {max_epochs: 20}   # `cgkit train` keys replacing train's in a warm start
+      warm_start_train: {max_epochs: 20}   # `cgkit train` keys replacing train's in a warm start;
+                                  #   a mapping given here replaces this default whole, so
+                                  #   {max_steps: 400} is not also capped at 20 epochs
     exploration: {temperatures: [300.0], strains: [0.0], steps: 200, sample_every: 10,
                   timestep_fs: 2.0, friction_per_fs: 0.02, min_distance_fraction: 0.7}
                                   # frames with two atoms closer than min_distance_fraction × the
@@ -83,6 +89,9 @@ DEFAULT_CONFIG = {
 
 _FREE = {("committee", "model"), ("committee", "train"), ("committee", "warm_start_train"),
          ("labelling", "jobqueue")}
+# free mappings whose default is a budget: the user's mapping replaces it whole instead of being
+# merged into it (a default max_epochs must not cap a user's max_steps unseen)
+_REPLACE = {("committee", "train"), ("committee", "warm_start_train")}
 
 
 def merge_config(user: dict, *, where: str = "the learn config") -> dict:
@@ -103,7 +112,7 @@ def merge_config(user: dict, *, where: str = "the learn config") -> dict:
             elif path + (k,) in _FREE and v is not None:
                 if not isinstance(v, dict):
                     raise InputError(f"'{'.'.join(path + (k,))}' in {where} must be a mapping")
-                base[k] = {**(base[k] or {}), **v}
+                base[k] = dict(v) if path + (k,) in _REPLACE else {**(base[k] or {}), **v}
             else:
                 base[k] = v
     merge(cfg, user, ())

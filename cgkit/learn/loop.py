@@ -202,8 +202,9 @@ class ActiveLearning(Analysis):
             tcfg = copy.deepcopy(c["train"])
             tcfg["output"] = str(d / f"member_{m}")
             tcfg["seed"] = int(self.config["seed"]) + 1000 * m + it
-            tcfg.setdefault("data", {})
-            tcfg["data"] = {**tcfg["data"], "train": str(data)}
+            # every label trains unless the user asks for a validation split: the held-out
+            # errors of the loop are the next iteration's fresh labels and the test file
+            tcfg["data"] = {"val_fraction": 0.0, **(tcfg.get("data") or {}), "train": str(data)}
             prev = self.out / f"iter_{it - 1:03d}" / f"member_{m}" / "model.pt"
             if it > 0 and c["warm_start"] and prev.is_file():
                 tcfg["model"] = {"file": str(prev)}

@@ -63,6 +63,13 @@ def test_learn_cli_runs_the_loop_and_a_rerun_changes_nothing(tmp_path):
         assert (out / name).stat().st_size > 1000
     model = load_potential(out / "model.pt")
     assert len(model.members) == 2 and not model.calibration.is_identity
+    # every label trains (no validation split unless the config asks for one)
+    trained = {}
+    for f in sorted(out.glob("iter_*/member_*/summary.json")):
+        t = loads_strict(f.read_text())
+        assert t["n_val"] == 0, f
+        trained.setdefault(f.parts[-3], set()).add(t["n_train"])
+    assert trained == {"iter_000": {3}, "iter_001": {5}}
     e1, f1 = energy(out / "model.pt")
     labels = sorted(p.name for p in (out / "labels").iterdir())
     # the same command again: nothing relabelled, nothing retrained differently
@@ -170,3 +177,17 @@ def test_random_share_of_each_batch_is_uniform_and_alone_calibrates(tmp_path):
     assert every.forces.scale != pytest.approx(ref.forces.scale, rel=1e-6)
     with pytest.raises(InputError, match="random_share must be in"):
         ActiveLearning({**TINY, "selection": {"random_share": 1.5}}, tmp_path / "x")
+
+
+def test_committee_train_mappings_replace_their_defaults_whole():
+    """A user's committee.train / warm_start_train is used as given: the defaults' max_epochs
+    must not cap a max_steps budget unseen; model options still merge into the default preset."""
+    from cgkit.learn.config import DEFAULT_CONFIG, merge_config
+    cfg = merge_config({"committee": {"train": {"max_steps": 300}, "warm_start_train": {"max_steps": 400},
+                                      "model": {"channels": 16}}})
+    assert cfg["committee"]["train"] == {"max_steps": 300}
+    assert cfg["committee"]["warm_start_train"] == {"max_steps": 400}
+    assert cfg["committee"]["model"] == {"preset": "small", "r_cut": 4.0, "channels": 16}
+    d = merge_config({})
+    assert d["committee"]["train"] == DEFAULT_CONFIG["committee"]["train"] == {"max_epochs": 40}
+    assert d["committee"]["warm_start_train"] == {"max_epochs": 20}
