@@ -66,7 +66,9 @@ def register(subparsers):
                         "ibi = as boltzmann, then --ibi-iterations of IBI on bonds and angles with the "
                         "force-matched pairs kept (needs a periodic box)")
     hy = p.add_argument_group("hybrid schemes (--bonded boltzmann|ibi; the IBI options are those of `cgkit ibi`)")
-    hy.add_argument("--temperature", type=float, default=300.0, help="temperature of the reference trajectory, K")
+    hy.add_argument("--temperature", type=float, default=None,
+                    help="temperature of the reference trajectory, K (default 300 for the hybrid schemes; "
+                         "required with --pressure-target, whose kinetic term N k_B T / V needs it)")
     hy.add_argument("--bonded-frames", type=int, default=2000,
                     help="at most this many frames (the first ones) are histogrammed")
     hy.add_argument("--bins", type=int, default=CG_MD_DEFAULTS["bins"],
@@ -339,6 +341,10 @@ def _check_options(args):
         raise InputError(f"--bins must be ≥ 4, got {args.bins}")
     if args.pressure_target is not None:
         from ..forcematch.pressure_match import PressureTarget
+        if args.temperature is None:
+            raise InputError("--pressure-target needs --temperature K, the temperature of the reference "
+                             "trajectory: the target's kinetic term N k_B T / V depends on it (no default is "
+                             "assumed)")
         args.pressure = PressureTarget(bar=args.pressure_target, temperature_K=args.temperature)
         why = [w for w, bad in (("--model spline", args.model != "spline"), ("--bonded fm", args.bonded != "fm"),
                                 ("no --threebody", bool(args.threebody)), ("--coulomb none", args.coulomb != "none"),
@@ -346,6 +352,8 @@ def _check_options(args):
         if why:
             raise InputError(f"--pressure-target needs {', '.join(why)}: the virial of fixed, three-body, "
                              "neural or added terms is not in the pressure constraint")
+    if args.temperature is None:
+        args.temperature = 300.0
     if getattr(args, "nn_prior", None) == "joint" and args.model == "nn":
         why = [w for w, bad in (("--nn-kind descriptor", args.nn_kind != "descriptor"),
                                 ("--bonded fm", args.bonded != "fm"), ("no --add", bool(args.add)),

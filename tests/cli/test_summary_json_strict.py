@@ -48,7 +48,7 @@ CASES = [
     ("fm-on-the-fly", ["fm", "--mapping", HEXMAP, "--topology", "{d}/conf.gro", "--trajectory", "{d}/traj.trr",
                        "--no-pairs", "--out", "{o}"], ()),
     ("fm-pressure", ["fm", "--cg-trajectory", "{d}/cg.trr", "--cg-topology", "{d}/cg.psf", "--pair-cutoff", "10",
-                     "--pressure-target", "1", "--out", "{o}"], ()),
+                     "--pressure-target", "1", "--temperature", "300", "--out", "{o}"], ()),
     ("fm-boltzmann", ["fm", "--cg-trajectory", "{d}/cg.trr", "--cg-topology", "{d}/cg.psf", "--pair-cutoff", "10",
                       "--bonded", "boltzmann", "--out", "{o}"], ()),
     ("fm-ibi", ["fm", "--cg-trajectory", "{d}/cg.trr", "--cg-topology", "{d}/cg.psf", "--pair-cutoff", "10",

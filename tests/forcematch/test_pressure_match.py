@@ -123,6 +123,10 @@ def test_cli_pressure_target_and_refusal(cg_files, tmp_path, capsys):
     assert main(base + ["--pressure-target", "-49", "--bonded", "boltzmann", "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert "--pressure-target needs --bonded fm" in err and not (tmp_path / "x").exists()
+    no_t = [a for a in base if a not in ("--temperature", "150")]
+    assert main(no_t + ["--pressure-target", "-49", "--out", str(tmp_path / "y")]) == 1
+    err = capsys.readouterr().err
+    assert "--pressure-target needs --temperature" in err and not (tmp_path / "y").exists()
 
 
 def test_solver_equality_matches_the_lagrange_multiplier_solution():
