@@ -1,16 +1,23 @@
-"""Make cu_test.extxyz: an independent labelled test set for the EMT copper case study.
+"""Make cu_test.extxyz (EMT copper) or si_test.extxyz (Stillinger-Weber silicon, ``--system si``):
+independent labelled test sets for the classical-teacher case studies.
 
-Frames from ASE Langevin MD with the teacher itself (EMT) — never from the committee's own
-exploration — over the regimes the loop is meant to cover, balanced: 10 frames each of crystal (fcc bulk at
-300/900 K and under ±3 % strain), a vacancy (600/900 K), a (111) slab (300/900 K) and a liquid
-(melted at 3000 K, then 1800 K). ``info['regime']`` names each frame's regime.
-Run: python make_test_set.py
+Frames from ASE Langevin MD with the teacher itself — never from the committee's own
+exploration — over the regimes the loop is meant to cover, balanced, 10 frames each:
+
+* copper (EMT, 2 fs): crystal (fcc bulk at 300/900 K and under ±3 % strain), a vacancy
+  (600/900 K), a (111) slab (300/900 K) and a liquid (melted at 3000 K, then 1800 K);
+* silicon (``cgkit:sw``, 1 fs): crystal (64-atom diamond cell at 300/1000 K and under ±3 %
+  strain), a vacancy (600/1000 K), a (111) slab (300/1000 K) and a liquid (melted at 3500 K,
+  then 2000 K: SW silicon melts near 1690 K).
+
+``info['regime']`` names each frame's regime.
+Run: python make_test_set.py [--system si]
 """
 from pathlib import Path
 
 import numpy as np
 from ase import units
-from ase.build import bulk, fcc111
+from ase.build import bulk, diamond111, fcc111
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
@@ -21,16 +28,16 @@ from cgkit.sampling import thermalize
 HERE = Path(__file__).resolve().parent
 
 
-def frames(atoms, T, n, seed, every=40, regime="", melt_K=None):
+def frames(atoms, T, n, seed, every=40, regime="", melt_K=None, calc=EMT, dt_fs=2.0):
     a = atoms.copy()
-    a.calc = EMT()
+    a.calc = calc()
     if melt_K:
         thermalize(a, melt_K, np.random.default_rng(seed + 2))
-        Langevin(a, 2 * units.fs, temperature_K=melt_K, friction=0.02 / units.fs, fixcm=False,
+        Langevin(a, dt_fs * units.fs, temperature_K=melt_K, friction=0.02 / units.fs, fixcm=False,
                  rng=np.random.default_rng(seed + 3)).run(1000)
     else:
         thermalize(a, T, np.random.default_rng(seed))
-    md = Langevin(a, 2 * units.fs, temperature_K=T, friction=0.02 / units.fs, fixcm=False,
+    md = Langevin(a, dt_fs * units.fs, temperature_K=T, friction=0.02 / units.fs, fixcm=False,
                   rng=np.random.default_rng(seed + 1))
     md.run(200)
     out = []
@@ -44,7 +51,7 @@ def frames(atoms, T, n, seed, every=40, regime="", melt_K=None):
     return out
 
 
-def main():
+def copper():
     fcc = bulk("Cu", "fcc", 3.61, cubic=True).repeat((2, 2, 2))
     vac = fcc.copy()
     del vac[0]
@@ -63,8 +70,43 @@ def main():
     test += frames(slab, 300, 5, 500, regime="surface")
     test += frames(slab, 900, 5, 550, regime="surface")
     test += frames(fcc, 1800, 10, 700, regime="liquid", melt_K=3000)
-    write(str(HERE / "cu_test.extxyz"), test, format="extxyz")
-    print(f"wrote {HERE / 'cu_test.extxyz'} ({len(test)} frames)")
+    return "cu_test.extxyz", test
+
+
+def silicon():
+    from cgkit.io_potential import load_calculator
+
+    def sw():
+        return load_calculator("cgkit:sw")
+    dia = bulk("Si", "diamond", 5.431, cubic=True).repeat((2, 2, 2))
+    vac = dia.copy()
+    del vac[0]
+    strained = dia.copy()
+    strained.set_cell(dia.cell.array * 1.03, scale_atoms=True)
+    squeezed = dia.copy()
+    squeezed.set_cell(dia.cell.array * 0.97, scale_atoms=True)
+    slab = diamond111("Si", (2, 2, 4), a=5.431, vacuum=6.0)
+    kw = {"calc": sw, "dt_fs": 1.0, "every": 60}
+    test = []
+    test += frames(dia, 300, 3, 100, regime="crystal", **kw)
+    test += frames(dia, 1000, 3, 200, regime="crystal", **kw)
+    test += frames(strained, 600, 2, 300, regime="crystal", **kw)
+    test += frames(squeezed, 600, 2, 400, regime="crystal", **kw)
+    test += frames(vac, 600, 5, 600, regime="vacancy", **kw)
+    test += frames(vac, 1000, 5, 650, regime="vacancy", **kw)
+    test += frames(slab, 300, 5, 500, regime="surface", **kw)
+    test += frames(slab, 1000, 5, 550, regime="surface", **kw)
+    test += frames(dia, 2000, 10, 700, regime="liquid", melt_K=3500, **kw)
+    return "si_test.extxyz", test
+
+
+def main():
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--system", choices=["cu", "si"], default="cu")
+    name, test = {"cu": copper, "si": silicon}[ap.parse_args().system]()
+    write(str(HERE / name), test, format="extxyz")
+    print(f"wrote {HERE / name} ({len(test)} frames)")
 
 
 if __name__ == "__main__":

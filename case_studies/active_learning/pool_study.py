@@ -53,15 +53,17 @@ HERE = Path(__file__).resolve().parent
 
 
 def teacher_calculator(cfg):
-    """A fresh ASE calculator of the config's teacher (``ase:EMT``, ``ase:tblite.ase.TBLite:...``)."""
-    from cgkit.io_potential import ase_calculator
-    return ase_calculator(cfg["teacher"])
+    """A fresh ASE calculator of the config's teacher, as the loop's labeller builds it (``ase:EMT``,
+    ``cgkit:sw``, ``ase:tblite.ase.TBLite:...``, a model file)."""
+    from cgkit.io_potential import load_calculator
+    return load_calculator(cfg["teacher"])
 
 
-def teacher_pool(cfg, seed, md_steps, sample_every, skip, temperatures=None, strains=None):
+def teacher_pool(cfg, seed, md_steps, sample_every, skip, temperatures=None, strains=None, repeats=1):
     """Teacher Langevin MD pool: one run per start structure × temperature (K) × strain (strains
     only for periodic structures), ``md_steps`` steps of the config's ``exploration.timestep_fs``
-    (centre of mass fixed for molecules), a frame every ``sample_every`` steps after ``skip``. Each frame's
+    (centre of mass fixed for molecules), a frame every ``sample_every`` steps after ``skip``;
+    ``repeats`` independent runs (other MD seeds) of each. Each frame's
     ``info`` holds structure index, temperature_K, strain, md_step and ``rms_disp`` (Å): the RMS
     displacement of the atoms from the run's start, centre-of-mass drift removed (≳ 0.7 Å means
     the atoms diffuse: melted)."""
@@ -79,7 +81,7 @@ def teacher_pool(cfg, seed, md_steps, sample_every, skip, temperatures=None, str
     strains = e.get("strains", [0.0]) if strains is None else strains
     for s, a0 in enumerate(build_structures(cfg["structures"], HERE)):
         for T in temperatures:
-            for eps in strains:
+            for eps, rep in [(eps, r) for eps in strains for r in range(int(repeats))]:
                 j += 1
                 if eps and not a0.pbc.any():
                     continue  # a molecule has no cell to strain
@@ -99,7 +101,7 @@ def teacher_pool(cfg, seed, md_steps, sample_every, skip, temperatures=None, str
                     b.calc = SinglePointCalculator(b, energy=a.get_potential_energy(), forces=a.get_forces())
                     u = a.positions - x0
                     u -= u.mean(axis=0)
-                    b.info.update(structure=s, temperature_K=float(T), strain=float(eps), md_step=step,
+                    b.info.update(structure=s, temperature_K=float(T), strain=float(eps), md_step=step, repeat=rep,
                                   rms_disp=float(np.sqrt((u ** 2).sum(axis=1).mean())))
                     pool.append(b)
     return pool
@@ -319,6 +321,7 @@ def main():
                     help="pool MD temperatures (K) instead of the config's exploration.temperatures")
     ap.add_argument("--strains", type=float, nargs="+", default=None,
                     help="pool MD strains instead of the config's exploration.strains")
+    ap.add_argument("--repeats", type=int, default=1, help="independent MD runs per structure, T and strain")
     ap.add_argument("--regime-names", nargs="+", default=["crystal", "surface", "vacancy"],
                     help="test-set regime of each start structure (unmelted frames) for the pool composition")
     ap.add_argument("--pool-file", default=None, help="labelled extxyz/traj pool instead of teacher MD")
@@ -349,7 +352,7 @@ def main():
             pool = read(str(pf), ":")
         else:
             pool = teacher_pool(cfg, seed, args.md_steps, args.sample_every, args.skip,
-                                args.temperatures, args.strains)
+                                args.temperatures, args.strains, repeats=args.repeats)
             write(str(pf), pool, format="extxyz")
         X = structure_descriptors(pool, cfg["species"])
         comp = pool_composition(pool, args.regime_names)

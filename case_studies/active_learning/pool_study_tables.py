@@ -25,7 +25,8 @@ for f in a.files:
     comp = r.get("pool_composition") or comp
 def run(st, sd): return next(x for x in runs if x["strategy"] == st and x["seed"] == sd)
 if comp:
-    regs = ["crystal", "vacancy", "surface", "liquid"]
+    regs = [k for k in ["crystal", "vacancy", "surface", "liquid"] if any(k in c["per_regime"] for c in comp.values())]
+    regs += sorted({k for c in comp.values() for k in c["per_regime"]} - set(regs))
     print("| seed | frames | " + " | ".join(regs) + " | melted per T (K) |")
     print("|---|---|" + "---|" * len(regs) + "---|")
     for s, c in comp.items():
@@ -59,5 +60,6 @@ for st in strats:
     c = Counter(p.get("regime", "?") for sd in seeds for b in run(st, sd)["picks"] for p in b)
     c1 = Counter(p.get("regime", "?") for sd in seeds for p in run(st, sd)["picks"][0])
     T = Counter(int(p["T"]) for sd in seeds for b in run(st, sd)["picks"] for p in b)
-    f = lambda d: ", ".join(f"{k} {d.get(k, 0)}" for k in ["crystal", "vacancy", "surface", "liquid"])
+    names = [k for k in ["crystal", "vacancy", "surface", "liquid"] if k in c] + sorted(set(c) - {"crystal", "vacancy", "surface", "liquid"})
+    f = lambda d: ", ".join(f"{k} {d.get(k, 0)}" for k in names)
     print(f"| {st} | {f(c)} | {f(c1)} | " + ", ".join(f"{k}: {v}" for k, v in sorted(T.items())) + " |")
