@@ -35,3 +35,24 @@ def test_short_teacher_pool_is_solid_and_counted_once(pool_study):
     a = pool[0].copy()
     a.info.update(pool[0].info, rms_disp=1.0)
     assert pool_study.frame_regime(a, names) == "liquid"
+
+
+def test_pool_takes_the_configs_teacher_and_timestep(pool_study):
+    """si_sw.yaml: the pool is run by Stillinger-Weber (cgkit:sw), not EMT, at the config's 1 fs;
+    its labels are SW's forces; repeats are independent runs."""
+    from cgkit.io_potential import load_calculator
+    cfg = merge_config(yaml.safe_load((FOLDER / "si_sw.yaml").read_text()))
+    assert cfg["teacher"] == "cgkit:sw" and cfg["exploration"]["timestep_fs"] == 1.0
+    pool = pool_study.teacher_pool(cfg, 0, 10, 5, 0, [300.0], [0.0], repeats=2)
+    assert len(pool) == 3 * 2 * 2
+    assert [a.info["repeat"] for a in pool[:4]] == [0, 0, 1, 1]
+    assert not np.allclose(pool[0].positions, pool[2].positions)  # another MD seed
+    sw = load_calculator("cgkit:sw")
+    for a in (pool[0], pool[-1]):
+        b = a.copy()
+        b.calc = sw
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-8)
+    # 10 steps of 1 fs at 300 K: the crystal is intact (RMS displacement well below a bond)
+    assert max(a.info["rms_disp"] for a in pool) < 0.1
+    seeds = pool_study.seed_set(cfg, 0)
+    assert len(seeds) == 6 and all(np.isfinite(a.get_forces()).all() for a in seeds)
