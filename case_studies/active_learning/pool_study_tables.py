@@ -33,11 +33,14 @@ if comp:
         print(f"| {s} | {c['frames']} | " + " | ".join(str(c['per_regime'].get(k, 0)) for k in regs) + " | "
               + ", ".join(f"{k}: {v}" for k, v in c["melted_per_temperature_K"].items()) + " |")
     print()
-ns = [n for n, _ in run(strats[0], seeds[0])["curve"]]
+# strategies may have been run to different label counts (e.g. random extended further)
+ns = max(([n for n, _ in run(st, seeds[0])["curve"]] for st in strats), key=len)
 print("| labels | " + " | ".join(str(n) for n in ns) + " |"); print("|---|" + "---|" * len(ns))
 for st in strats:
-    E = np.array([[e[REG] for _, e in run(st, sd)["curve"]] for sd in seeds])
-    print(f"| {st} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(E.mean(0), E.std(0))) + " |")
+    m = min(len(run(st, sd)["curve"]) for sd in seeds)
+    E = np.array([[e[REG] for _, e in run(st, sd)["curve"][:m]] for sd in seeds])
+    cells = [f"{a:.3f} ± {b:.3f}" for a, b in zip(E.mean(0), E.std(0))] + ["–"] * (len(ns) - m)
+    print(f"| {st} | " + " | ".join(cells) + " |")
 print()
 print("| target (eV/Å) | " + " | ".join(f"{st} (seeds {'/'.join(map(str, seeds))})" for st in strats)
       + " | " + " | ".join(f"random ÷ {st}: per seed; mean ± std (min–max)" for st in strats if st != "random") + " |")
