@@ -51,26 +51,33 @@ def frames(atoms, T, n, seed, every=40, regime="", melt_K=None, calc=EMT, dt_fs=
     return out
 
 
+def regime_frames(cell, slab, hot_K, liquid_K, melt_K, **kw):
+    """The 40 test frames of one material: 10 crystal (``cell`` at 300 K and ``hot_K``, and at
+    600 K under +3 % and -3 % strain), 10 vacancy (600 K and ``hot_K``), 10 surface (``slab`` at
+    300 K and ``hot_K``) and 10 liquid (``cell`` melted at ``melt_K``, sampled at ``liquid_K``)."""
+    vac = cell.copy()
+    del vac[0]
+    strained = cell.copy()
+    strained.set_cell(cell.cell.array * 1.03, scale_atoms=True)
+    squeezed = cell.copy()
+    squeezed.set_cell(cell.cell.array * 0.97, scale_atoms=True)
+    test = []
+    test += frames(cell, 300, 3, 100, regime="crystal", **kw)
+    test += frames(cell, hot_K, 3, 200, regime="crystal", **kw)
+    test += frames(strained, 600, 2, 300, regime="crystal", **kw)
+    test += frames(squeezed, 600, 2, 400, regime="crystal", **kw)
+    test += frames(vac, 600, 5, 600, regime="vacancy", **kw)
+    test += frames(vac, hot_K, 5, 650, regime="vacancy", **kw)
+    test += frames(slab, 300, 5, 500, regime="surface", **kw)
+    test += frames(slab, hot_K, 5, 550, regime="surface", **kw)
+    test += frames(cell, liquid_K, 10, 700, regime="liquid", melt_K=melt_K, **kw)
+    return test
+
+
 def copper():
     fcc = bulk("Cu", "fcc", 3.61, cubic=True).repeat((2, 2, 2))
-    vac = fcc.copy()
-    del vac[0]
-    strained = fcc.copy()
-    strained.set_cell(fcc.cell.array * 1.03, scale_atoms=True)
-    squeezed = fcc.copy()
-    squeezed.set_cell(fcc.cell.array * 0.97, scale_atoms=True)
     slab = fcc111("Cu", (2, 2, 4), a=3.61, vacuum=6.0)
-    test = []
-    test += frames(fcc, 300, 3, 100, regime="crystal")
-    test += frames(fcc, 900, 3, 200, regime="crystal")
-    test += frames(strained, 600, 2, 300, regime="crystal")
-    test += frames(squeezed, 600, 2, 400, regime="crystal")
-    test += frames(vac, 600, 5, 600, regime="vacancy")
-    test += frames(vac, 900, 5, 650, regime="vacancy")
-    test += frames(slab, 300, 5, 500, regime="surface")
-    test += frames(slab, 900, 5, 550, regime="surface")
-    test += frames(fcc, 1800, 10, 700, regime="liquid", melt_K=3000)
-    return "cu_test.extxyz", test
+    return "cu_test.extxyz", regime_frames(fcc, slab, 900, 1800, 3000)
 
 
 def silicon():
@@ -79,25 +86,8 @@ def silicon():
     def sw():
         return load_calculator("cgkit:sw")
     dia = bulk("Si", "diamond", 5.431, cubic=True).repeat((2, 2, 2))
-    vac = dia.copy()
-    del vac[0]
-    strained = dia.copy()
-    strained.set_cell(dia.cell.array * 1.03, scale_atoms=True)
-    squeezed = dia.copy()
-    squeezed.set_cell(dia.cell.array * 0.97, scale_atoms=True)
     slab = diamond111("Si", (2, 2, 4), a=5.431, vacuum=6.0)
-    kw = {"calc": sw, "dt_fs": 1.0, "every": 60}
-    test = []
-    test += frames(dia, 300, 3, 100, regime="crystal", **kw)
-    test += frames(dia, 1000, 3, 200, regime="crystal", **kw)
-    test += frames(strained, 600, 2, 300, regime="crystal", **kw)
-    test += frames(squeezed, 600, 2, 400, regime="crystal", **kw)
-    test += frames(vac, 600, 5, 600, regime="vacancy", **kw)
-    test += frames(vac, 1000, 5, 650, regime="vacancy", **kw)
-    test += frames(slab, 300, 5, 500, regime="surface", **kw)
-    test += frames(slab, 1000, 5, 550, regime="surface", **kw)
-    test += frames(dia, 2000, 10, 700, regime="liquid", melt_K=3500, **kw)
-    return "si_test.extxyz", test
+    return "si_test.extxyz", regime_frames(dia, slab, 1000, 2000, 3500, calc=sw, dt_fs=1.0, every=60)
 
 
 def main():
