@@ -139,12 +139,13 @@ def seed_set(cfg, seed):
     from cgkit.learn.config import build_structures
     ss = cfg["seed_set"]
     rng = np.random.default_rng(seed)
+    teacher = teacher_calculator(cfg)
     out = []
     for a in build_structures(cfg["structures"], HERE):
         for _ in range(ss["n_rattled"]):
             b = a.copy()
             b.positions = b.positions + rng.normal(scale=ss["rattle"], size=b.positions.shape)
-            b.calc = teacher_calculator(cfg)
+            b.calc = teacher
             e, f = b.get_potential_energy(), b.get_forces()
             b.calc = SinglePointCalculator(b, energy=e, forces=f)
             out.append(b)
