@@ -41,6 +41,15 @@ Grids: pairs [auto closest approach, --pair-cutoff] Å; bonds/angles from the ob
 Units: Å, eV, eV/Å; angles in degrees."""
 
 
+class _StoreGiven(argparse.Action):
+    """Store the value and note that the user gave it (``<dest>_given``): an option whose default
+    suits some uses but must be stated for others (``--temperature`` with ``--pressure-target``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, self.dest + "_given", True)
+
+
 def register(subparsers):
     p = subparsers.add_parser("fm", help="force-match CG potentials (spline MS-CG) from mapped forces",
                               description=__doc__, epilog=_EPILOG,
@@ -66,7 +75,7 @@ def register(subparsers):
                         "ibi = as boltzmann, then --ibi-iterations of IBI on bonds and angles with the "
                         "force-matched pairs kept (needs a periodic box)")
     hy = p.add_argument_group("hybrid schemes (--bonded boltzmann|ibi; the IBI options are those of `cgkit ibi`)")
-    hy.add_argument("--temperature", type=float, default=None,
+    hy.add_argument("--temperature", type=float, default=300.0, action=_StoreGiven,
                     help="temperature of the reference trajectory, K (default 300 for the hybrid schemes; "
                          "required with --pressure-target, whose kinetic term N k_B T / V needs it)")
     hy.add_argument("--bonded-frames", type=int, default=2000,
@@ -341,7 +350,7 @@ def _check_options(args):
         raise InputError(f"--bins must be ≥ 4, got {args.bins}")
     if args.pressure_target is not None:
         from ..forcematch.pressure_match import PressureTarget
-        if args.temperature is None:
+        if not getattr(args, "temperature_given", False):
             raise InputError("--pressure-target needs --temperature K, the temperature of the reference "
                              "trajectory: the target's kinetic term N k_B T / V depends on it (no default is "
                              "assumed)")
@@ -352,8 +361,6 @@ def _check_options(args):
         if why:
             raise InputError(f"--pressure-target needs {', '.join(why)}: the virial of fixed, three-body, "
                              "neural or added terms is not in the pressure constraint")
-    if args.temperature is None:
-        args.temperature = 300.0
     if getattr(args, "nn_prior", None) == "joint" and args.model == "nn":
         why = [w for w, bad in (("--nn-kind descriptor", args.nn_kind != "descriptor"),
                                 ("--bonded fm", args.bonded != "fm"), ("no --add", bool(args.add)),
