@@ -30,7 +30,8 @@ Every key with its default (units: K, fs, eV/Å)::
       warm_start: true            # later iterations start from the previous members' weights
       warm_start_train: {max_epochs: 20}   # `cgkit train` keys replacing train's in a warm start;
                                   #   a mapping given here replaces this default whole, so
-                                  #   {max_steps: 400} is not also capped at 20 epochs
+                                  #   {max_steps: 400} is not also capped at 20 epochs (null for
+                                  #   either: no keys of its own)
     exploration: {temperatures: [300.0], strains: [0.0], steps: 200, sample_every: 10,
                   timestep_fs: 2.0, friction_per_fs: 0.02, min_distance_fraction: 0.7}
                                   # frames with two atoms closer than min_distance_fraction × the
@@ -109,6 +110,8 @@ def merge_config(user: dict, *, where: str = "the learn config") -> dict:
                 if not isinstance(v, dict):
                     raise InputError(f"'{'.'.join(path + (k,))}' in {where} must be a mapping")
                 merge(base[k], v, path + (k,))
+            elif path + (k,) in _REPLACE and v is None:
+                base[k] = {}  # null: no keys of its own (`cgkit train`'s defaults; train's in a warm start)
             elif path + (k,) in _FREE and v is not None:
                 if not isinstance(v, dict):
                     raise InputError(f"'{'.'.join(path + (k,))}' in {where} must be a mapping")

@@ -188,6 +188,8 @@ def test_committee_train_mappings_replace_their_defaults_whole():
     assert cfg["committee"]["train"] == {"max_steps": 300}
     assert cfg["committee"]["warm_start_train"] == {"max_steps": 400}
     assert cfg["committee"]["model"] == {"preset": "small", "r_cut": 4.0, "channels": 16}
+    # null means no keys of its own, never a None the loop would trip over
+    assert merge_config({"committee": {"train": None, "warm_start_train": None}})["committee"]["train"] == {}
     d = merge_config({})
     assert d["committee"]["train"] == DEFAULT_CONFIG["committee"]["train"] == {"max_epochs": 40}
     assert d["committee"]["warm_start_train"] == {"max_epochs": 20}
