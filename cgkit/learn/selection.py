@@ -72,8 +72,10 @@ def farthest_point_sampling(X, k: int, *, already=None, weights=None) -> list[in
         return []
     A = np.asarray(already, dtype=np.float64).reshape(-1, X.shape[1]) if already is not None else np.zeros((0, X.shape[1]))
     Xs, As = X, A
-    if len(As):
-        dmin = np.min(np.linalg.norm(Xs[:, None, :] - As[None, :, :], axis=-1), axis=1)
+    if len(As):  # row by row of ``already``: memory O(G·D), never (G, M, D)
+        dmin = np.full(len(Xs), np.inf)
+        for a in As:
+            dmin = np.minimum(dmin, np.linalg.norm(Xs - a, axis=-1))
         first = None
     else:
         dmin = np.full(len(Xs), np.inf)
@@ -88,13 +90,30 @@ def farthest_point_sampling(X, k: int, *, already=None, weights=None) -> list[in
     return chosen
 
 
+# rows whose pairwise distances set the exclusion radius: all of them up to this many (the G²/2
+# distances then take ≤ 67 MB), else this many evenly spaced rows (a deterministic estimate)
+_RADIUS_ROWS = 4096
+
+
+def _pairwise_quantile(X: np.ndarray, q: float) -> float:
+    """The ``q`` quantile of the Euclidean distances between distinct rows of X (G, D), row by
+    row in ``np.triu_indices`` order (never a (G, G, D) array); above ``_RADIUS_ROWS`` rows, of
+    ``_RADIUS_ROWS`` evenly spaced rows."""
+    if len(X) > _RADIUS_ROWS:
+        X = X[np.linspace(0, len(X) - 1, _RADIUS_ROWS).round().astype(int)]
+    d = np.concatenate([np.linalg.norm(X[i] - X[i + 1:], axis=-1) for i in range(len(X) - 1)])
+    return float(np.quantile(d, q))
+
+
 def max_sigma_diverse(scores, X, k: int, *, exclusion_quantile: float = 0.1) -> list[int]:
     """Indices of up to ``k`` rows of ``X`` (G, D): greedily the largest ``scores`` (G,) (e.g. a
     frame's calibrated force σ, eV/Å) first, skipping rows whose Euclidean descriptor distance to
     a row already chosen is below r = the ``exclusion_quantile`` quantile of all pairwise
-    distances between rows (0: no exclusion, pure max-σ). When every remaining row is excluded
-    before ``k`` are chosen, the radius is halved and the pass repeated (so ``min(k, G)`` rows
-    are always returned). Deterministic; ties → lowest index. Non-finite scores are refused."""
+    distances between rows (0: no exclusion, pure max-σ; above 4096 rows, of 4096 evenly spaced
+    rows). When every remaining row is excluded before ``k`` are chosen, the radius is halved and
+    the pass repeated (so ``min(k, G)`` rows are always returned). Deterministic; ties → lowest
+    index. Non-finite scores are refused. Memory O(G·D + k·G) beside the radius's distances
+    (≤ 67 MB), so pools of 10⁵ frames are fine."""
     X = np.asarray(X, dtype=np.float64)
     s = np.asarray(scores, dtype=np.float64).ravel()
     if X.ndim != 2 or len(X) != len(s):
@@ -106,19 +125,21 @@ def max_sigma_diverse(scores, X, k: int, *, exclusion_quantile: float = 0.1) -> 
     k = int(min(max(k, 0), len(X)))
     if k == 0:
         return []
-    D = np.linalg.norm(X[:, None, :] - X[None, :, :], axis=-1)
-    iu = np.triu_indices(len(X), 1)
-    r = float(np.quantile(D[iu], exclusion_quantile)) if len(X) > 1 and exclusion_quantile > 0 else 0.0
+    r = _pairwise_quantile(X, exclusion_quantile) if len(X) > 1 and exclusion_quantile > 0 else 0.0
     order = np.argsort(-s, kind="stable")
     chosen: list[int] = []
+    taken = np.zeros(len(X), dtype=bool)
+    nearest = np.full(len(X), np.inf)  # distance of each row to the nearest chosen row
     while len(chosen) < k:
         for i in order:
             if len(chosen) >= k:
                 break
-            if i in chosen:
+            if taken[i]:
                 continue
-            if not chosen or np.min(D[i, chosen]) >= r:
+            if not chosen or nearest[i] >= r:
                 chosen.append(int(i))
+                taken[i] = True
+                nearest = np.minimum(nearest, np.linalg.norm(X - X[i], axis=-1))
         r *= 0.5
         if r < 1e-300:
             r = 0.0

@@ -57,3 +57,45 @@ def test_refuses_bad_inputs():
         max_sigma_diverse([0.1, 0.2], X, 1)
     with pytest.raises(InputError, match="exclusion_quantile"):
         max_sigma_diverse([0.1, 0.2, 0.3], X, 1, exclusion_quantile=1.0)
+
+
+def _brute_force_picks(scores, X, k, q):
+    """The definition, on the full (G, G) distance matrix: largest score first, skipping rows
+    closer than r = the q quantile of all pairwise distances to a chosen row, r halved per pass."""
+    D = np.linalg.norm(X[:, None, :] - X[None, :, :], axis=-1)
+    r = float(np.quantile(D[np.triu_indices(len(X), 1)], q)) if q > 0 and len(X) > 1 else 0.0
+    chosen = []
+    while len(chosen) < k:
+        for i in np.argsort(-scores, kind="stable"):
+            if len(chosen) < k and i not in chosen and (not chosen or D[i, chosen].min() >= r):
+                chosen.append(int(i))
+        r = r * 0.5 if r * 0.5 >= 1e-300 else 0.0
+    return chosen
+
+
+@pytest.mark.parametrize("q", [0.0, 0.1, 0.5, 0.9])
+def test_picks_match_the_definition_on_the_full_distance_matrix(q):
+    rng = np.random.default_rng(3)
+    for G, D, k in [(1, 3, 2), (40, 5, 7), (120, 12, 30), (60, 2, 60)]:
+        X = np.round(rng.normal(size=(G, D)), 1)  # rounded: exact ties in distance and score
+        s = np.round(rng.random(G), 1)
+        assert max_sigma_diverse(s, X, k, exclusion_quantile=q) == _brute_force_picks(s, X, min(k, G), q)
+
+
+def test_large_pools_need_no_pairwise_array():
+    """A pool of 20 000 frames with the 144 descriptors of three elements: the old (G, G, D)
+    difference array would take 460 GB; now the picks come in O(G·D) memory, and every pair of
+    picks is at least the exclusion radius apart (no radius halving needed here)."""
+    from cgkit.learn import farthest_point_sampling
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20000, 144))
+    s = rng.random(20000)
+    picks = max_sigma_diverse(s, X, 10, exclusion_quantile=0.1)
+    assert len(set(picks)) == 10 and picks[0] == int(np.argmax(s))
+    sub = X[np.linspace(0, len(X) - 1, 4096).round().astype(int)]
+    d = np.concatenate([np.linalg.norm(sub[i] - sub[i + 1:], axis=-1) for i in range(len(sub) - 1)])
+    r = np.quantile(d, 0.1)
+    P = X[picks]
+    assert np.linalg.norm(P[:, None] - P[None], axis=-1)[np.triu_indices(10, 1)].min() >= r
+    fps = farthest_point_sampling(X, 5, already=X[:2000])
+    assert len(set(fps)) == 5 and not set(fps) & set(range(2000))
