@@ -6,8 +6,14 @@ qm_make_structures.py): ASE Langevin MD driven by the teacher itself at 300, 600
 20 steps apart: 20 frames per system, 60 in all. ``info['regime']`` is the system,
 ``info['temperature_K']`` the temperature. The MD seeds (100 + 10·system + k) differ from every
 seed `cgkit learn` uses, and the temperatures 600 and 900 K are not among the exploration
-temperatures. Needs the tblite package. Run: python make_qm_test_set.py
+temperatures.
+
+``--start qm_molset_start.extxyz --out qm_molset_test.extxyz`` makes the test set of
+qm_xtb_molset.yaml the same way (19 molecules, 380 frames); ``info['regime']`` is then the
+molecule's chemical class (``info['class']`` of the start structure) and ``info['system']`` the
+molecule. Needs the tblite package. Run: python make_qm_test_set.py
 """
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +29,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--start", default="qm_start.extxyz", help="start structures (in this folder)")
+    ap.add_argument("--out", default="qm_xtb_test.extxyz", help="test set to write (in this folder)")
+    args = ap.parse_args()
     out = []
-    for s, start in enumerate(read(str(HERE / "qm_start.extxyz"), ":")):
+    for s, start in enumerate(read(str(HERE / args.start), ":")):
         for k, T in enumerate((300.0, 600.0, 900.0, 1200.0)):
             a = start.copy()
             a.calc = TBLite(method="GFN2-xTB", verbosity=0)
@@ -36,10 +46,12 @@ def main():
                 md.run(20)
                 b = a.copy()
                 b.calc = SinglePointCalculator(b, energy=a.get_potential_energy(), forces=a.get_forces())
-                b.info = {"regime": start.info["system"], "temperature_K": T}
+                b.info = {"regime": start.info.get("class", start.info["system"]), "temperature_K": T}
+                if "class" in start.info:
+                    b.info["system"] = start.info["system"]
                 out.append(b)
-    write(str(HERE / "qm_xtb_test.extxyz"), out, format="extxyz")
-    print(f"wrote {HERE / 'qm_xtb_test.extxyz'} ({len(out)} frames)")
+    write(str(HERE / args.out), out, format="extxyz")
+    print(f"wrote {HERE / args.out} ({len(out)} frames)")
 
 
 if __name__ == "__main__":

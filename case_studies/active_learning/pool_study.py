@@ -62,7 +62,7 @@ def teacher_calculator(cfg):
 def teacher_pool(cfg, seed, md_steps, sample_every, skip, temperatures=None, strains=None, repeats=1):
     """Teacher Langevin MD pool: one run per start structure × temperature (K) × strain (strains
     only for periodic structures), ``md_steps`` steps of the config's ``exploration.timestep_fs``
-    (centre of mass fixed for molecules), a frame every ``sample_every`` steps after ``skip``;
+    (for molecules ASE's ``fixcm``: no thermostat noise on the centre of mass), a frame every ``sample_every`` steps after ``skip``;
     ``repeats`` independent runs (other MD seeds) of each. Each frame's
     ``info`` holds structure index, temperature_K, strain, md_step and ``rms_disp`` (Å): the RMS
     displacement of the atoms from the run's start, centre-of-mass drift removed (≳ 0.7 Å means

@@ -56,3 +56,58 @@ def test_pool_takes_the_configs_teacher_and_timestep(pool_study):
     assert max(a.info["rms_disp"] for a in pool) < 0.1
     seeds = pool_study.seed_set(cfg, 0)
     assert len(seeds) == 6 and all(np.isfinite(a.get_forces()).all() for a in seeds)
+
+
+def test_xtb_molecule_set_files_are_what_the_config_says(pool_study):
+    """qm_xtb_molset.yaml (GFN2-xTB through tblite): 19 relaxed C/H/O molecules with their chemical
+    class; the test set is 20 frames per molecule at 300-1200 K whose labels are GFN2-xTB's (checked
+    on 5 frames against a fresh tblite calculation, to
+    the SCF tolerance: an SCF restarted from the last MD step's density and a fresh one differ
+    by up to 3e-4 eV/Å); the pool is run by the same teacher, and its labels are
+    tblite's too."""
+    pytest.importorskip("tblite.ase", reason="needs tblite (GFN2-xTB): pip install tblite")
+    from ase.io import read
+    from collections import Counter
+    from cgkit.io_potential import load_calculator
+    cfg = merge_config(yaml.safe_load((FOLDER / "qm_xtb_molset.yaml").read_text()))
+    starts = read(str(FOLDER / "qm_molset_start.extxyz"), ":")
+    assert len(starts) == 19 and set("".join(a.get_chemical_formula() for a in starts)) <= set("CHO0123456789")
+    assert Counter(a.info["class"] for a in starts) == {"alkane": 5, "unsaturated": 3, "alcohol_ether": 4,
+                                                       "carbonyl": 4, "acid_ester": 3}
+    teacher = load_calculator(cfg["teacher"])
+    a = starts[9].copy()  # ethanol, relaxed: BFGS to fmax 0.01 eV/Å
+    a.calc = teacher
+    assert np.abs(a.get_forces()).max() < 0.011
+    test = read(str(FOLDER / cfg["test"]["file"]), ":")
+    assert len(test) == 380
+    assert Counter(a.info["system"] for a in test) == {s.info["system"]: 20 for s in starts}
+    assert Counter(a.info["temperature_K"] for a in test) == {300.0: 95, 600.0: 95, 900.0: 95, 1200.0: 95}
+    assert {a.info["regime"] for a in test} == {s.info["class"] for s in starts}
+    for a in test[::76]:
+        b = a.copy()
+        b.calc = teacher
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-3)
+        assert abs(a.get_potential_energy() - b.get_potential_energy()) < 1e-4
+    pool = pool_study.teacher_pool(cfg, 0, 10, 5, 0, [300.0], [0.0])
+    assert len(pool) == 19 * 2
+    for a in (pool[0], pool[-1]):
+        b = a.copy()
+        b.calc = teacher
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-3)
+
+
+def test_xtb_test_set_labels_are_gfn2_xtb():
+    """qm_xtb_test.extxyz (qm_xtb.yaml's test set) holds GFN2-xTB labels (4 frames recomputed with
+    the config's teacher, to the SCF tolerance)."""
+    pytest.importorskip("tblite.ase", reason="needs tblite (GFN2-xTB): pip install tblite")
+    from ase.io import read
+    from cgkit.io_potential import load_calculator
+    cfg = merge_config(yaml.safe_load((FOLDER / "qm_xtb.yaml").read_text()))
+    test = read(str(FOLDER / cfg["test"]["file"]), ":")
+    assert len(test) == 60
+    teacher = load_calculator(cfg["teacher"])
+    for a in test[::15]:
+        b = a.copy()
+        b.calc = teacher
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-3)
+        assert abs(a.get_potential_energy() - b.get_potential_energy()) < 1e-4
