@@ -2,7 +2,9 @@
 force RMSE per label count, labels to reach each target per seed and strategy with the ratios
 random ÷ strategy (mean ± std and min–max over the seeds that reach it), and what each strategy
 labelled (per regime, in the first batch, per temperature). ``--regime liquid`` measures the
-learning curves on that test regime only.
+learning curves on that test regime only. ``--plot FILE.png`` draws the learning curves of
+every strategy (mean over seeds, min–max band), each to its own length, on the whole test set
+and per regime: the figure for studies whose strategies ran to different label counts.
 
 Run: python pool_study_tables.py results/pool_study_ladder_b8.json --targets 0.05 0.045 0.04
 """
@@ -16,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pool_study import labels_to_reach
 ap = argparse.ArgumentParser(); ap.add_argument("files", nargs="+"); ap.add_argument("--targets", type=float, nargs="+", required=True)
 ap.add_argument("--regime", default="all", help="test regime of the curves (all = whole test set)")
+ap.add_argument("--plot", default=None, help="PNG of the learning curves of every strategy and regime")
 a = ap.parse_args()
 REG = a.regime
 runs = []; seeds = None; strats = []; comp = None
@@ -66,3 +69,21 @@ for st in strats:
     names = [k for k in ["crystal", "vacancy", "surface", "liquid"] if k in c] + sorted(set(c) - {"crystal", "vacancy", "surface", "liquid"})
     f = lambda d: ", ".join(f"{k} {d.get(k, 0)}" for k in names)
     print(f"| {st} | {f(c)} | {f(c1)} | " + ", ".join(f"{k}: {v}" for k, v in sorted(T.items())) + " |")
+if a.plot:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from cgkit.plotting import pyplot, savefig
+    plt = pyplot()
+    regs = ["all"] + sorted(k for k in run(strats[0], seeds[0])["curve"][0][1] if k != "all")
+    fig, axes = plt.subplots(1, len(regs), figsize=(3.2 * len(regs), 3.4), sharex=True)
+    for ax, reg in zip(np.atleast_1d(axes), regs):
+        for k, st in enumerate(strats):
+            m = min(len(run(st, sd)["curve"]) for sd in seeds)
+            n = [x for x, _ in run(st, seeds[0])["curve"][:m]]
+            E = np.array([[e[reg] for _, e in run(st, sd)["curve"][:m]] for sd in seeds])
+            ax.plot(n, E.mean(0), "o-", color=f"C{k}", ms=3, label=st)
+            ax.fill_between(n, E.min(0), E.max(0), color=f"C{k}", alpha=0.15)
+        ax.set_yscale("log"); ax.set_xlabel("labels"); ax.set_title(reg if reg != "all" else "all (test set)")
+    np.atleast_1d(axes)[0].set_ylabel("test force RMSE (eV/Å)")
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    savefig(fig, a.plot)
+    print(f"wrote {a.plot}")
