@@ -70,7 +70,6 @@ for st in strats:
     f = lambda d: ", ".join(f"{k} {d.get(k, 0)}" for k in names)
     print(f"| {st} | {f(c)} | {f(c1)} | " + ", ".join(f"{k}: {v}" for k, v in sorted(T.items())) + " |")
 if a.plot:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from cgkit.plotting import pyplot, savefig
     plt = pyplot()
     regs = ["all"] + sorted(k for k in run(strats[0], seeds[0])["curve"][0][1] if k != "all")

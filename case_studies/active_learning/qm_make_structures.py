@@ -9,8 +9,8 @@ to the ethanol oxygen). Each is relaxed with GFN2-xTB (tblite, ASE BFGS, fmax 0.
 
 ``--set molset``: MOLSET, 19 closed-shell C/H/O molecules of ASE's G2 set spanning the chemistry a
 general organic C/H/O potential meets (alkanes, unsaturated and aromatic hydrocarbons, alcohols
-and ethers, carbonyls, acids and esters, a strained ring, a peroxide, a ketene, CO2), relaxed the
-same way; ``info['class']`` is the chemical class (the test set's regime).
+and ethers with a strained ring, carbonyls with a ketene, acids and esters), relaxed the same
+way; ``info['class']`` is the chemical class (the test set's regime).
 
 Needs the tblite package. Run: python qm_make_structures.py [--set molset]
 """

@@ -8,9 +8,9 @@ each with one fixed, larger budget (``--train``), then reports the test-set forc
 and per regime. If random's set of N labels, trained this way, is still no better than σ's set
 of N/2 labels, the ratio does not come from under-training the larger set.
 
-Run (about 3 min per label set and seed for the 19-molecule xTB set on one core):
+Run (about 5 min per label set and seed for the 19-molecule xTB set on one core):
   python retrain_control.py --config qm_xtb_molset.yaml --study STUDY_DIR --seeds 0 1 2 \\
-      --sets random:139 random:279 sigma_rms:139 --train '{max_steps: 3000}' --out control.json
+      --sets sigma_rms:139 random:139 random:279 --train '{max_steps: 8000}' --out control.json
 """
 import argparse
 import copy
@@ -28,7 +28,7 @@ def main():
     ap.add_argument("--study", required=True, help="the pool study's --out folder")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sets", nargs="+", required=True, help="STRATEGY:LABELS, e.g. random:279")
-    ap.add_argument("--train", default="{max_steps: 3000}", help="YAML mapping replacing committee.train keys")
+    ap.add_argument("--train", default="{max_steps: 8000}", help="YAML mapping replacing committee.train keys")
     ap.add_argument("--out", required=True, help="JSON file to write (results so far kept on rerun)")
     args = ap.parse_args()
     from ase.io import read
