@@ -46,12 +46,14 @@ def main():
             key = f"{strategy}:{n}:seed{seed}"
             if key in res["sets"]:
                 continue
-            src = next((d / "train_0.extxyz" for d in sorted((study / f"{strategy}_seed{seed}").glob("iter_*"))
-                        if (d / "train_0.extxyz").is_file()
-                        and len(read(str(d / "train_0.extxyz"), ":")) == int(n)), None)
+            src, frames = None, []
+            for f in sorted((study / f"{strategy}_seed{seed}").glob("iter_*/train_0.extxyz")):
+                frames = read(str(f), ":")
+                if len(frames) == int(n):
+                    src = f
+                    break
             if src is None:
                 raise SystemExit(f"{study}/{strategy}_seed{seed} has no iteration with {n} labels")
-            frames = read(str(src), ":")
             d = study / "control" / f"{strategy}_{n}_seed{seed}"
             committee = train_committee(copy.deepcopy(cfg), frames, d, 0, seed, None, False)
             res["sets"][key] = {"strategy": strategy, "labels": int(n), "seed": seed, "from": str(src),

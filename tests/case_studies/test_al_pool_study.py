@@ -21,6 +21,16 @@ def pool_study():
     return mod
 
 
+def _assert_teacher_labels(frames, teacher, atol_forces, atol_energy=None):
+    """Each frame's stored forces (and energy, if ``atol_energy``) equal a fresh ``teacher`` call."""
+    for a in frames:
+        b = a.copy()
+        b.calc = teacher
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=atol_forces)
+        if atol_energy is not None:
+            assert abs(a.get_potential_energy() - b.get_potential_energy()) < atol_energy
+
+
 def test_short_teacher_pool_is_solid_and_counted_once(pool_study):
     cfg = merge_config(yaml.safe_load((FOLDER / "cu_emt.yaml").read_text()))
     pool = pool_study.teacher_pool(cfg, 0, 20, 10, 0, [300.0], [0.0])
@@ -47,11 +57,7 @@ def test_pool_takes_the_configs_teacher_and_timestep(pool_study):
     assert len(pool) == 3 * 2 * 2
     assert [a.info["repeat"] for a in pool[:4]] == [0, 0, 1, 1]
     assert not np.allclose(pool[0].positions, pool[2].positions)  # another MD seed
-    sw = load_calculator("cgkit:sw")
-    for a in (pool[0], pool[-1]):
-        b = a.copy()
-        b.calc = sw
-        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-8)
+    _assert_teacher_labels((pool[0], pool[-1]), load_calculator("cgkit:sw"), 1e-8)
     # 10 steps of 1 fs at 300 K: the crystal is intact (RMS displacement well below a bond)
     assert max(a.info["rms_disp"] for a in pool) < 0.1
     seeds = pool_study.seed_set(cfg, 0)
@@ -61,10 +67,9 @@ def test_pool_takes_the_configs_teacher_and_timestep(pool_study):
 def test_xtb_molecule_set_files_are_what_the_config_says(pool_study):
     """qm_xtb_molset.yaml (GFN2-xTB through tblite): 19 relaxed C/H/O molecules with their chemical
     class; the test set is 20 frames per molecule at 300-1200 K whose labels are GFN2-xTB's (checked
-    on 5 frames against a fresh tblite calculation, to
-    the SCF tolerance: an SCF restarted from the last MD step's density and a fresh one differ
-    by up to 3e-4 eV/Å); the pool is run by the same teacher, and its labels are
-    tblite's too."""
+    on 5 frames against a fresh tblite calculation, to the SCF tolerance: an SCF restarted from the
+    last MD step's density and a fresh one differ by up to 3e-4 eV/Å); the pool is run by the same
+    teacher, and its labels are tblite's too."""
     pytest.importorskip("tblite.ase", reason="needs tblite (GFN2-xTB): pip install tblite")
     from ase.io import read
     from collections import Counter
@@ -83,17 +88,10 @@ def test_xtb_molecule_set_files_are_what_the_config_says(pool_study):
     assert Counter(a.info["system"] for a in test) == {s.info["system"]: 20 for s in starts}
     assert Counter(a.info["temperature_K"] for a in test) == {300.0: 95, 600.0: 95, 900.0: 95, 1200.0: 95}
     assert {a.info["regime"] for a in test} == {s.info["class"] for s in starts}
-    for a in test[::76]:
-        b = a.copy()
-        b.calc = teacher
-        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-3)
-        assert abs(a.get_potential_energy() - b.get_potential_energy()) < 1e-4
+    _assert_teacher_labels(test[::76], teacher, 1e-3, 1e-4)
     pool = pool_study.teacher_pool(cfg, 0, 10, 5, 0, [300.0], [0.0])
     assert len(pool) == 19 * 2
-    for a in (pool[0], pool[-1]):
-        b = a.copy()
-        b.calc = teacher
-        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-3)
+    _assert_teacher_labels((pool[0], pool[-1]), teacher, 1e-3)
 
 
 def test_xtb_test_set_labels_are_gfn2_xtb():
@@ -105,9 +103,4 @@ def test_xtb_test_set_labels_are_gfn2_xtb():
     cfg = merge_config(yaml.safe_load((FOLDER / "qm_xtb.yaml").read_text()))
     test = read(str(FOLDER / cfg["test"]["file"]), ":")
     assert len(test) == 60
-    teacher = load_calculator(cfg["teacher"])
-    for a in test[::15]:
-        b = a.copy()
-        b.calc = teacher
-        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-3)
-        assert abs(a.get_potential_energy() - b.get_potential_energy()) < 1e-4
+    _assert_teacher_labels(test[::15], load_calculator(cfg["teacher"]), 1e-3, 1e-4)
